@@ -1,0 +1,3 @@
+from revstats.cli import main
+
+main()

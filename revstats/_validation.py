@@ -1,0 +1,73 @@
+"""Shared input validation: one `_validate_*` step per public function builds on these.
+
+Messages name the argument in backticks and say how to fix it (STYLE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+import numpy as np
+
+RNGLike = np.random.Generator | int | np.random.SeedSequence | None
+
+
+def check_confidence(confidence: float) -> float:
+    """Return `confidence` as a float in (0, 1) or raise ValueError."""
+    try:
+        c = float(confidence)
+    except (TypeError, ValueError):
+        raise TypeError(f"`confidence` must be a number in (0, 1), got {confidence!r}") from None
+    if not (0.0 < c < 1.0) or not np.isfinite(c):
+        raise ValueError(
+            f"`confidence` must lie strictly between 0 and 1 (e.g. 0.95), got {confidence!r}"
+        )
+    return c
+
+
+def normalize_rng(rng: RNGLike) -> np.random.Generator:
+    """The one RNG convention: Generator | int | SeedSequence | None -> Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer, np.random.SeedSequence)):
+        if isinstance(rng, (int, np.integer)) and rng < 0:
+            raise ValueError(f"`rng` seed must be a non-negative integer, got {rng}")
+        return np.random.default_rng(rng)
+    raise TypeError(
+        f"`rng` must be a numpy Generator, an int seed, a SeedSequence or None, got {type(rng).__name__}"
+    )
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """Check that `value` is one of `choices` (case-sensitive, lowercase by convention)."""
+    if value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"`{name}` must be one of {opts}; got {value!r}")
+    return value
+
+
+def check_dims(name: str, obj: Any, dims: str | Sequence[Hashable]) -> tuple[Hashable, ...]:
+    """Check that every dim in `dims` exists on the xarray object `obj`; return them as a tuple."""
+    wanted = (dims,) if isinstance(dims, str) else tuple(dims)
+    have = tuple(obj.dims)
+    missing = [d for d in wanted if d not in have]
+    if missing:
+        raise ValueError(
+            f"`{name}` has no dimension {', '.join(map(repr, missing))}; its dimensions are "
+            f"{', '.join(map(repr, have)) or '(none)'}: pass one of those as `dim`"
+        )
+    return wanted
+
+
+def as_finite_array(name: str, x: Any, *, min_size: int = 1, dtype: Any = float) -> np.ndarray:
+    """Convert to an ndarray of `dtype`, refusing empty, NaN or infinite input."""
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError):
+        raise TypeError(f"`{name}` must be numeric array-like, got {type(x).__name__}") from None
+    if arr.size < min_size:
+        raise ValueError(f"`{name}` needs at least {min_size} value(s), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` contains NaN or infinite values: remove or impute them first")
+    return arr
