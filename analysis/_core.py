@@ -1,0 +1,131 @@
+"""The one door from `analysis` into the revstats core.
+
+Every statistic the pipeline reports is computed by the core (`revstats.geometry`,
+`revstats.nulls`, `revstats.intervals`, `revstats.effects`); this module only adapts call
+shapes (xarray in, plain floats out) so the pipeline reads as a composition of named steps.
+Where a core function has not landed yet, `analysis._interim` stands in and the result's
+`method` string says so; those stand-ins are removed as the core lands.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_INTERIM_USED: set[str] = set()
+
+
+def _resolve(module: str, name: str) -> Any:
+    try:
+        mod = importlib.import_module(module)
+        return getattr(mod, name)
+    except (ImportError, AttributeError):
+        from analysis import _interim
+
+        _INTERIM_USED.add(f"{module}.{name}")
+        return getattr(_interim, name)
+
+
+def interim_used() -> list[str]:
+    """Core functions that were replaced by interim stand-ins in this process."""
+    return sorted(_INTERIM_USED)
+
+
+def open_store(path: str) -> Any:
+    return _resolve("revstats.store", "open_store")(path)
+
+
+def reversion_direction(witness: Any, aligned: Any, *, dim: str = "example") -> Any:
+    return _resolve("revstats.geometry", "reversion_direction")(witness, aligned, dim=dim)
+
+
+def alignment(drift: Any, direction: Any, *, dim: str = "hidden") -> Any:
+    return _resolve("revstats.geometry", "alignment")(drift, direction, dim=dim)
+
+
+def debiased_alignment(acts: Any, witness: Any, *, rng: int) -> Any:
+    """Cross-fitted alignment per (run, step, layer); see DESIGN §4."""
+    return _resolve("revstats.geometry", "debiased_alignment")(acts, witness, rng=rng)
+
+
+def direction_stability(witness: Any, aligned: Any, *, n_resamples: int, rng: int) -> dict:
+    return _resolve("revstats.geometry", "direction_stability")(
+        witness, aligned, n_resamples=n_resamples, rng=rng
+    )
+
+
+def isotropic_cosine(d: int) -> Any:
+    return _resolve("revstats.nulls", "isotropic_cosine")(d)
+
+
+def effective_dimension(x: Any) -> float:
+    return float(_resolve("revstats.nulls", "effective_dimension")(x))
+
+
+def covariance_matched_null(samples: Any, drift: Any, *, n_draws: int, rng: int) -> Any:
+    return _resolve("revstats.nulls", "covariance_matched_null")(
+        samples, drift, n_draws=n_draws, rng=rng
+    )
+
+
+def permutation_null(differences: Any, drift: Any, *, n_draws: int, rng: int) -> Any:
+    return _resolve("revstats.nulls", "permutation_null")(
+        differences, drift, n_draws=n_draws, rng=rng
+    )
+
+
+def adjust_pvalues(p: Any, *, method: str = "holm") -> Any:
+    return _resolve("revstats.nulls", "adjust_pvalues")(p, method=method)
+
+
+def mean_ci(x: Any, *, confidence: float) -> Any:
+    return _resolve("revstats.intervals", "mean_ci")(x, confidence=confidence)
+
+
+def proportion_ci(k: Any, n: Any, *, method: str, confidence: float) -> Any:
+    return _resolve("revstats.intervals", "proportion_ci")(
+        k, n, method=method, confidence=confidence
+    )
+
+
+def proportion_diff_ci(k1: Any, n1: Any, k2: Any, n2: Any, *, method: str, confidence: float) -> Any:
+    return _resolve("revstats.intervals", "proportion_diff_ci")(
+        k1, n1, k2, n2, method=method, confidence=confidence
+    )
+
+
+def bootstrap_ci(data: Any, statistic: Any, *, method: str, n_resamples: int,
+                 confidence: float, rng: int) -> Any:
+    return _resolve("revstats.intervals", "bootstrap_ci")(
+        data, statistic, method=method, n_resamples=n_resamples, confidence=confidence, rng=rng
+    )
+
+
+def hedges_g(a: Any, b: Any, *, confidence: float) -> Any:
+    return _resolve("revstats.effects", "hedges_g")(a, b, confidence=confidence)
+
+
+def mean_difference(a: Any, b: Any, *, confidence: float) -> Any:
+    return _resolve("revstats.effects", "mean_difference")(a, b, confidence=confidence)
+
+
+def risk_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float) -> Any:
+    return _resolve("revstats.effects", "risk_ratio")(k1, n1, k2, n2, confidence=confidence)
+
+
+def non_inferiority(treatment: Any, control: Any, *, margin: float, higher_is_better: bool,
+                    confidence: float) -> Any:
+    return _resolve("revstats.effects", "non_inferiority")(
+        treatment, control, margin=margin, higher_is_better=higher_is_better,
+        confidence=confidence,
+    )
+
+
+def trend_test(groups: Any) -> Any:
+    return _resolve("revstats.effects", "jonckheere_terpstra")(groups)
+
+
+def spearman(x: Any, y: Any, *, n_resamples: int, confidence: float, rng: int) -> Any:
+    return _resolve("revstats.effects", "spearman")(
+        x, y, n_resamples=n_resamples, confidence=confidence, rng=rng
+    )

@@ -1,0 +1,224 @@
+"""Interim stand-ins for core functions that have not landed on main yet.
+
+Deleted as `revstats.geometry`, `revstats.nulls`, `revstats.intervals` and `revstats.effects`
+land; `analysis._core.interim_used()` lists which were used, and results.json records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from scipy import stats
+
+
+@dataclass(frozen=True)
+class _Result:
+    estimate: Any
+    low: Any
+    high: Any
+    confidence: float
+    method: str
+    pvalue: Any = None
+
+
+def open_store(path: str) -> xr.Dataset:
+    return xr.open_zarr(path)
+
+
+def reversion_direction(witness: xr.DataArray, aligned: xr.DataArray, *, dim: str = "example"):
+    v = witness.mean(dim) - aligned.mean(dim)
+    return v / np.sqrt((v**2).sum("hidden"))
+
+
+def alignment(drift: xr.DataArray, direction: xr.DataArray, *, dim: str = "hidden"):
+    num = (drift * direction).sum(dim)
+    return num / (np.sqrt((drift**2).sum(dim)) * np.sqrt((direction**2).sum(dim)))
+
+
+def debiased_alignment(acts: xr.DataArray, witness: xr.DataArray, *, rng: int):
+    n = acts.sizes["example"]
+    perm = np.random.default_rng(rng).permutation(n)
+    a_idx, b_idx = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
+
+    def half(x, idx):
+        return x.isel(example=idx).mean("example")
+
+    aligned = acts.isel(step=0)
+    d_a = half(acts, a_idx) - half(aligned, a_idx)
+    d_b = half(acts, b_idx) - half(aligned, b_idx)
+    v_a = half(witness, a_idx) - half(aligned, a_idx)
+    v_b = half(witness, b_idx) - half(aligned, b_idx)
+    num = 0.5 * ((d_a * v_b).sum("hidden") + (d_b * v_a).sum("hidden"))
+    dd = (d_a * d_b).sum("hidden")
+    vv = (v_a * v_b).sum("hidden")
+    den = np.sqrt(dd.where(dd > 0) * vv.where(vv > 0))
+    return num / den
+
+
+def direction_stability(witness: np.ndarray, aligned: np.ndarray, *, n_resamples: int, rng: int):
+    g = np.random.default_rng(rng)
+    diff = np.asarray(witness, float) - np.asarray(aligned, float)
+    n = diff.shape[0]
+    v = diff.mean(0)
+    v /= np.linalg.norm(v)
+    idx = g.integers(0, n, size=(n_resamples, n))
+    boots = diff[idx].mean(1)
+    cos = boots @ v / np.linalg.norm(boots, axis=1)
+    perm = g.permutation(n)
+    h1, h2 = diff[perm[: n // 2]].mean(0), diff[perm[n // 2 :]].mean(0)
+    split = float(h1 @ h2 / (np.linalg.norm(h1) * np.linalg.norm(h2)))
+    lo, hi = np.quantile(cos, [0.025, 0.975])
+    return {
+        "bootstrap_cosine": {"estimate": float(np.median(cos)), "low": float(lo),
+                             "high": float(hi), "method": "percentile (interim)",
+                             "confidence": 0.95, "n_resamples": n_resamples},
+        "split_half_cosine": split,
+    }
+
+
+class _Iso:
+    def __init__(self, d: int) -> None:
+        self._b = stats.beta((d - 1) / 2, (d - 1) / 2)
+
+    def ppf(self, q):
+        return 2 * self._b.ppf(q) - 1
+
+    def sf(self, x):
+        return self._b.sf((np.asarray(x) + 1) / 2)
+
+
+def isotropic_cosine(d: int) -> _Iso:
+    return _Iso(d)
+
+
+def effective_dimension(x: np.ndarray) -> float:
+    x = np.asarray(x, float)
+    x = x - x.mean(0)
+    g = x @ x.T
+    return float(np.trace(g) ** 2 / np.sum(g * g))
+
+
+def _mc_cosines(basis: np.ndarray, drift: np.ndarray, z: np.ndarray) -> np.ndarray:
+    # u = z @ basis; cos(drift, u) via the small Gram matrix, never forming u explicitly
+    gram = basis @ basis.T
+    proj = drift @ basis.T  # (m, n)
+    num = proj @ z.T  # (m, draws)
+    unorm = np.sqrt(np.einsum("kn,nm,km->k", z, gram, z))
+    return num / (np.linalg.norm(drift, axis=1)[:, None] * unorm[None, :])
+
+
+def covariance_matched_null(samples: np.ndarray, drift: np.ndarray, *, n_draws: int, rng: int):
+    x = np.asarray(samples, float)
+    x = x - x.mean(0)
+    z = np.random.default_rng(rng).standard_normal((n_draws, x.shape[0]))
+    return _mc_cosines(x, np.atleast_2d(drift), z)
+
+
+def permutation_null(differences: np.ndarray, drift: np.ndarray, *, n_draws: int, rng: int):
+    d = np.asarray(differences, float)
+    s = np.random.default_rng(rng).choice([-1.0, 1.0], size=(n_draws, d.shape[0]))
+    return _mc_cosines(d, np.atleast_2d(drift), s)
+
+
+def adjust_pvalues(p, *, method: str = "holm"):
+    from statsmodels.stats.multitest import multipletests
+
+    m = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh", "by": "fdr_by"}[method]
+    return multipletests(np.asarray(p, float), method=m)[1]
+
+
+def mean_ci(x, *, confidence: float):
+    x = np.asarray(x, float)
+    m, n = x.mean(), x.size
+    if n < 2:
+        return _Result(m, np.nan, np.nan, confidence, "t")
+    h = stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(ddof=1) / np.sqrt(n)
+    return _Result(m, m - h, m + h, confidence, "t")
+
+
+def proportion_ci(k, n, *, method: str, confidence: float):
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    p = k / n
+    c = (p + z * z / (2 * n)) / (1 + z * z / n)
+    h = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return _Result(p, c - h, c + h, confidence, "wilson")
+
+
+def proportion_diff_ci(k1, n1, k2, n2, *, method: str, confidence: float):
+    a = proportion_ci(k1, n1, method="wilson", confidence=confidence)
+    b = proportion_ci(k2, n2, method="wilson", confidence=confidence)
+    d = a.estimate - b.estimate
+    lo = d - np.sqrt((a.estimate - a.low) ** 2 + (b.high - b.estimate) ** 2)
+    hi = d + np.sqrt((a.high - a.estimate) ** 2 + (b.estimate - b.low) ** 2)
+    return _Result(d, lo, hi, confidence, "newcombe")
+
+
+def bootstrap_ci(data, statistic, *, method: str, n_resamples: int, confidence: float, rng: int):
+    res = stats.bootstrap(data, statistic, method="percentile", n_resamples=n_resamples,
+                          confidence_level=confidence, rng=rng, paired=True, vectorized=False)
+    return _Result(statistic(*data), res.confidence_interval.low,
+                   res.confidence_interval.high, confidence, "percentile")
+
+
+def hedges_g(a, b, *, confidence: float):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    n1, n2 = a.size, b.size
+    sp = np.sqrt(((n1 - 1) * a.var(ddof=1) + (n2 - 1) * b.var(ddof=1)) / (n1 + n2 - 2))
+    j = 1 - 3 / (4 * (n1 + n2) - 9)
+    g = j * (a.mean() - b.mean()) / sp
+    se = np.sqrt((n1 + n2) / (n1 * n2) + g * g / (2 * (n1 + n2)))
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return _Result(g, g - z * se, g + z * se, confidence, "hedges_g_normal")
+
+
+def mean_difference(a, b, *, confidence: float):
+    r = stats.ttest_ind(a, b, equal_var=False)
+    ci = r.confidence_interval(confidence)
+    return _Result(float(np.mean(a) - np.mean(b)), ci.low, ci.high, confidence, "welch_t",
+                   pvalue=r.pvalue)
+
+
+def risk_ratio(k1, n1, k2, n2, *, confidence: float):
+    rr = (k1 / n1) / (k2 / n2)
+    se = np.sqrt(1 / k1 - 1 / n1 + 1 / k2 - 1 / n2)
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    return _Result(rr, rr * np.exp(-z * se), rr * np.exp(z * se), confidence, "katz_log")
+
+
+def non_inferiority(treatment, control, *, margin: float, higher_is_better: bool,
+                    confidence: float):
+    sign = 1.0 if higher_is_better else -1.0
+    t, c = np.asarray(treatment, float), np.asarray(control, float)
+    r = stats.ttest_ind(sign * t + margin, sign * c, equal_var=False, alternative="greater")
+    diff = mean_difference(t, c, confidence=2 * confidence - 1)
+    return _Result(diff.estimate, diff.low, diff.high, confidence, "welch_t_noninferiority",
+                   pvalue=r.pvalue)
+
+
+def jonckheere_terpstra(groups):
+    groups = [np.asarray(g, float) for g in groups]
+    s = 0.0
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            d = groups[j][None, :] - groups[i][:, None]
+            s += np.sum(d > 0) + 0.5 * np.sum(d == 0)
+    ns = np.array([g.size for g in groups])
+    n = ns.sum()
+    mean = (n * n - np.sum(ns**2)) / 4
+    var = (n * n * (2 * n + 3) - np.sum(ns**2 * (2 * ns + 3))) / 72
+    zs = (s - mean) / np.sqrt(var)
+    return _Result(s, np.nan, np.nan, 0.95, "jonckheere_terpstra_normal",
+                   pvalue=stats.norm.sf(zs))
+
+
+def spearman(x, y, *, n_resamples: int, confidence: float, rng: int):
+    def rho(a, b):
+        return stats.spearmanr(a, b).statistic
+
+    r = bootstrap_ci((np.asarray(x), np.asarray(y)), rho, method="percentile",
+                     n_resamples=n_resamples, confidence=confidence, rng=rng)
+    return _Result(rho(x, y), r.low, r.high, confidence, "spearman_bootstrap_percentile",
+                   pvalue=stats.spearmanr(x, y).pvalue)

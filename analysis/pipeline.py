@@ -1,0 +1,592 @@
+"""The analysis pipeline: one conforming store in, one `results.json`-shaped dict out.
+
+The store is reduced lazily (dask) to small per-(run, step, layer) quantities, computed once,
+and every statistic is then taken from the revstats core (through `analysis._core`). Each piece
+runs only where the store has the data for it; what was skipped is listed with the reason.
+The key layout is documented in docs/results-json.md and fixed by analysis/results.schema.json.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import dask
+import numpy as np
+import xarray as xr
+
+from analysis import _core
+from revstats._validation import check_choice, check_confidence
+from revstats._version import __version__
+from revstats.errors import RevstatsError
+
+__all__ = [
+    "NULL_TYPES",
+    "RESULTS_SCHEMA",
+    "AnalysisSettings",
+    "MissingDataError",
+    "analyze",
+]
+
+RESULTS_SCHEMA = 1
+NULL_TYPES = ("isotropic", "effective_dimension", "covariance_matched", "permutation")
+_ARM_ORDER = ("blocked", "control", "push")
+_COMPARISONS = (("blocked", "control"), ("push", "control"))
+PAPER_PRESET = "paper-main-track"
+
+
+class MissingDataError(RevstatsError, ValueError):
+    """The store lacks what an analysis needs; the message says what to add or pass."""
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything that changes a number in results.json; recorded in its `settings`."""
+
+    confidence: float = 0.95
+    seed: int = 0
+    n_resamples: int = 2000
+    n_null_draws: int = 2000
+    null_quantile: float = 0.99
+    p_adjust: str = "holm"
+    ni_margin_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        check_confidence(self.confidence)
+        check_choice("p_adjust", self.p_adjust, ("holm", "bonferroni", "bh", "by"))
+        if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}")
+        for name in ("n_resamples", "n_null_draws"):
+            if int(getattr(self, name)) < 100:
+                raise ValueError(f"`{name}` must be at least 100, got {getattr(self, name)!r}")
+        if not 0.5 < self.null_quantile < 1:
+            raise ValueError(
+                f"`null_quantile` must lie in (0.5, 1), e.g. 0.99; got {self.null_quantile!r}"
+            )
+        if not self.ni_margin_fraction > 0:
+            raise ValueError(
+                f"`ni_margin_fraction` must be positive (e.g. 0.05 = 5% of the control mean); "
+                f"got {self.ni_margin_fraction!r}"
+            )
+
+
+# ----------------------------------------------------------------------------- helpers
+def _num(x: Any) -> float | None:
+    """A JSON-safe float: NaN and infinities become null."""
+    if x is None:
+        return None
+    v = float(np.asarray(x).reshape(-1)[0]) if np.ndim(x) else float(x)
+    return v if math.isfinite(v) else None
+
+
+def _interval(res: Any, *, n: Any, seed: int | None = None, **extra: Any) -> dict:
+    out = {
+        "estimate": _num(res.estimate),
+        "low": _num(res.low),
+        "high": _num(res.high),
+        "confidence": _num(getattr(res, "confidence", None)),
+        "method": str(res.method),
+        "n": n,
+    }
+    p = getattr(res, "pvalue", None)
+    if p is not None:
+        out["pvalue"] = _num(p)
+    if seed is not None:
+        out["seed"] = int(seed)
+    out.update(extra)
+    return out
+
+
+def _summary(values: np.ndarray, settings: AnalysisSettings) -> dict:
+    """mean ± sd across runs (the paper's form) and a Student-t CI of the mean."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return {"mean": None, "sd": None, "low": None, "high": None, "n_runs": 0,
+                "method": "t", "confidence": settings.confidence}
+    ci = _core.mean_ci(v, confidence=settings.confidence) if n >= 2 else None
+    return {
+        "mean": _num(v.mean()),
+        "sd": _num(v.std(ddof=1)) if n >= 2 else None,
+        "low": _num(ci.low) if ci is not None else None,
+        "high": _num(ci.high) if ci is not None else None,
+        "n_runs": n,
+        "method": str(ci.method) if ci is not None else "t",
+        "confidence": settings.confidence,
+    }
+
+
+def _seeds(seed: int, names: Sequence[str]) -> dict[str, int]:
+    children = np.random.SeedSequence(seed).spawn(len(names))
+    return {n: int(c.generate_state(1)[0]) for n, c in zip(names, children, strict=True)}
+
+
+def _provenance(ds: xr.Dataset) -> dict:
+    raw = ds.attrs.get("provenance", {})
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return {"raw": raw}
+    return raw if isinstance(raw, dict) else {"raw": str(raw)}
+
+
+def store_preset(ds: xr.Dataset) -> str | None:
+    """The simulator preset named in the store's provenance, if any."""
+    prov = _provenance(ds)
+    for key in ("preset",):
+        if isinstance(prov.get(key), str):
+            return prov[key]
+    cfg = prov.get("config")
+    if isinstance(cfg, dict) and isinstance(cfg.get("preset"), str):
+        return cfg["preset"]
+    return None
+
+
+# ----------------------------------------------------------------------------- validation
+def _validate_analyze(ds: Any, layers: Sequence[str] | None) -> list[str]:
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"`ds` must be an xarray.Dataset (open it with revstats.open_store), "
+                        f"got {type(ds).__name__}")
+    if "acts" not in ds:
+        raise MissingDataError("the store has no `acts` variable: it is not a revstats store")
+    if "witness" not in ds:
+        raise MissingDataError(
+            "the store has no `witness` variable, so the reversion direction is undefined: "
+            "write the pre-alignment model's activations with StoreWriter.write_witness"
+        )
+    steps = [int(s) for s in ds["step"].values]
+    if 0 not in steps:
+        raise MissingDataError("the store has no step 0 (the aligned model): drift is undefined")
+    if len(steps) < 2:
+        raise MissingDataError("the store holds only step 0: there is no drift to analyse")
+    all_layers = [str(x) for x in ds["layer"].values]
+    if layers is None:
+        return all_layers
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    unknown = [x for x in layers if x not in all_layers]
+    if unknown:
+        raise ValueError(f"`layers` names {unknown!r}, which the store lacks; "
+                         f"its layers are {all_layers!r}")
+    return layers
+
+
+# ----------------------------------------------------------------------------- pipeline
+def analyze(
+    ds: xr.Dataset,
+    *,
+    layers: Sequence[str] | None = None,
+    settings: AnalysisSettings | None = None,
+    store_path: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Analyse a conforming store; return the results.json dict (see docs/results-json.md).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store opened with ``revstats.open_store`` (lazy is fine: it is reduced once).
+    layers : sequence of str, optional
+        Layers to analyse; all by default.
+    settings : AnalysisSettings, optional
+        Confidence, seed, resample counts, p-value adjustment, non-inferiority margin.
+    store_path : str, optional
+        Recorded in the results' `store` section.
+    progress : callable, optional
+        Called with a short description as each stage starts.
+    """
+    layers = _validate_analyze(ds, layers)
+    settings = settings or AnalysisSettings()
+    say = progress or (lambda _msg: None)
+    skipped: list[dict] = []
+    seeds = _seeds(settings.seed, ["debiased", "stability", "covariance_matched",
+                                   "permutation", "spearman"])
+
+    # ---- one lazy graph, computed once ------------------------------------------------
+    say("reducing the store (one pass)")
+    acts = ds["acts"].sel(layer=layers)
+    witness = ds["witness"].sel(layer=layers)
+    aligned = acts.sel(step=0, drop=True)
+    mu = acts.mean("example")
+    drift = mu - mu.sel(step=0, drop=True)
+    direction = _core.reversion_direction(witness, aligned, dim="example")
+    plug_in = _core.alignment(drift, direction, dim="hidden")
+    debiased = _core.debiased_alignment(acts, witness, rng=seeds["debiased"])
+    aligned_pp = aligned.mean("run") if "run" in aligned.dims else aligned
+    witness_pp = witness.mean("run") if "run" in witness.dims else witness
+    lazy = {"plug_in": plug_in, "debiased": debiased, "drift": drift,
+            "aligned_pp": aligned_pp, "witness_pp": witness_pp}
+    has_behavior = "behavior" in ds
+    if has_behavior:
+        b = ds["behavior"]
+        lazy["k"] = b.sum("example", skipna=True)
+        lazy["n"] = b.notnull().sum("example")
+    else:
+        skipped.append({"piece": "behavior", "layer": None,
+                        "reason": "the store has no `behavior` variable"})
+    has_task = "task" in ds
+    if not has_task:
+        skipped.append({"piece": "task", "layer": None,
+                        "reason": "the store has no `task` variable"})
+    else:
+        lazy["task"] = ds["task"]
+    (computed,) = dask.compute(lazy)
+    c = {k: v.transpose(*[d for d in ("run", "step", "layer", "example", "hidden")
+                          if d in v.dims]) for k, v in computed.items()}
+
+    runs = [str(r) for r in ds["run"].values]
+    arms = ([str(a) for a in ds["arm"].values] if "arm" in ds.coords
+            else ["all"] * len(runs))
+    steps = [int(s) for s in ds["step"].values]
+    hidden = int(ds.sizes["hidden"])
+    final_step = max(steps)
+    arm_names = sorted(set(arms), key=lambda a: (_ARM_ORDER.index(a) if a in _ARM_ORDER
+                                                  else len(_ARM_ORDER), a))
+    arm_idx = {a: np.array([i for i, x in enumerate(arms) if x == a]) for a in arm_names}
+
+    # behaviour and task are per (run, step): shared by every layer
+    beh = task = None
+    task_attrs: dict = {}
+    if has_behavior:
+        k_arr = np.asarray(c["k"].values, float)
+        n_arr = np.asarray(c["n"].values, float)
+        if np.all(n_arr == 0):
+            has_behavior = False
+            skipped.append({"piece": "behavior", "layer": None,
+                            "reason": "`behavior` holds no observed outcome (all NaN)"})
+        else:
+            beh = (k_arr, n_arr)
+    if has_task:
+        task = np.asarray(c["task"].values, float)
+        task_attrs = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
+                      for k, v in ds["task"].attrs.items()
+                      if k in ("metric", "higher_is_better")}
+
+    headline: dict = {"layers": {}}
+    details: dict = {"layers": {}}
+    for layer in layers:
+        say(f"layer {layer}: alignment and nulls")
+        a_pi = np.asarray(c["plug_in"].sel(layer=layer).values, float)  # (run, step)
+        a_db = np.asarray(c["debiased"].sel(layer=layer).values, float)
+        dr = np.asarray(c["drift"].sel(layer=layer).values, float)  # (run, step, hidden)
+        h_layer, d_layer = _layer_arms(
+            layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
+            beh, task, task_attrs, settings, seeds, skipped)
+        say(f"layer {layer}: effects, trend, correlation, stability")
+        effects, eff_details = _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs,
+                                        settings, skipped, layer)
+        h_layer["effects"] = effects
+        d_layer.update(eff_details)
+        d_layer["trend"] = _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer)
+        d_layer["spearman"] = _spearman(a_pi, steps, final_step, beh, settings, seeds,
+                                        skipped, layer)
+        d_layer["direction_stability"] = _stability(
+            c["witness_pp"].sel(layer=layer).values, c["aligned_pp"].sel(layer=layer).values,
+            settings, seeds)
+        d_layer["per_run"] = {
+            "run": runs, "arm": arms, "steps": steps,
+            "alignment": [[_num(x) for x in row] for row in a_pi],
+            "alignment_debiased": [[_num(x) for x in row] for row in a_db],
+            "behavior_rate": ([[_num(x) for x in row] for row in _rates(beh)]
+                              if beh is not None else None),
+        }
+        headline["layers"][layer] = h_layer
+        details["layers"][layer] = d_layer
+
+    prov = _provenance(ds)
+    results = {
+        "results_schema": RESULTS_SCHEMA,
+        "revstats_version": __version__,
+        "store": {
+            "path": store_path,
+            "source": str(ds.attrs.get("source", "unknown")),
+            "revstats_schema": _num(ds.attrs.get("revstats_schema")),
+            "preset": store_preset(ds),
+            "provenance": prov,
+            "sizes": {d: int(ds.sizes[d]) for d in ("run", "step", "layer", "example", "hidden")
+                      if d in ds.sizes},
+            "arms": {a: int(len(i)) for a, i in arm_idx.items()},
+            "steps": steps,
+        },
+        "settings": {**asdict(settings), "layers": layers, "null_types": list(NULL_TYPES),
+                     "seeds": seeds},
+        "headline": headline,
+        "details": details,
+        "skipped": skipped,
+        "interim_core": _core.interim_used(),
+    }
+    from analysis.paper import paper_table
+
+    results["paper_table"] = paper_table(results)
+    return results
+
+
+def _rates(beh: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    k, n = beh
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
+
+
+def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
+                beh, task, task_attrs, settings, seeds, skipped):
+    s_final = steps.index(final_step)
+    nulls = _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped)
+    arms_h: dict = {}
+    arms_d: dict = {}
+    for arm in arm_names:
+        idx = arm_idx[arm]
+        traj = []
+        traj_db = []
+        for j, s in enumerate(steps):
+            traj.append({"step": s, **_summary(a_pi[idx, j], settings)})
+            traj_db.append({"step": s, **_summary(a_db[idx, j], settings)})
+        null_h, null_d = _null_summary(a_pi, idx, steps, nulls, settings)
+        entry = {
+            "n_runs": int(len(idx)),
+            "alignment": traj,
+            "alignment_debiased": traj_db,
+            "null_p99": null_h,
+            "final_alignment": {"step": final_step, **_summary(a_pi[idx, s_final], settings)},
+            "final_alignment_debiased": {"step": final_step,
+                                         **_summary(a_db[idx, s_final], settings)},
+            "behavior_rate": None,
+            "task": None,
+        }
+        if beh is not None:
+            entry["behavior_rate"] = _behavior_summary(beh, idx, s_final, final_step, settings)
+        if task is not None:
+            entry["task"] = {"step": final_step, **_summary(task[idx, s_final], settings),
+                             **task_attrs}
+        arms_h[arm] = entry
+        arms_d[arm] = {"nulls": null_d}
+    return {"arms": arms_h}, {"arms": arms_d}
+
+
+def _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped) -> dict:
+    """Per null type: p99 threshold and p-value for every (run, step) pair (step > 0)."""
+    q = settings.null_quantile
+    n_run, n_step = a_pi.shape
+    out: dict = {}
+    iso = _core.isotropic_cosine(hidden)
+    out["isotropic"] = {
+        "threshold": np.full((n_run, n_step), float(iso.ppf(q))),
+        "pvalue": np.asarray(iso.sf(a_pi), float),
+        "q": {qq: np.full((n_run, n_step), float(iso.ppf(qq))) for qq in (0.5, 0.95, 0.99)},
+        "method": f"isotropic exact: (cos+1)/2 ~ Beta((d-1)/2, (d-1)/2), d={hidden}",
+        "d": hidden,
+    }
+    # drift covariance: run-to-run residuals of the drift around its arm-step mean
+    moving = [j for j, s in enumerate(steps) if s != 0]
+    resid = dr[:, moving, :] - dr[:, moving, :].mean(0, keepdims=True)
+    resid = resid.reshape(-1, dr.shape[-1])
+    resid = resid[np.all(np.isfinite(resid), axis=1)]
+    if resid.shape[0] >= 3 and np.any(resid):
+        d_eff = _core.effective_dimension(resid)
+        eff = _core.isotropic_cosine(max(2, int(round(d_eff))))
+        out["effective_dimension"] = {
+            "threshold": np.full((n_run, n_step), float(eff.ppf(q))),
+            "pvalue": np.asarray(eff.sf(a_pi), float),
+            "q": {qq: np.full((n_run, n_step), float(eff.ppf(qq))) for qq in (0.5, 0.95, 0.99)},
+            "method": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance",
+            "d": _num(d_eff),
+        }
+    else:
+        skipped.append({"piece": "null:effective_dimension", "layer": layer,
+                        "reason": "fewer than 3 runs per arm-step: no drift covariance"})
+    flat = dr.reshape(-1, dr.shape[-1])
+    ok = np.all(np.isfinite(flat), axis=1) & (np.linalg.norm(np.nan_to_num(flat), axis=1) > 0)
+    for name, basis in (("covariance_matched", np.asarray(c["aligned_pp"].sel(layer=layer).values)),
+                        ("permutation", np.asarray(c["witness_pp"].sel(layer=layer).values)
+                         - np.asarray(c["aligned_pp"].sel(layer=layer).values))):
+        if basis.shape[0] < 3:
+            skipped.append({"piece": f"null:{name}", "layer": layer,
+                            "reason": "fewer than 3 probes"})
+            continue
+        fn = (_core.covariance_matched_null if name == "covariance_matched"
+              else _core.permutation_null)
+        samples = np.asarray(fn(basis, flat[ok], n_draws=settings.n_null_draws,
+                                rng=seeds[name]), float)  # (pairs, draws)
+        thr = np.full(flat.shape[0], np.nan)
+        pv = np.full(flat.shape[0], np.nan)
+        qs = {qq: np.full(flat.shape[0], np.nan) for qq in (0.5, 0.95, 0.99)}
+        thr[ok] = np.quantile(samples, q, axis=1)
+        for qq in qs:
+            qs[qq][ok] = np.quantile(samples, qq, axis=1)
+        obs = a_pi.reshape(-1)[ok]
+        pv[ok] = (1 + np.sum(samples >= obs[:, None], axis=1)) / (1 + samples.shape[1])
+        out[name] = {
+            "threshold": thr.reshape(n_run, n_step),
+            "pvalue": pv.reshape(n_run, n_step),
+            "q": {qq: v.reshape(n_run, n_step) for qq, v in qs.items()},
+            "method": ("Monte Carlo: directions ~ N(0, covariance of the aligned model's probe "
+                       "activations)" if name == "covariance_matched" else
+                       "Monte Carlo: direction from random sign flips of per-probe "
+                       "(witness - aligned) differences"),
+            "n_draws": settings.n_null_draws,
+            "seed": seeds[name],
+        }
+    return out
+
+
+def _null_summary(a_pi, idx, steps, nulls, settings):
+    moving = np.array([j for j, s in enumerate(steps) if s != 0])
+    head: dict = {}
+    det: dict = {}
+    for name, nd in nulls.items():
+        a = a_pi[np.ix_(idx, moving)]
+        thr = nd["threshold"][np.ix_(idx, moving)]
+        p = nd["pvalue"][np.ix_(idx, moving)]
+        ok = np.isfinite(a) & np.isfinite(thr) & np.isfinite(p)
+        n_pairs = int(ok.sum())
+        above = int(np.sum(a[ok] > thr[ok]))
+        p_adj = (np.asarray(_core.adjust_pvalues(p[ok], method=settings.p_adjust), float)
+                 if n_pairs else np.array([]))
+        first = int(np.argmin(np.abs(np.array(steps)[moving] - 1))) if moving.size else 0
+        ok1 = ok[:, first] if moving.size else np.array([], bool)
+        head[name] = {
+            "quantile": settings.null_quantile,
+            "p99": _num(np.nanmean(thr)) if n_pairs else None,
+            "p99_min": _num(np.nanmin(thr)) if n_pairs else None,
+            "p99_max": _num(np.nanmax(thr)) if n_pairs else None,
+            "n_above": above,
+            "n_pairs": n_pairs,
+            "first_step": int(np.array(steps)[moving][first]) if moving.size else None,
+            "n_above_first_step": int(np.sum(a[ok1, first] > thr[ok1, first])) if moving.size else 0,
+            "n_runs_first_step": int(ok1.sum()),
+            "max_adjusted_pvalue": _num(p_adj.max()) if p_adj.size else None,
+            "n_significant_adjusted": int(np.sum(p_adj < 1 - settings.confidence)),
+            "p_adjust": settings.p_adjust,
+            "method": nd["method"],
+        }
+        for key in ("d", "n_draws", "seed"):
+            if key in nd:
+                head[name][key] = nd[key]
+        det[name] = {
+            "bands": [{"step": int(s), **{f"q{int(round(qq * 100))}":
+                                          _num(np.nanmean(nd["q"][qq][idx, j]))
+                                          for qq in (0.5, 0.95, 0.99)}}
+                      for j, s in enumerate(steps)],
+        }
+    return head, det
+
+
+def _behavior_summary(beh, idx, s_final, final_step, settings) -> dict:
+    k, n = beh
+    rates = _rates(beh)[idx, s_final]
+    base = _summary(rates, settings)
+    kk, nn = float(np.nansum(k[idx, s_final])), float(np.nansum(n[idx, s_final]))
+    pooled = _core.proportion_ci(kk, nn, method="wilson", confidence=settings.confidence)
+    return {
+        "step": final_step,
+        "mean": base["mean"], "sd": base["sd"],
+        "low": _num(pooled.low), "high": _num(pooled.high),
+        "n_runs": base["n_runs"], "k": int(kk), "n": int(nn),
+        "method": f"{pooled.method} (pooled over runs x probes)",
+        "confidence": settings.confidence,
+        "run_mean_ci": {"low": base["low"], "high": base["high"], "method": base["method"]},
+    }
+
+
+def _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs, settings, skipped, layer):
+    s_final = steps.index(final_step)
+    out: dict = {}
+    det: dict = {}
+    conf = settings.confidence
+    for treat, ctrl in _COMPARISONS:
+        key = f"{treat}_vs_{ctrl}"
+        if treat not in arm_idx or ctrl not in arm_idx:
+            skipped.append({"piece": f"effects:{key}", "layer": layer,
+                            "reason": f"the store has no `{treat}` or `{ctrl}` arm"})
+            continue
+        it, ic = arm_idx[treat], arm_idx[ctrl]
+        at, ac = a_pi[it, s_final], a_pi[ic, s_final]
+        at, ac = at[np.isfinite(at)], ac[np.isfinite(ac)]
+        eff: dict = {}
+        if at.size >= 2 and ac.size >= 2:
+            eff["final_alignment_difference"] = _interval(
+                _core.mean_difference(at, ac, confidence=conf), n=[int(at.size), int(ac.size)])
+            eff["final_alignment_hedges_g"] = _interval(
+                _core.hedges_g(at, ac, confidence=conf), n=[int(at.size), int(ac.size)])
+        else:
+            skipped.append({"piece": f"effects:{key}:alignment", "layer": layer,
+                            "reason": "fewer than 2 runs in an arm"})
+        if beh is not None:
+            k, n = beh
+            k1, n1 = float(np.nansum(k[it, s_final])), float(np.nansum(n[it, s_final]))
+            k2, n2 = float(np.nansum(k[ic, s_final])), float(np.nansum(n[ic, s_final]))
+            eff["behavior_risk_difference"] = _interval(
+                _core.proportion_diff_ci(k1, n1, k2, n2, method="newcombe", confidence=conf),
+                n=[int(n1), int(n2)])
+            if k1 > 0 and k2 > 0:
+                eff["behavior_risk_ratio"] = _interval(
+                    _core.risk_ratio(k1, n1, k2, n2, confidence=conf), n=[int(n1), int(n2)])
+            else:
+                skipped.append({"piece": f"effects:{key}:risk_ratio", "layer": layer,
+                                "reason": "zero events in an arm: the log risk ratio is "
+                                          "undefined"})
+        if task is not None:
+            tt, tc = task[it, s_final], task[ic, s_final]
+            tt, tc = tt[np.isfinite(tt)], tc[np.isfinite(tc)]
+            if tt.size >= 2 and tc.size >= 2:
+                hib = bool(task_attrs.get("higher_is_better", False))
+                margin = settings.ni_margin_fraction * abs(float(np.mean(tc)))
+                ni = _core.non_inferiority(tt, tc, margin=margin, higher_is_better=hib,
+                                           confidence=conf)
+                eff["task_noninferiority"] = _interval(
+                    ni, n=[int(tt.size), int(tc.size)], margin=_num(margin),
+                    margin_rule=f"{settings.ni_margin_fraction:g} x |control mean|",
+                    higher_is_better=hib,
+                    noninferior=bool(_num(ni.pvalue) is not None
+                                     and ni.pvalue < 1 - conf))
+        out[key] = eff
+        det[key] = {"treatment": treat, "control": ctrl}
+    return out, {"effects": det}
+
+
+def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
+    present = [a for a in _ARM_ORDER if a in arm_idx]
+    if len(present) < 2:
+        skipped.append({"piece": "trend", "layer": layer,
+                        "reason": "fewer than two of the arms blocked, control, push"})
+        return None
+    s_final = steps.index(final_step)
+    out = {"order": present}
+    for name, mat in (("final_alignment", a_pi),
+                      ("behavior_rate", _rates(beh) if beh is not None else None)):
+        if mat is None:
+            continue
+        groups = [mat[arm_idx[a], s_final] for a in present]
+        groups = [g[np.isfinite(g)] for g in groups]
+        r = _core.trend_test(groups)
+        out[name] = {"statistic": _num(r.estimate), "pvalue": _num(r.pvalue),
+                     "method": str(r.method), "alternative": "increasing in the order",
+                     "n": [int(g.size) for g in groups]}
+    return out
+
+
+def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
+    if beh is None:
+        skipped.append({"piece": "spearman", "layer": layer,
+                        "reason": "the store has no behaviour data"})
+        return None
+    s_final = steps.index(final_step)
+    x, y = a_pi[:, s_final], _rates(beh)[:, s_final]
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 4 or np.ptp(y[ok]) == 0 or np.ptp(x[ok]) == 0:
+        skipped.append({"piece": "spearman", "layer": layer,
+                        "reason": "fewer than 4 runs or a constant variable"})
+        return None
+    r = _core.spearman(x[ok], y[ok], n_resamples=settings.n_resamples,
+                       confidence=settings.confidence, rng=seeds["spearman"])
+    return _interval(r, n=int(ok.sum()), seed=seeds["spearman"],
+                     x="final alignment", y="final behaviour rate", unit="run")
+
+
+def _stability(witness_pp, aligned_pp, settings, seeds):
+    r = _core.direction_stability(np.asarray(witness_pp, float), np.asarray(aligned_pp, float),
+                                  n_resamples=settings.n_resamples, rng=seeds["stability"])
+    return {**r, "seed": seeds["stability"]}
