@@ -124,10 +124,22 @@ def permutation_null(differences: np.ndarray, drift: np.ndarray, *, n_draws: int
 
 
 def adjust_pvalues(p, *, method: str = "holm"):
-    from statsmodels.stats.multitest import multipletests
-
-    m = {"holm": "holm", "bonferroni": "bonferroni", "bh": "fdr_bh", "by": "fdr_by"}[method]
-    return multipletests(np.asarray(p, float), method=m)[1]
+    p = np.asarray(p, float)
+    n = p.size
+    if n == 0:
+        return p
+    o = np.argsort(p)
+    ps = p[o]
+    if method == "bonferroni":
+        adj = np.minimum(1, ps * n)
+    elif method == "holm":
+        adj = np.minimum(1, np.maximum.accumulate(ps * (n - np.arange(n))))
+    else:
+        c = 1.0 if method == "bh" else np.sum(1 / np.arange(1, n + 1))
+        adj = np.minimum(1, np.minimum.accumulate((ps * n * c / np.arange(1, n + 1))[::-1])[::-1])
+    out = np.empty(n)
+    out[o] = adj
+    return out
 
 
 def mean_ci(x, *, confidence: float):

@@ -82,6 +82,12 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _nanmean(x: np.ndarray) -> float | None:
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    return _num(x.mean()) if x.size else None
+
+
 def _interval(res: Any, *, n: Any, seed: int | None = None, **extra: Any) -> dict:
     out = {
         "estimate": _num(res.estimate),
@@ -214,7 +220,10 @@ def analyze(
     mu = acts.mean("example")
     drift = mu - mu.sel(step=0, drop=True)
     direction = _core.reversion_direction(witness, aligned, dim="example")
-    plug_in = _core.alignment(drift, direction, dim="hidden")
+    # step 0 has zero drift by definition: its cosine is undefined, not computed
+    moving_steps = [s for s in ds["step"].values if int(s) != 0]
+    plug_in = _core.alignment(drift.sel(step=moving_steps), direction, dim="hidden").reindex(
+        step=ds["step"].values)
     debiased = _core.debiased_alignment(acts, witness, rng=seeds["debiased"])
     aligned_pp = aligned.mean("run") if "run" in aligned.dims else aligned
     witness_pp = witness.mean("run") if "run" in witness.dims else witness
@@ -234,12 +243,15 @@ def analyze(
                         "reason": "the store has no `task` variable"})
     else:
         lazy["task"] = ds["task"]
+    if "arm" in ds.coords:
+        lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
     (computed,) = dask.compute(lazy)
+    arm_values = computed.pop("arm", None)
     c = {k: v.transpose(*[d for d in ("run", "step", "layer", "example", "hidden")
                           if d in v.dims]) for k, v in computed.items()}
 
     runs = [str(r) for r in ds["run"].values]
-    arms = ([str(a) for a in ds["arm"].values] if "arm" in ds.coords
+    arms = ([str(a) for a in np.asarray(arm_values)] if arm_values is not None
             else ["all"] * len(runs))
     steps = [int(s) for s in ds["step"].values]
     hidden = int(ds.sizes["hidden"])
@@ -467,7 +479,7 @@ def _null_summary(a_pi, idx, steps, nulls, settings):
                 head[name][key] = nd[key]
         det[name] = {
             "bands": [{"step": int(s), **{f"q{int(round(qq * 100))}":
-                                          _num(np.nanmean(nd["q"][qq][idx, j]))
+                                          _nanmean(nd["q"][qq][idx, j])
                                           for qq in (0.5, 0.95, 0.99)}}
                       for j, s in enumerate(steps)],
         }

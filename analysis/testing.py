@@ -27,6 +27,7 @@ def make_synthetic_store(
     witness: bool = True,
     preset: str | None = None,
     seed: int = 0,
+    chunks: dict | None = None,
 ) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     strength = {"control": 1.0, "blocked": -0.4, "push": 1.6}
@@ -75,4 +76,27 @@ def make_synthetic_store(
         prov["preset"] = preset
     ds.attrs.update({"revstats_schema": 1, "source": "simulator",
                      "provenance": json.dumps(prov)})
-    return ds.chunk({"run": 1, "step": 1})
+    return ds.chunk(chunks or {"run": runs_per_arm, "step": -1})
+
+
+def write_synthetic_store(path: str, *, witness: bool = True, **kwargs) -> str:
+    """Write `make_synthetic_store(**kwargs)` as a real revstats store (revstats.store).
+
+    With `witness=False` the store is created without writing its witness, the way a capture
+    that never ran the reference model would look.
+    """
+    from revstats.store import write_dataset
+
+    ds = make_synthetic_store(witness=witness, **kwargs).compute()
+    prov = json.loads(ds.attrs.pop("provenance"))
+    if not witness:
+        # write_dataset needs the variable to create it; write zeros then drop the flag
+        ds["witness"] = xr.zeros_like(ds["acts"].isel(run=0, step=0, drop=True))
+    write_dataset(ds, path, source="simulator", provenance=prov, overwrite=True)
+    if not witness:
+        import zarr
+
+        g = zarr.open_group(path, mode="r+")
+        g.attrs["witness_complete"] = False
+        zarr.consolidate_metadata(path)
+    return path

@@ -12,6 +12,9 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "analyze": "revstats.cli_analysis:analyze_command",
+    "demo": "revstats.cli_analysis:demo_command",
+    "report": "revstats.cli_analysis:report_command",
 }
 
 
