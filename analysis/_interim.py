@@ -44,7 +44,10 @@ def debiased_alignment(acts: xr.DataArray, witness: xr.DataArray, *, rng: int):
     a_idx, b_idx = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
 
     def half(x, idx):
-        return x.isel(example=idx).mean("example")
+        # a 0/1 weight instead of fancy indexing: dask's take() on chunked data is fragile
+        w = np.zeros(n)
+        w[idx] = 1.0 / len(idx)
+        return (x * xr.DataArray(w, dims="example")).sum("example")
 
     aligned = acts.isel(step=0)
     d_a = half(acts, a_idx) - half(aligned, a_idx)

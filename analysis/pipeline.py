@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -214,21 +215,28 @@ def analyze(
 
     # ---- one lazy graph, computed once ------------------------------------------------
     say("reducing the store (one pass)")
-    acts = ds["acts"].sel(layer=layers)
-    witness = ds["witness"].sel(layer=layers)
-    aligned = acts.sel(step=0, drop=True)
-    mu = acts.mean("example")
-    drift = mu - mu.sel(step=0, drop=True)
-    direction = _core.reversion_direction(witness, aligned, dim="example")
-    # step 0 has zero drift by definition: its cosine is undefined, not computed
-    moving_steps = [s for s in ds["step"].values if int(s) != 0]
-    plug_in = _core.alignment(drift.sel(step=moving_steps), direction, dim="hidden").reindex(
-        step=ds["step"].values)
-    debiased = _core.debiased_alignment(acts, witness, rng=seeds["debiased"])
-    aligned_pp = aligned.mean("run") if "run" in aligned.dims else aligned
-    witness_pp = witness.mean("run") if "run" in witness.dims else witness
-    lazy = {"plug_in": plug_in, "debiased": debiased, "drift": drift,
-            "aligned_pp": aligned_pp, "witness_pp": witness_pp}
+    # one sub-graph per layer, selected by scalar label: a list `.sel` becomes a dask `take`,
+    # which (dask 2026.8) can lose keys when fused with the transposes below
+    steps_all = [int(s) for s in ds["step"].values]
+    step0 = steps_all.index(0)
+    moving_sel = (slice(1, None) if step0 == 0 else
+                  [j for j in range(len(steps_all)) if j != step0])
+    lazy: dict = {"layers": {}}
+    for layer in layers:
+        acts = ds["acts"].sel(layer=layer, drop=True)
+        witness = ds["witness"].sel(layer=layer, drop=True)
+        aligned = acts.isel(step=step0, drop=True)
+        mu = acts.mean("example")
+        drift = mu - mu.isel(step=step0, drop=True)
+        direction = _core.reversion_direction(witness, aligned, dim="example")
+        # step 0 has zero drift by definition: its cosine is undefined, not computed
+        plug_in = _core.alignment(drift.isel(step=moving_sel), direction, dim="hidden")
+        debiased = _core.debiased_alignment(acts, witness, rng=seeds["debiased"])
+        lazy["layers"][layer] = {
+            "plug_in": plug_in, "debiased": debiased, "drift": drift,
+            "aligned_pp": aligned.mean("run") if "run" in aligned.dims else aligned,
+            "witness_pp": witness.mean("run") if "run" in witness.dims else witness,
+        }
     has_behavior = "behavior" in ds
     if has_behavior:
         b = ds["behavior"]
@@ -245,10 +253,34 @@ def analyze(
         lazy["task"] = ds["task"]
     if "arm" in ds.coords:
         lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
-    (computed,) = dask.compute(lazy)
+    # compute the plain (dask) arrays in canonical dim order, not the xarray objects: with
+    # dask 2026.8 / xarray 2026.9, computing several unnamed DataArrays that share subgraphs
+    # in one call can mix up their finalizers (or lose keys when the graph is optimised)
+    order = ("run", "step", "example", "hidden")
+
+    def _raw(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: _raw(x) for k, x in v.items()}
+        if isinstance(v, xr.Variable):
+            return v.data
+        return v.transpose(*[d for d in order if d in v.dims]).data
+
+    (computed,) = dask.compute(_raw(lazy))
     arm_values = computed.pop("arm", None)
-    c = {k: v.transpose(*[d for d in ("run", "step", "layer", "example", "hidden")
-                          if d in v.dims]) for k, v in computed.items()}
+    to_np = partial(np.asarray, dtype=float)
+    moving_idx = [j for j in range(len(steps_all)) if j != step0]
+
+    def _with_step0(a: Any) -> np.ndarray:
+        out = np.full((a.shape[0], len(steps_all)), np.nan)
+        out[:, moving_idx] = a
+        return out
+
+    c = {k: to_np(v) for k, v in computed.items() if k != "layers"}
+    c["layers"] = {
+        layer: {k: (_with_step0(to_np(v)) if k == "plug_in" else to_np(v))
+                for k, v in parts.items()}
+        for layer, parts in computed["layers"].items()
+    }
 
     runs = [str(r) for r in ds["run"].values]
     arms = ([str(a) for a in np.asarray(arm_values)] if arm_values is not None
@@ -264,8 +296,7 @@ def analyze(
     beh = task = None
     task_attrs: dict = {}
     if has_behavior:
-        k_arr = np.asarray(c["k"].values, float)
-        n_arr = np.asarray(c["n"].values, float)
+        k_arr, n_arr = c["k"], c["n"]
         if np.all(n_arr == 0):
             has_behavior = False
             skipped.append({"piece": "behavior", "layer": None,
@@ -273,7 +304,7 @@ def analyze(
         else:
             beh = (k_arr, n_arr)
     if has_task:
-        task = np.asarray(c["task"].values, float)
+        task = c["task"]
         task_attrs = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
                       for k, v in ds["task"].attrs.items()
                       if k in ("metric", "higher_is_better")}
@@ -282,9 +313,9 @@ def analyze(
     details: dict = {"layers": {}}
     for layer in layers:
         say(f"layer {layer}: alignment and nulls")
-        a_pi = np.asarray(c["plug_in"].sel(layer=layer).values, float)  # (run, step)
-        a_db = np.asarray(c["debiased"].sel(layer=layer).values, float)
-        dr = np.asarray(c["drift"].sel(layer=layer).values, float)  # (run, step, hidden)
+        cl = c["layers"][layer]
+        a_pi, a_db = cl["plug_in"], cl["debiased"]  # (run, step)
+        dr = cl["drift"]  # (run, step, hidden)
         h_layer, d_layer = _layer_arms(
             layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
             beh, task, task_attrs, settings, seeds, skipped)
@@ -297,7 +328,7 @@ def analyze(
         d_layer["spearman"] = _spearman(a_pi, steps, final_step, beh, settings, seeds,
                                         skipped, layer)
         d_layer["direction_stability"] = _stability(
-            c["witness_pp"].sel(layer=layer).values, c["aligned_pp"].sel(layer=layer).values,
+            cl["witness_pp"], cl["aligned_pp"],
             settings, seeds)
         d_layer["per_run"] = {
             "run": runs, "arm": arms, "steps": steps,
@@ -346,7 +377,7 @@ def _rates(beh: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
                 beh, task, task_attrs, settings, seeds, skipped):
     s_final = steps.index(final_step)
-    nulls = _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped)
+    nulls = _null_samples(layer, a_pi, dr, c, hidden, steps, arm_idx, settings, seeds, skipped)
     arms_h: dict = {}
     arms_d: dict = {}
     for arm in arm_names:
@@ -378,7 +409,7 @@ def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, fin
     return {"arms": arms_h}, {"arms": arms_d}
 
 
-def _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped) -> dict:
+def _null_samples(layer, a_pi, dr, c, hidden, steps, arm_idx, settings, seeds, skipped) -> dict:
     """Per null type: p99 threshold and p-value for every (run, step) pair (step > 0)."""
     q = settings.null_quantile
     n_run, n_step = a_pi.shape
@@ -393,8 +424,11 @@ def _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped) -
     }
     # drift covariance: run-to-run residuals of the drift around its arm-step mean
     moving = [j for j, s in enumerate(steps) if s != 0]
-    resid = dr[:, moving, :] - dr[:, moving, :].mean(0, keepdims=True)
-    resid = resid.reshape(-1, dr.shape[-1])
+    parts = []
+    for idx in arm_idx.values():
+        block = dr[np.ix_(idx, moving)]
+        parts.append((block - np.nanmean(block, axis=0, keepdims=True)).reshape(-1, dr.shape[-1]))
+    resid = np.concatenate(parts)
     resid = resid[np.all(np.isfinite(resid), axis=1)]
     if resid.shape[0] >= 3 and np.any(resid):
         d_eff = _core.effective_dimension(resid)
@@ -403,7 +437,8 @@ def _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped) -
             "threshold": np.full((n_run, n_step), float(eff.ppf(q))),
             "pvalue": np.asarray(eff.sf(a_pi), float),
             "q": {qq: np.full((n_run, n_step), float(eff.ppf(qq))) for qq in (0.5, 0.95, 0.99)},
-            "method": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance",
+            "method": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance "
+                      "(run-to-run residuals around each arm-step mean)",
             "d": _num(d_eff),
         }
     else:
@@ -411,9 +446,8 @@ def _null_samples(layer, a_pi, dr, c, hidden, steps, settings, seeds, skipped) -
                         "reason": "fewer than 3 runs per arm-step: no drift covariance"})
     flat = dr.reshape(-1, dr.shape[-1])
     ok = np.all(np.isfinite(flat), axis=1) & (np.linalg.norm(np.nan_to_num(flat), axis=1) > 0)
-    for name, basis in (("covariance_matched", np.asarray(c["aligned_pp"].sel(layer=layer).values)),
-                        ("permutation", np.asarray(c["witness_pp"].sel(layer=layer).values)
-                         - np.asarray(c["aligned_pp"].sel(layer=layer).values))):
+    for name, basis in (("covariance_matched", c["aligned_pp"]),
+                        ("permutation", c["witness_pp"] - c["aligned_pp"])):
         if basis.shape[0] < 3:
             skipped.append({"piece": f"null:{name}", "layer": layer,
                             "reason": "fewer than 3 probes"})

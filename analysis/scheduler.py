@@ -59,7 +59,7 @@ def use_scheduler(spec: str = "threads") -> Iterator[str]:
             yield f"dask.distributed LocalCluster, {arg} workers ({client.scheduler.address})"
     else:
         try:
-            client = Client(str(arg), timeout="10s")
+            client = Client(str(arg), timeout="3s")
         except OSError as err:
             raise ValueError(f"cannot reach the dask scheduler at {arg}: {err}; start one with "
                              f"`dask scheduler` or use --scheduler threads") from err

@@ -73,20 +73,22 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.pipeline import MissingDataError, analyze
-    from analysis.scheduler import use_scheduler
+    from analysis.scheduler import parse_scheduler, use_scheduler
 
-    try:
-        ctx = use_scheduler(scheduler)
-    except (ValueError, TypeError) as err:
-        raise click.BadParameter(str(err), param_hint="--scheduler") from err
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=_console(err=True), transient=True) as prog:
+    with contextlib.ExitStack() as stack:
+        try:
+            parse_scheduler(scheduler)
+            stack.enter_context(use_scheduler(scheduler))
+        except (ValueError, TypeError) as err:
+            raise click.BadParameter(str(err), param_hint="--scheduler") from err
+        prog = stack.enter_context(Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            console=_console(err=True), transient=True))
         task = prog.add_task("analysing", total=None)
         try:
-            with ctx:
-                return analyze(ds, layers=list(layers) or None, settings=settings,
-                               store_path=store,
-                               progress=lambda msg: prog.update(task, description=msg))
+            return analyze(ds, layers=list(layers) or None, settings=settings,
+                           store_path=store,
+                           progress=lambda msg: prog.update(task, description=msg))
         except MissingDataError as err:
             raise click.UsageError(f"{store!r}: {err}") from err
         except ValueError as err:
@@ -211,9 +213,8 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], n_resample
 
 def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
     import sims
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn("simulating paper-main-track"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
