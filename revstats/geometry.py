@@ -511,10 +511,11 @@ def _validate_debiased(acts, witness, aligned, dim, hidden_dim, step_dim, splits
     n = math.prod(acts.sizes[d] for d in dims)
     if n < 2:
         raise ValueError(f"`acts` needs at least 2 probes along {dims!r} to cross-fit, got {n}")
-    if not (isinstance(splits, str) and splits == "all"):
-        _check_int("splits", splits, 1)
-        if isinstance(splits, str):
+    if isinstance(splits, str):
+        if splits != "all":
             raise ValueError(f"`splits` must be 'all' or a positive integer, got {splits!r}")
+    else:
+        _check_int("splits", splits, 1)
     pools: tuple[Hashable, ...] = ()
     if pool_dim is not None:
         pools = _as_dims("pool_dim", pool_dim)
