@@ -200,5 +200,7 @@ def split_half_cosine(w: np.ndarray, a_mask: np.ndarray, b_mask: np.ndarray) -> 
     wb = (b_mask / b_mask.sum(axis=-1, keepdims=True)) @ w
     na, nb = _norm(wa), _norm(wb)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cos = np.einsum("...ki,...ki->...k", wa, wb) / np.where((na == 0) | (nb == 0), np.nan, na * nb)
+        cos = np.einsum("...ki,...ki->...k", wa, wb) / np.where(
+            (na == 0) | (nb == 0), np.nan, na * nb
+        )
     return np.clip(cos, -1.0, 1.0).mean(axis=-1)

@@ -286,7 +286,9 @@ def _validate_vector_pair(a_name: str, a: Any, b_name: str, b: Any, dim: Any):
     return dims
 
 
-def alignment(drift: xr.DataArray, direction: xr.DataArray, *, dim: Dims = "hidden") -> xr.DataArray:
+def alignment(
+    drift: xr.DataArray, direction: xr.DataArray, *, dim: Dims = "hidden"
+) -> xr.DataArray:
     """Plug-in alignment ``a = cos(drift, direction) = <drift, v> / (||drift|| ||v||)``.
 
     Parameters
@@ -388,7 +390,9 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _validate_direction_stability(witness, aligned, dim, hidden_dim, n_resamples, n_splits, confidence, rng):
+def _validate_direction_stability(
+    witness, aligned, dim, hidden_dim, n_resamples, n_splits, confidence, rng
+):
     _check_dataarray("witness", witness)
     _check_dataarray("aligned", aligned)
     dims, hid = _as_dims("dim", dim), _as_dims("hidden_dim", hidden_dim)
@@ -398,7 +402,9 @@ def _validate_direction_stability(witness, aligned, dim, hidden_dim, n_resamples
     _check_paired("witness", witness, "aligned", aligned, dims + hid)
     n = math.prod(witness.sizes[d] for d in dims)
     if n < 2:
-        raise ValueError(f"`witness` needs at least 2 probes along {dims!r} for resampling, got {n}")
+        raise ValueError(
+            f"`witness` needs at least 2 probes along {dims!r} for resampling, got {n}"
+        )
     return (
         dims,
         hid,

@@ -25,7 +25,11 @@ def make_store_like(seed: int = 0, *, n_runs=3, n_steps=4, n_layers=2, n_probes=
     steps = np.arange(n_steps) * 5
     acts = np.empty((n_runs, n_steps, n_layers, n_probes, d), np.float32)
     for t, s in enumerate(steps):
-        acts[:, t] = content + 0.05 * s * toward + (t > 0) * rng.normal(size=(n_runs, n_layers, n_probes, d)) * 0.3
+        acts[:, t] = (
+            content
+            + 0.05 * s * toward
+            + (t > 0) * rng.normal(size=(n_runs, n_layers, n_probes, d)) * 0.3
+        )
     acts_da = xr.DataArray(
         acts,
         dims=("run", "step", "layer", "example", "hidden"),
@@ -129,10 +133,14 @@ def test_per_probe_alignment_matches_manual(data):
     pp = geo.per_probe_alignment(acts.sel(step=[5, 10]), v, acts.sel(step=0, drop=True))
     assert set(pp.dims) == {"run", "step", "layer", "example"}
     sel = {"run": "r1", "layer": "L0", "example": "p3"}
-    moved = acts.sel(step=10, **sel).values.astype(float) - acts.sel(step=0, **sel).values.astype(float)
+    moved = acts.sel(step=10, **sel).values.astype(float) - acts.sel(step=0, **sel).values.astype(
+        float
+    )
     vec = v.sel(run="r1", layer="L0").values
     manual = moved @ vec / np.linalg.norm(moved) / np.linalg.norm(vec)
-    assert float(pp.sel(step=10, run="r1", layer="L0", example="p3")) == pytest.approx(manual, rel=1e-12)
+    assert float(pp.sel(step=10, run="r1", layer="L0", example="p3")) == pytest.approx(
+        manual, rel=1e-12
+    )
 
 
 def test_project_out_removes_component(data):
@@ -164,12 +172,22 @@ def test_stacked_dims_equal_flattened():
 
 def test_stacked_probe_dims_in_direction_and_debiased(data):
     acts, wit = data
-    acts2 = acts.coarsen(example=3).construct(example=("group", "item")).drop_vars("example", errors="ignore")
-    wit2 = wit.coarsen(example=3).construct(example=("group", "item")).drop_vars("example", errors="ignore")
+    acts2 = (
+        acts.coarsen(example=3)
+        .construct(example=("group", "item"))
+        .drop_vars("example", errors="ignore")
+    )
+    wit2 = (
+        wit.coarsen(example=3)
+        .construct(example=("group", "item"))
+        .drop_vars("example", errors="ignore")
+    )
     ds1 = geo.debiased_alignment(acts.sel(step=[0, 10]), wit).sel(step=10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        ds2 = geo.debiased_alignment(acts2.sel(step=[0, 10]), wit2, dim=("group", "item")).sel(step=10)
+        ds2 = geo.debiased_alignment(acts2.sel(step=[0, 10]), wit2, dim=("group", "item")).sel(
+            step=10
+        )
     np.testing.assert_allclose(ds1.debiased.values, ds2.debiased.values, rtol=1e-10)
     v1 = geo.reversion_direction(wit, acts.sel(step=0))
     v2 = geo.reversion_direction(wit2, acts2.sel(step=0), dim=("group", "item"))
@@ -204,7 +222,9 @@ def test_project_out_zero_direction_is_nan():
 
 def test_debiased_nan_at_reference_step_and_for_pure_noise():
     rng = np.random.default_rng(1)
-    acts = xr.DataArray(rng.normal(size=(2, 8, 50)), dims=("step", "example", "hidden"), coords={"step": [0, 1]})
+    acts = xr.DataArray(
+        rng.normal(size=(2, 8, 50)), dims=("step", "example", "hidden"), coords={"step": [0, 1]}
+    )
     wit = acts.isel(step=0) + 1.0
     with pytest.warns(DegenerateDataWarning, match="<= 0"):
         ds = geo.debiased_alignment(acts, wit)
@@ -212,7 +232,11 @@ def test_debiased_nan_at_reference_step_and_for_pure_noise():
     assert float(ds.drift_sq.sel(step=0)) == 0.0
     # pure-noise drift: its cross-fitted squared norm has mean 0, so negative values occur
     # and must come back as NaN, never a made-up number
-    noise = xr.DataArray(rng.normal(size=(40, 2, 8, 50)), dims=("run", "step", "example", "hidden"), coords={"step": [0, 1]})
+    noise = xr.DataArray(
+        rng.normal(size=(40, 2, 8, 50)),
+        dims=("run", "step", "example", "hidden"),
+        coords={"step": [0, 1]},
+    )
     with pytest.warns(DegenerateDataWarning):
         dn = geo.debiased_alignment(noise, noise.isel(run=0, step=0) + 1.0)
     neg = dn.drift_sq.sel(step=1) <= 0
@@ -262,7 +286,9 @@ def test_random_splits_converge_to_all_splits(data):
 def test_plugin_in_debiased_matches_alignment(data):
     acts, wit = data
     ds = geo.debiased_alignment(acts.sel(step=[0, 10]), wit).sel(step=10)
-    plug = geo.alignment(geo.drift(acts).sel(step=10), geo.reversion_direction(wit, acts.sel(step=0)))
+    plug = geo.alignment(
+        geo.drift(acts).sel(step=10), geo.reversion_direction(wit, acts.sel(step=0))
+    )
     xr.testing.assert_allclose(ds.plugin.drop_vars("step"), plug.transpose(*ds.plugin.dims))
 
 
@@ -277,8 +303,17 @@ def test_pooled_is_ratio_of_mean_cross_products(data):
     np.testing.assert_allclose(pooled.plugin, per_run.plugin.mean("run"), rtol=1e-12)
 
 
-def simulate_reversion(rng, *, n_runs=24, n_probes=32, d=4096, drift_norm=9.85,
-                       witness_norm=9.85, true_cos=1.0, aligned_noise=0.0):
+def simulate_reversion(
+    rng,
+    *,
+    n_runs=24,
+    n_probes=32,
+    d=4096,
+    drift_norm=9.85,
+    witness_norm=9.85,
+    true_cos=1.0,
+    aligned_noise=0.0,
+):
     """Fine-tuning runs with a known cos(drift, witness - aligned).
 
     Probe i: aligned = c_i + aligned_noise * e_i; step 1 = c_i + D + eps_i (per run);
@@ -307,7 +342,9 @@ def simulate_reversion(rng, *, n_runs=24, n_probes=32, d=4096, drift_norm=9.85,
     ("true_cos", "aligned_noise", "plugin_expected"),
     [(1.0, 0.0, 0.43), (0.0, 1.0, 0.36)],
 )
-def test_bias_study_debiased_is_unbiased_where_plugin_is_not(true_cos, aligned_noise, plugin_expected):
+def test_bias_study_debiased_is_unbiased_where_plugin_is_not(
+    true_cos, aligned_noise, plugin_expected
+):
     """d=4096, 24 runs: plug-in visibly biased; pooled cross-fitted estimate on target.
 
     (1.0, 0.0): independent probe noise, plug-in ~0.43 (DESIGN §4). (0.0, 1.0): the aligned
@@ -372,11 +409,22 @@ def test_numpy_and_dask_identical_and_lazy(data):
         results["direction"] = v
         results["drift"] = dr
         results["alignment"] = geo.alignment(dr, v)
-        results["per_probe"] = geo.per_probe_alignment(acts_c.sel(step=[5, 10]), v, aligned_c.drop_vars("step"))
+        results["per_probe"] = geo.per_probe_alignment(
+            acts_c.sel(step=[5, 10]), v, aligned_c.drop_vars("step")
+        )
         results["project_out"] = geo.project_out(dr, v)
         results["stability"] = geo.direction_stability(wit_c, aligned_c, n_resamples=50, rng=3)
-        results["debiased"] = geo.debiased_alignment(acts_c.sel(step=[0, 10]), wit_c, aligned_c.drop_vars("step"))
-        results["pooled"] = geo.debiased_alignment(acts_c.sel(step=[0, 10]), wit_c, aligned_c.drop_vars("step"), pool_dim="run", splits=8, rng=1)
+        results["debiased"] = geo.debiased_alignment(
+            acts_c.sel(step=[0, 10]), wit_c, aligned_c.drop_vars("step")
+        )
+        results["pooled"] = geo.debiased_alignment(
+            acts_c.sel(step=[0, 10]),
+            wit_c,
+            aligned_c.drop_vars("step"),
+            pool_dim="run",
+            splits=8,
+            rng=1,
+        )
     for name, obj in results.items():
         arrays = obj.data_vars.values() if isinstance(obj, xr.Dataset) else [obj]
         assert all(isinstance(a.data, dask.array.Array) for a in arrays), name
@@ -385,14 +433,20 @@ def test_numpy_and_dask_identical_and_lazy(data):
         "direction": v_np,
         "drift": dr_np,
         "alignment": geo.alignment(dr_np, v_np),
-        "per_probe": geo.per_probe_alignment(acts.sel(step=[5, 10]), v_np, aligned.drop_vars("step")),
+        "per_probe": geo.per_probe_alignment(
+            acts.sel(step=[5, 10]), v_np, aligned.drop_vars("step")
+        ),
         "project_out": geo.project_out(dr_np, v_np),
         "stability": geo.direction_stability(wit, aligned, n_resamples=50, rng=3),
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        expected["debiased"] = geo.debiased_alignment(acts.sel(step=[0, 10]), wit, aligned.drop_vars("step"))
-        expected["pooled"] = geo.debiased_alignment(acts.sel(step=[0, 10]), wit, aligned.drop_vars("step"), pool_dim="run", splits=8, rng=1)
+        expected["debiased"] = geo.debiased_alignment(
+            acts.sel(step=[0, 10]), wit, aligned.drop_vars("step")
+        )
+        expected["pooled"] = geo.debiased_alignment(
+            acts.sel(step=[0, 10]), wit, aligned.drop_vars("step"), pool_dim="run", splits=8, rng=1
+        )
         for name, lazy in results.items():
             got = lazy.compute(scheduler="synchronous")
             exp = expected[name]
@@ -412,7 +466,9 @@ def test_counting_scheduler_does_detect_computes(data):
 
 def test_missing_dim_names_existing_dims(data):
     acts, wit = data
-    with pytest.raises(ValueError, match=r"`witness` has no dimension 'probe'.*'layer', 'example', 'hidden'"):
+    with pytest.raises(
+        ValueError, match=r"`witness` has no dimension 'probe'.*'layer', 'example', 'hidden'"
+    ):
         geo.reversion_direction(wit, acts.sel(step=0), dim="probe")
     with pytest.raises(ValueError, match=r"`drift` has no dimension 'units'"):
         geo.alignment(geo.drift(acts), wit.isel(example=0), dim="units")
@@ -432,7 +488,10 @@ def test_type_and_argument_errors(data):
         geo.alignment(wit, wit, dim=())
     with pytest.raises(ValueError, match="`dim` lists a dimension twice"):
         geo.alignment(wit, wit, dim=("hidden", "hidden"))
-    with pytest.raises(ValueError, match=r"`reference_step` 3 is not a 'step' coordinate of `acts` \(it has 0, 5, 10, 15\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`reference_step` 3 is not a 'step' coordinate of `acts` \(it has 0, 5, 10, 15\)",
+    ):
         geo.drift(acts, reference_step=3)
     nocoord = acts.drop_vars("step")
     with pytest.raises(ValueError, match=r"`reference_step` must be a position in 0..3"):
@@ -455,7 +514,10 @@ def test_type_and_argument_errors(data):
 
 def test_unpaired_probes_are_refused(data):
     acts, wit = data
-    with pytest.raises(ValueError, match=r"`acts` and `witness` must hold the same 'example' entries, but their sizes are 12 and 11"):
+    with pytest.raises(
+        ValueError,
+        match=r"`acts` and `witness` must hold the same 'example' entries, but their sizes are 12 and 11",
+    ):
         geo.debiased_alignment(acts, wit.isel(example=slice(1, None)))
     shuffled = wit.isel(example=np.roll(np.arange(12), 1))
     with pytest.raises(ValueError, match=r"same 'example' coordinates in the same order"):
@@ -464,5 +526,7 @@ def test_unpaired_probes_are_refused(data):
         geo.direction_stability(shuffled, acts.sel(step=0))
     with pytest.raises(ValueError, match="`witness` needs at least 2 probes"):
         geo.direction_stability(wit.isel(example=[0]), acts.sel(step=0).isel(example=[0]))
-    with pytest.raises(ValueError, match="`drift` and `direction` must hold the same 'hidden' entries"):
+    with pytest.raises(
+        ValueError, match="`drift` and `direction` must hold the same 'hidden' entries"
+    ):
         geo.alignment(geo.drift(acts), wit.isel(example=0, hidden=slice(3)))
