@@ -107,7 +107,7 @@ def _select_reference(acts: xr.DataArray, step_dim: Hashable, reference_step: An
                 f"`acts` has no {step_dim!r} coordinate; got {reference_step!r}"
             )
         ref = acts.isel({step_dim: reference_step})
-    return ref.drop_vars(step_dim, errors="ignore")
+    return ref.drop_vars([step_dim], errors="ignore")
 
 
 def _apply(
