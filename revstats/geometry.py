@@ -88,6 +88,18 @@ def _check_paired(a_name: str, a: xr.DataArray, b_name: str, b: xr.DataArray, di
             )
 
 
+def _difference(a_name: str, a: xr.DataArray, b_name: str, b: xr.DataArray) -> xr.DataArray:
+    """``a - b`` in float64 with exact coordinate alignment (never a silent inner join)."""
+    try:
+        with xr.set_options(arithmetic_join="exact"):
+            return a.astype(np.float64) - b.astype(np.float64)
+    except ValueError as err:
+        raise ValueError(
+            f"`{a_name}` and `{b_name}` must have identical coordinates on the dimensions they "
+            f"share (layers, runs, hidden units...): select matching entries first ({err})"
+        ) from None
+
+
 def _select_reference(acts: xr.DataArray, step_dim: Hashable, reference_step: Any) -> xr.DataArray:
     if step_dim in acts.indexes:
         index = acts.indexes[step_dim]
@@ -215,7 +227,12 @@ def reversion_direction(
     difference carries probe-noise variance; see :func:`debiased_alignment`.
     """
     dims, hid = _validate_reversion_direction(witness, aligned, dim, hidden_dim)
-    diff = witness.astype(np.float64).mean(dims) - aligned.astype(np.float64).mean(dims)
+    diff = _difference(
+        "witness",
+        witness.astype(np.float64).mean(dims),
+        "aligned",
+        aligned.astype(np.float64).mean(dims),
+    )
     out = _apply(_vector_kernel(npg.normalize, len(hid), True), diff, core=[hid], out_core=[hid])
     out.attrs = _attrs("reversion_direction")
     return out.rename("reversion_direction")
@@ -268,7 +285,9 @@ def drift(
     default_ref = aligned is None
     if aligned is None:
         aligned = _select_reference(acts, step_dim, reference_step)
-    out = acts.astype(np.float64).mean(dims) - aligned.astype(np.float64).mean(dims)
+    out = _difference(
+        "acts", acts.astype(np.float64).mean(dims), "aligned", aligned.astype(np.float64).mean(dims)
+    )
     out.attrs = _attrs("drift", reference_step=reference_step if default_ref else None)
     return out.rename("drift")
 
@@ -355,7 +374,7 @@ def per_probe_alignment(
     hid, _ = _validate_per_probe(acts, direction, aligned, dim, example_dim, step_dim)
     if aligned is None:
         aligned = _select_reference(acts, step_dim, reference_step)
-    moved = acts.astype(np.float64) - aligned.astype(np.float64)
+    moved = _difference("acts", acts, "aligned", aligned)
     out = _apply(_vector_kernel(npg.cosine, len(hid), False), moved, direction, core=[hid, hid])
     out.attrs = _attrs("per_probe_alignment", estimator="plug-in cosine per probe")
     return out.rename("per_probe_alignment")
@@ -481,7 +500,7 @@ def direction_stability(
         low, high = np.quantile(cos, [alpha / 2, 1 - alpha / 2], axis=-1)
         return cos.mean(axis=-1), low, high, npg.split_half_cosine(w, a_mask, b_mask)
 
-    w = witness.astype(np.float64) - aligned.astype(np.float64)
+    w = _difference("witness", witness, "aligned", aligned)
     outs = _apply(
         _table_kernel(kernel, len(dims), len(hid)), w, core=[dims + hid], out_core=[(), (), (), ()]
     )
@@ -609,9 +628,8 @@ def debiased_alignment(
     default_ref = aligned is None
     if aligned is None:
         aligned = _select_reference(acts, step_dim, reference_step)
-    ref = aligned.astype(np.float64)
-    d = acts.astype(np.float64) - ref
-    w = witness.astype(np.float64) - ref
+    d = _difference("acts", acts, "aligned", aligned)
+    w = _difference("witness", witness, "aligned", aligned)
     masks = None if splits == "all" else _half_masks(gen, n, int(splits))
 
     pieces = _apply(

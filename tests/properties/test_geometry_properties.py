@@ -110,11 +110,14 @@ def test_debiased_invariances(pw, scale, seed, perm_seed):
     acts, wit = pw
     base = debiased(acts, wit)
     assume(np.isfinite(float(base.debiased)))
+    # skip numerically ill-conditioned cases (pieces tiny next to the inputs' magnitude)
+    size = max(np.abs(acts).max(), np.abs(wit).max())
+    assume(min(float(base.drift_sq), float(base.direction_sq)) > 1e-4 * size**2)
     ref = float(base.debiased)
     tol = 1e-6 * max(1.0, abs(ref))
     p = acts.shape[-1]
     q = random_orthogonal(seed, p)
-    shift = np.random.default_rng(seed).normal(size=p) * 10
+    shift = np.random.default_rng(seed).normal(size=p) * size
     perm = np.random.default_rng(perm_seed).permutation(acts.shape[1])
     variants = [
         (scale * acts, scale * wit),

@@ -530,3 +530,14 @@ def test_unpaired_probes_are_refused(data):
         ValueError, match="`drift` and `direction` must hold the same 'hidden' entries"
     ):
         geo.alignment(geo.drift(acts), wit.isel(example=0, hidden=slice(3)))
+
+
+def test_mismatched_shared_coordinates_are_refused_not_inner_joined(data):
+    acts, wit = data
+    other_layers = wit.assign_coords(layer=["L0", "L9"])
+    with pytest.raises(ValueError, match="`witness` and `aligned` must have identical coordinates"):
+        geo.reversion_direction(other_layers, acts.sel(step=0))
+    with pytest.raises(ValueError, match="`witness` and `aligned` must have identical coordinates"):
+        geo.debiased_alignment(acts, other_layers)
+    with pytest.raises(ValueError, match="`acts` and `aligned` must have identical coordinates"):
+        geo.drift(acts, acts.sel(step=0, drop=True).assign_coords(run=["x", "y", "z"]))
