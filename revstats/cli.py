@@ -15,6 +15,7 @@ _COMMANDS: dict[str, str] = {
     "analyze": "revstats.cli_analysis:analyze_command",
     "demo": "revstats.cli_analysis:demo_command",
     "report": "revstats.cli_analysis:report_command",
+    "info": "revstats.cli_info:info",
 }
 
 
