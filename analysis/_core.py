@@ -32,26 +32,49 @@ def interim_used() -> list[str]:
 
 
 def open_store(path: str) -> Any:
-    return _resolve("revstats.store", "open_store")(path)
+    from revstats.store import open_store as _open
+
+    return _open(path)
 
 
 def reversion_direction(witness: Any, aligned: Any, *, dim: str = "example") -> Any:
-    return _resolve("revstats.geometry", "reversion_direction")(witness, aligned, dim=dim)
+    from revstats.geometry import reversion_direction as _f
+
+    return _f(witness, aligned, dim=dim)
 
 
 def alignment(drift: Any, direction: Any, *, dim: str = "hidden") -> Any:
-    return _resolve("revstats.geometry", "alignment")(drift, direction, dim=dim)
+    from revstats.geometry import alignment as _f
+
+    return _f(drift, direction, dim=dim)
 
 
-def debiased_alignment(acts: Any, witness: Any, *, rng: int) -> Any:
-    """Cross-fitted alignment per (run, step, layer); see DESIGN §4."""
-    return _resolve("revstats.geometry", "debiased_alignment")(acts, witness, rng=rng)
+def debiased_alignment(acts: Any, witness: Any, aligned: Any) -> Any:
+    """Cross-fitted alignment (exact average over all probe splits); see DESIGN §4."""
+    from revstats.geometry import debiased_alignment as _f
+
+    return _f(acts, witness, aligned, splits="all")["debiased"]
 
 
-def direction_stability(witness: Any, aligned: Any, *, n_resamples: int, rng: int) -> dict:
-    return _resolve("revstats.geometry", "direction_stability")(
-        witness, aligned, n_resamples=n_resamples, rng=rng
-    )
+def direction_stability(witness: Any, aligned: Any, *, n_resamples: int, confidence: float,
+                        rng: int) -> dict:
+    """Bootstrap and split-half stability of v_rev, as JSON-able floats."""
+    import xarray as xr
+
+    from revstats.geometry import direction_stability as _f
+
+    dims = ("example", "hidden")
+    res = _f(xr.DataArray(witness, dims=dims), xr.DataArray(aligned, dims=dims),
+             n_resamples=n_resamples, confidence=confidence, rng=rng)
+    vals = {k: float(res[k].values) for k in ("bootstrap_mean", "low", "high", "split_half")}
+    return {
+        "bootstrap_cosine": {"estimate": vals["bootstrap_mean"], "low": vals["low"],
+                             "high": vals["high"], "confidence": confidence,
+                             "method": str(res.attrs.get("interval", "percentile")),
+                             "n_resamples": n_resamples},
+        "split_half_cosine": vals["split_half"],
+        "n_splits": int(res.attrs.get("n_splits", 0)) or None,
+    }
 
 
 def isotropic_cosine(d: int) -> Any:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import xarray as xr
 from scipy import stats
 
 
@@ -22,64 +21,6 @@ class _Result:
     confidence: float
     method: str
     pvalue: Any = None
-
-
-def open_store(path: str) -> xr.Dataset:
-    return xr.open_zarr(path)
-
-
-def reversion_direction(witness: xr.DataArray, aligned: xr.DataArray, *, dim: str = "example"):
-    v = witness.mean(dim) - aligned.mean(dim)
-    return v / np.sqrt((v**2).sum("hidden"))
-
-
-def alignment(drift: xr.DataArray, direction: xr.DataArray, *, dim: str = "hidden"):
-    num = (drift * direction).sum(dim)
-    return num / (np.sqrt((drift**2).sum(dim)) * np.sqrt((direction**2).sum(dim)))
-
-
-def debiased_alignment(acts: xr.DataArray, witness: xr.DataArray, *, rng: int):
-    n = acts.sizes["example"]
-    perm = np.random.default_rng(rng).permutation(n)
-    a_idx, b_idx = np.sort(perm[: n // 2]), np.sort(perm[n // 2 :])
-
-    def half(x, idx):
-        # a 0/1 weight instead of fancy indexing: dask's take() on chunked data is fragile
-        w = np.zeros(n)
-        w[idx] = 1.0 / len(idx)
-        return (x * xr.DataArray(w, dims="example")).sum("example")
-
-    aligned = acts.isel(step=0)
-    d_a = half(acts, a_idx) - half(aligned, a_idx)
-    d_b = half(acts, b_idx) - half(aligned, b_idx)
-    v_a = half(witness, a_idx) - half(aligned, a_idx)
-    v_b = half(witness, b_idx) - half(aligned, b_idx)
-    num = 0.5 * ((d_a * v_b).sum("hidden") + (d_b * v_a).sum("hidden"))
-    dd = (d_a * d_b).sum("hidden")
-    vv = (v_a * v_b).sum("hidden")
-    den = np.sqrt(dd.where(dd > 0) * vv.where(vv > 0))
-    return num / den
-
-
-def direction_stability(witness: np.ndarray, aligned: np.ndarray, *, n_resamples: int, rng: int):
-    g = np.random.default_rng(rng)
-    diff = np.asarray(witness, float) - np.asarray(aligned, float)
-    n = diff.shape[0]
-    v = diff.mean(0)
-    v /= np.linalg.norm(v)
-    idx = g.integers(0, n, size=(n_resamples, n))
-    boots = diff[idx].mean(1)
-    cos = boots @ v / np.linalg.norm(boots, axis=1)
-    perm = g.permutation(n)
-    h1, h2 = diff[perm[: n // 2]].mean(0), diff[perm[n // 2 :]].mean(0)
-    split = float(h1 @ h2 / (np.linalg.norm(h1) * np.linalg.norm(h2)))
-    lo, hi = np.quantile(cos, [0.025, 0.975])
-    return {
-        "bootstrap_cosine": {"estimate": float(np.median(cos)), "low": float(lo),
-                             "high": float(hi), "method": "percentile (interim)",
-                             "confidence": 0.95, "n_resamples": n_resamples},
-        "split_half_cosine": split,
-    }
 
 
 class _Iso:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from functools import partial
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 import dask
@@ -210,7 +210,7 @@ def analyze(
     settings = settings or AnalysisSettings()
     say = progress or (lambda _msg: None)
     skipped: list[dict] = []
-    seeds = _seeds(settings.seed, ["debiased", "stability", "covariance_matched",
+    seeds = _seeds(settings.seed, ["stability", "covariance_matched",
                                    "permutation", "spearman"])
 
     # ---- one lazy graph, computed once ------------------------------------------------
@@ -231,7 +231,7 @@ def analyze(
         direction = _core.reversion_direction(witness, aligned, dim="example")
         # step 0 has zero drift by definition: its cosine is undefined, not computed
         plug_in = _core.alignment(drift.isel(step=moving_sel), direction, dim="hidden")
-        debiased = _core.debiased_alignment(acts, witness, rng=seeds["debiased"])
+        debiased = _core.debiased_alignment(acts.isel(step=moving_sel), witness, aligned)
         lazy["layers"][layer] = {
             "plug_in": plug_in, "debiased": debiased, "drift": drift,
             "aligned_pp": aligned.mean("run") if "run" in aligned.dims else aligned,
@@ -277,7 +277,7 @@ def analyze(
 
     c = {k: to_np(v) for k, v in computed.items() if k != "layers"}
     c["layers"] = {
-        layer: {k: (_with_step0(to_np(v)) if k == "plug_in" else to_np(v))
+        layer: {k: (_with_step0(to_np(v)) if k in ("plug_in", "debiased") else to_np(v))
                 for k, v in parts.items()}
         for layer, parts in computed["layers"].items()
     }
@@ -317,7 +317,7 @@ def analyze(
         a_pi, a_db = cl["plug_in"], cl["debiased"]  # (run, step)
         dr = cl["drift"]  # (run, step, hidden)
         h_layer, d_layer = _layer_arms(
-            layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
+            layer, a_pi, a_db, dr, cl, arm_names, arm_idx, steps, hidden, final_step,
             beh, task, task_attrs, settings, seeds, skipped)
         say(f"layer {layer}: effects, trend, correlation, stability")
         effects, eff_details = _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs,
@@ -634,5 +634,6 @@ def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
 
 def _stability(witness_pp, aligned_pp, settings, seeds):
     r = _core.direction_stability(np.asarray(witness_pp, float), np.asarray(aligned_pp, float),
-                                  n_resamples=settings.n_resamples, rng=seeds["stability"])
+                                  n_resamples=settings.n_resamples,
+                                  confidence=settings.confidence, rng=seeds["stability"])
     return {**r, "seed": seeds["stability"]}

@@ -38,7 +38,10 @@ def _common_options(f):
 def _console(err: bool = False):
     from rich.console import Console
 
-    return Console(stderr=err, highlight=False)
+    con = Console(stderr=err, highlight=False)
+    if not con.is_terminal:  # pipes, files and CliRunner: wide enough for the headline table
+        con = Console(stderr=err, highlight=False, width=max(con.width, 120))
+    return con
 
 
 def _open(store: str):
