@@ -178,7 +178,7 @@ class EmpiricalNull:
     def _count(self, x: Any, side: Literal["le", "lt"]) -> np.ndarray:
         """#{draws <= x} (side="le") or #{draws < x} (side="lt"); NaN where x is NaN."""
         x = np.asarray(x, dtype=float)
-        ss = "right" if side == "le" else "left"
+        ss: Literal["left", "right"] = "right" if side == "le" else "left"
         if self.batch_shape == ():
             counts = np.searchsorted(self.samples, x, side=ss).astype(float)
         else:
@@ -187,9 +187,10 @@ class EmpiricalNull:
             sb = np.broadcast_to(self.samples, (*shape, self.n_draws))
             flat_x = xb.reshape(-1)
             flat_s = sb.reshape(-1, self.n_draws)
-            counts = np.array(
-                [np.searchsorted(row, v, side=ss) for row, v in zip(flat_s, flat_x, strict=True)],
+            counts = np.fromiter(
+                (np.searchsorted(row, v, side=ss) for row, v in zip(flat_s, flat_x, strict=True)),
                 dtype=float,
+                count=flat_x.size,
             ).reshape(shape)
         return np.where(np.isnan(x), np.nan, counts)
 

@@ -56,8 +56,8 @@ _ALTERNATIVES = ("greater", "less", "two-sided")
 
 def _validate_isotropic(d: Any) -> int:
     if isinstance(d, bool) or not isinstance(d, numbers.Integral):
-        if isinstance(d, numbers.Real) and float(d).is_integer():
-            d = int(d)
+        if not isinstance(d, bool) and isinstance(d, numbers.Real) and float(d).is_integer():
+            d = int(float(d))
         else:
             raise TypeError(
                 f"`d` must be an integer dimension >= 2, got {d!r}; for a non-integer effective "
