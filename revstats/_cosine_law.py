@@ -144,16 +144,28 @@ def _isf_upper(p: np.ndarray, a: float, log_k: float) -> np.ndarray:
     if bad.any():
         c[bad] = np.minimum(np.sqrt(-2.0 * np.log(pr[bad]) / d), 1.0 - 1e-3)
     target = np.log(pr)
-    for _ in range(100):
-        ls = log_sf(c, a, log_k)
-        lp = log_pdf(c, a, log_k)
-        step = (ls - target) * np.exp(ls - lp)  # Newton on log sf: (log S - log p) / (f / S)
-        new = c + step
-        new = np.where(new >= 1.0, 0.5 * (c + 1.0), new)
-        new = np.where(new <= 0.0, 0.5 * c, new)
-        done = np.abs(new - c) <= 4e-16 * np.abs(c) + 1e-300
-        c = new
-        if done.all():
+    active = np.ones(c.shape, dtype=bool)
+    last = np.full(c.shape, np.inf)
+    for _ in range(60):
+        ca = c[active]
+        ls = log_sf(ca, a, log_k)
+        lp = log_pdf(ca, a, log_k)
+        step = (ls - target[active]) * np.exp(ls - lp)  # Newton on log sf: (log S - log p)/(f/S)
+        new = ca + step
+        new = np.where(new >= 1.0, 0.5 * (ca + 1.0), new)
+        new = np.where(new <= 0.0, 0.5 * ca, new)
+        size = np.abs(new - ca)
+        # converged: the step is at rounding level (relative, with a floor at 1e-16 of the spread
+        # 1/sqrt(d) for c near 0), or it stopped shrinking, i.e. it is the noise of log sf itself
+        # (~1e-13 relative for betainc at d ~ 1e6)
+        converged = (size <= 2e-15 * np.abs(ca) + 1e-16 / np.sqrt(d)) | (
+            (size > 0.5 * last[active]) & (size <= 1e-11 * np.abs(ca))
+        )
+        c[active] = new
+        idx = np.flatnonzero(active)
+        last[idx] = size
+        active[idx[converged]] = False
+        if not active.any():
             break
     out[rest] = c
     return out
