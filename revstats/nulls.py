@@ -367,7 +367,9 @@ def permutation_cosine(
     - ``paired=True`` (same probes in both sets): each probe's pair is swapped with probability
       1/2, i.e. v_s ∝ Σ_i s_i (w_i − h_i) with random signs s_i (valid when each difference is
       symmetric about 0 under the null);
-    - ``paired=False``: the n_w + n_a rows are pooled and re-split into sets of the same sizes.
+    - ``paired=False``: the n_w + n_a rows are pooled and re-split into sets of the same sizes
+      (valid only when all rows are exchangeable, i.e. different probes in the two sets; on
+      paired probes it is anti-conservative, see docs/nulls.md).
 
     Each replicate is cos(Δ, v_s) = (Σ_i s_i D_iᵀΔ) / (‖Δ‖ sqrt(sᵀ K s)) with the Gram matrix
     K = D Dᵀ, so no d-dimensional vector is formed per permutation; memory is

@@ -115,28 +115,54 @@ def test_covariance_matched_gram_path_matches_brute_force():
     assert stats.kstest(fast.samples, isotropic_cosine(d).cdf).pvalue < 1e-6
 
 
-def _exchangeable_dataset(rng, n_probes: int, d: int):
-    base = rng.standard_normal((n_probes, d)) * 3.0
-    witness = base + rng.standard_normal((n_probes, d))
-    aligned = base + rng.standard_normal((n_probes, d))
+def _exchangeable_dataset(rng, n_probes: int, d: int, *, paired: bool = True):
+    """Witness and aligned activations with no reversion direction.
+
+    Paired: the same probes in both sets (a shared per-probe base), so only swaps within a probe
+    are exchangeable. Unpaired: independent rows, so any re-split of the pooled rows is.
+    """
+    if paired:
+        base = rng.standard_normal((n_probes, d)) * 3.0
+        witness = base + rng.standard_normal((n_probes, d))
+        aligned = base + rng.standard_normal((n_probes, d))
+    else:
+        witness = rng.standard_normal((n_probes, d)) * 3.0
+        aligned = rng.standard_normal((n_probes + 3, d)) * 3.0
     drift = rng.standard_normal(d)
     return witness, aligned, drift
+
+
+def _rejection_rates(
+    rng, paired: bool, n_sim: int, n_perm: int, alphas, *, data_paired: bool | None = None
+) -> np.ndarray:
+    data_paired = paired if data_paired is None else data_paired
+    pvalues = np.empty(n_sim)
+    for i in range(n_sim):
+        w, h, drift = _exchangeable_dataset(rng, n_probes=12, d=20, paired=data_paired)
+        v = w.mean(axis=0) - h.mean(axis=0)
+        observed = drift @ v / (np.linalg.norm(drift) * np.linalg.norm(v))
+        null = permutation_cosine(w, h, drift, paired=paired, n_permutations=n_perm, rng=rng)
+        pvalues[i] = float(null.pvalue(observed))
+    return np.array([np.sum(pvalues <= a) for a in alphas])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("paired", [True, False])
 def test_permutation_null_type_one_error(paired):
     rng = np.random.default_rng(2024 if paired else 2025)
-    n_sim, alpha, n_perm = 2000, 0.05, 199
-    rejections = 0
-    for _ in range(n_sim):
-        w, h, drift = _exchangeable_dataset(rng, n_probes=12, d=20)
-        v = w.mean(axis=0) - h.mean(axis=0)
-        observed = drift @ v / (np.linalg.norm(drift) * np.linalg.norm(v))
-        null = permutation_cosine(w, h, drift, paired=paired, n_permutations=n_perm, rng=rng)
-        rejections += float(null.pvalue(observed)) <= alpha
-    # (1 + #)/(1 + B) with alpha (B + 1) = 10 an integer: the test is exact, size = alpha
-    assert stats.binomtest(rejections, n_sim, alpha).pvalue > 1e-3, rejections / n_sim
+    n_sim, n_perm, alphas = 10_000, 199, (0.01, 0.05, 0.10)
+    rejections = _rejection_rates(rng, paired, n_sim, n_perm, alphas)
+    # (1 + #)/(1 + B) with alpha (B + 1) an integer: the test is exact, size = alpha
+    for k, alpha in zip(rejections, alphas, strict=True):
+        assert stats.binomtest(int(k), n_sim, alpha).pvalue > 1e-3 / len(alphas), (alpha, k / n_sim)
+
+
+@pytest.mark.slow
+def test_unpaired_permutation_is_invalid_for_paired_probes():
+    """Why `paired=True` exists: pooling rows that share a probe inflates the size."""
+    rng = np.random.default_rng(7)
+    (k,) = _rejection_rates(rng, False, 10_000, 199, (0.01,), data_paired=True)
+    assert stats.binomtest(int(k), 10_000, 0.01, alternative="greater").pvalue < 1e-6
 
 
 def test_permutation_null_type_one_error_small():
@@ -144,7 +170,7 @@ def test_permutation_null_type_one_error_small():
     rng = np.random.default_rng(99)
     n_sim, rejections = 300, 0
     for _ in range(n_sim):
-        w, h, drift = _exchangeable_dataset(rng, n_probes=10, d=8)
+        w, h, drift = _exchangeable_dataset(rng, n_probes=10, d=8, paired=True)
         v = w.mean(axis=0) - h.mean(axis=0)
         observed = drift @ v / (np.linalg.norm(drift) * np.linalg.norm(v))
         null = permutation_cosine(w, h, drift, n_permutations=99, rng=rng)
