@@ -6,7 +6,7 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
-from revstats import geometry, store
+from revstats import geometry, nulls, store
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 from revstats.geometry import (
@@ -31,6 +31,7 @@ __all__ = [
     "direction_stability",
     "drift",
     "geometry",
+    "nulls",
     "open_store",
     "open_writer",
     "per_probe_alignment",
