@@ -78,27 +78,34 @@ def direction_stability(witness: Any, aligned: Any, *, n_resamples: int, confide
 
 
 def isotropic_cosine(d: int) -> Any:
-    return _resolve("revstats.nulls", "isotropic_cosine")(d)
+    from revstats.nulls import isotropic_cosine as _f
+
+    return _f(d)
 
 
-def effective_dimension(x: Any) -> float:
-    return float(_resolve("revstats.nulls", "effective_dimension")(x))
+def effective_isotropic_cosine(samples: Any) -> Any:
+    from revstats.nulls import effective_isotropic_cosine as _f
+
+    return _f(samples, kind="samples")
 
 
-def covariance_matched_null(samples: Any, drift: Any, *, n_draws: int, rng: int) -> Any:
-    return _resolve("revstats.nulls", "covariance_matched_null")(
-        samples, drift, n_draws=n_draws, rng=rng
-    )
+def covariance_matched_cosine(samples: Any, drift: Any, *, n_draws: int, rng: int) -> Any:
+    from revstats.nulls import covariance_matched_cosine as _f
+
+    return _f(samples, drift, kind="samples", n_draws=n_draws, rng=rng)
 
 
-def permutation_null(differences: Any, drift: Any, *, n_draws: int, rng: int) -> Any:
-    return _resolve("revstats.nulls", "permutation_null")(
-        differences, drift, n_draws=n_draws, rng=rng
-    )
+def permutation_cosine(witness: Any, aligned: Any, drift: Any, *, n_permutations: int,
+                       rng: int) -> Any:
+    from revstats.nulls import permutation_cosine as _f
+
+    return _f(witness, aligned, drift, paired=True, n_permutations=n_permutations, rng=rng)
 
 
-def adjust_pvalues(p: Any, *, method: str = "holm") -> Any:
-    return _resolve("revstats.nulls", "adjust_pvalues")(p, method=method)
+def exceedance(observed: Any, null: Any, *, q: float, adjust: str, alpha: float) -> Any:
+    from revstats.nulls import exceedance as _f
+
+    return _f(observed, null, q=q, adjust=adjust, alpha=alpha)
 
 
 def mean_ci(x: Any, *, confidence: float) -> Any:

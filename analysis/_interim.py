@@ -23,69 +23,6 @@ class _Result:
     pvalue: Any = None
 
 
-class _Iso:
-    def __init__(self, d: int) -> None:
-        self._b = stats.beta((d - 1) / 2, (d - 1) / 2)
-
-    def ppf(self, q):
-        return 2 * self._b.ppf(q) - 1
-
-    def sf(self, x):
-        return self._b.sf((np.asarray(x) + 1) / 2)
-
-
-def isotropic_cosine(d: int) -> _Iso:
-    return _Iso(d)
-
-
-def effective_dimension(x: np.ndarray) -> float:
-    x = np.asarray(x, float)
-    x = x - x.mean(0)
-    g = x @ x.T
-    return float(np.trace(g) ** 2 / np.sum(g * g))
-
-
-def _mc_cosines(basis: np.ndarray, drift: np.ndarray, z: np.ndarray) -> np.ndarray:
-    # u = z @ basis; cos(drift, u) via the small Gram matrix, never forming u explicitly
-    gram = basis @ basis.T
-    proj = drift @ basis.T  # (m, n)
-    num = proj @ z.T  # (m, draws)
-    unorm = np.sqrt(np.einsum("kn,nm,km->k", z, gram, z))
-    return num / (np.linalg.norm(drift, axis=1)[:, None] * unorm[None, :])
-
-
-def covariance_matched_null(samples: np.ndarray, drift: np.ndarray, *, n_draws: int, rng: int):
-    x = np.asarray(samples, float)
-    x = x - x.mean(0)
-    z = np.random.default_rng(rng).standard_normal((n_draws, x.shape[0]))
-    return _mc_cosines(x, np.atleast_2d(drift), z)
-
-
-def permutation_null(differences: np.ndarray, drift: np.ndarray, *, n_draws: int, rng: int):
-    d = np.asarray(differences, float)
-    s = np.random.default_rng(rng).choice([-1.0, 1.0], size=(n_draws, d.shape[0]))
-    return _mc_cosines(d, np.atleast_2d(drift), s)
-
-
-def adjust_pvalues(p, *, method: str = "holm"):
-    p = np.asarray(p, float)
-    n = p.size
-    if n == 0:
-        return p
-    o = np.argsort(p)
-    ps = p[o]
-    if method == "bonferroni":
-        adj = np.minimum(1, ps * n)
-    elif method == "holm":
-        adj = np.minimum(1, np.maximum.accumulate(ps * (n - np.arange(n))))
-    else:
-        c = 1.0 if method == "bh" else np.sum(1 / np.arange(1, n + 1))
-        adj = np.minimum(1, np.minimum.accumulate((ps * n * c / np.arange(1, n + 1))[::-1])[::-1])
-    out = np.empty(n)
-    out[o] = adj
-    return out
-
-
 def mean_ci(x, *, confidence: float):
     x = np.asarray(x, float)
     m, n = x.mean(), x.size

@@ -377,7 +377,7 @@ def _rates(beh: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
                 beh, task, task_attrs, settings, seeds, skipped):
     s_final = steps.index(final_step)
-    nulls = _null_samples(layer, a_pi, dr, c, hidden, steps, arm_idx, settings, seeds, skipped)
+    shared = _shared_nulls(layer, dr, steps, arm_idx, hidden, skipped)
     arms_h: dict = {}
     arms_d: dict = {}
     for arm in arm_names:
@@ -387,7 +387,8 @@ def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, fin
         for j, s in enumerate(steps):
             traj.append({"step": s, **_summary(a_pi[idx, j], settings)})
             traj_db.append({"step": s, **_summary(a_db[idx, j], settings)})
-        null_h, null_d = _null_summary(a_pi, idx, steps, nulls, settings)
+        null_h, null_d = _arm_nulls(layer, a_pi, dr, c, idx, steps, shared, settings, seeds,
+                                    skipped)
         entry = {
             "n_runs": int(len(idx)),
             "alignment": traj,
@@ -409,114 +410,107 @@ def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, fin
     return {"arms": arms_h}, {"arms": arms_d}
 
 
-def _null_samples(layer, a_pi, dr, c, hidden, steps, arm_idx, settings, seeds, skipped) -> dict:
-    """Per null type: p99 threshold and p-value for every (run, step) pair (step > 0)."""
-    q = settings.null_quantile
-    n_run, n_step = a_pi.shape
-    out: dict = {}
-    iso = _core.isotropic_cosine(hidden)
-    out["isotropic"] = {
-        "threshold": np.full((n_run, n_step), float(iso.ppf(q))),
-        "pvalue": np.asarray(iso.sf(a_pi), float),
-        "q": {qq: np.full((n_run, n_step), float(iso.ppf(qq))) for qq in (0.5, 0.95, 0.99)},
-        "method": f"isotropic exact: (cos+1)/2 ~ Beta((d-1)/2, (d-1)/2), d={hidden}",
-        "d": hidden,
-    }
-    # drift covariance: run-to-run residuals of the drift around its arm-step mean
+_NULL_METHODS = {
+    "isotropic": "isotropic exact: (cos+1)/2 ~ Beta((d-1)/2, (d-1)/2)",
+    "effective_dimension": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance "
+                           "(run-to-run residuals around each arm-step mean)",
+    "covariance_matched": "Monte Carlo: directions ~ N(0, covariance of the aligned model's "
+                          "probe activations)",
+    "permutation": "Monte Carlo: v_rev rebuilt with random witness/aligned swaps per probe "
+                   "(paired sign flips)",
+}
+
+
+def _shared_nulls(layer, dr, steps, arm_idx, hidden, skipped) -> dict:
+    """Nulls that do not depend on the run-step pair: one object per layer."""
+    out: dict = {"isotropic": _core.isotropic_cosine(hidden)}
     moving = [j for j, s in enumerate(steps) if s != 0]
     parts = []
     for idx in arm_idx.values():
         block = dr[np.ix_(idx, moving)]
-        parts.append((block - np.nanmean(block, axis=0, keepdims=True)).reshape(-1, dr.shape[-1]))
-    resid = np.concatenate(parts)
+        if block.shape[0] >= 2:
+            parts.append((block - np.nanmean(block, axis=0, keepdims=True)).reshape(-1, dr.shape[-1]))
+    resid = np.concatenate(parts) if parts else np.empty((0, dr.shape[-1]))
     resid = resid[np.all(np.isfinite(resid), axis=1)]
-    if resid.shape[0] >= 3 and np.any(resid):
-        d_eff = _core.effective_dimension(resid)
-        eff = _core.isotropic_cosine(max(2, int(round(d_eff))))
-        out["effective_dimension"] = {
-            "threshold": np.full((n_run, n_step), float(eff.ppf(q))),
-            "pvalue": np.asarray(eff.sf(a_pi), float),
-            "q": {qq: np.full((n_run, n_step), float(eff.ppf(qq))) for qq in (0.5, 0.95, 0.99)},
-            "method": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance "
-                      "(run-to-run residuals around each arm-step mean)",
-            "d": _num(d_eff),
-        }
-    else:
+    if resid.shape[0] < 3 or not np.any(resid):
         skipped.append({"piece": "null:effective_dimension", "layer": layer,
-                        "reason": "fewer than 3 runs per arm-step: no drift covariance"})
-    flat = dr.reshape(-1, dr.shape[-1])
-    ok = np.all(np.isfinite(flat), axis=1) & (np.linalg.norm(np.nan_to_num(flat), axis=1) > 0)
-    for name, basis in (("covariance_matched", c["aligned_pp"]),
-                        ("permutation", c["witness_pp"] - c["aligned_pp"])):
-        if basis.shape[0] < 3:
-            skipped.append({"piece": f"null:{name}", "layer": layer,
-                            "reason": "fewer than 3 probes"})
-            continue
-        fn = (_core.covariance_matched_null if name == "covariance_matched"
-              else _core.permutation_null)
-        samples = np.asarray(fn(basis, flat[ok], n_draws=settings.n_null_draws,
-                                rng=seeds[name]), float)  # (pairs, draws)
-        thr = np.full(flat.shape[0], np.nan)
-        pv = np.full(flat.shape[0], np.nan)
-        qs = {qq: np.full(flat.shape[0], np.nan) for qq in (0.5, 0.95, 0.99)}
-        thr[ok] = np.quantile(samples, q, axis=1)
-        for qq in qs:
-            qs[qq][ok] = np.quantile(samples, qq, axis=1)
-        obs = a_pi.reshape(-1)[ok]
-        pv[ok] = (1 + np.sum(samples >= obs[:, None], axis=1)) / (1 + samples.shape[1])
-        out[name] = {
-            "threshold": thr.reshape(n_run, n_step),
-            "pvalue": pv.reshape(n_run, n_step),
-            "q": {qq: v.reshape(n_run, n_step) for qq, v in qs.items()},
-            "method": ("Monte Carlo: directions ~ N(0, covariance of the aligned model's probe "
-                       "activations)" if name == "covariance_matched" else
-                       "Monte Carlo: direction from random sign flips of per-probe "
-                       "(witness - aligned) differences"),
-            "n_draws": settings.n_null_draws,
-            "seed": seeds[name],
-        }
+                        "reason": "fewer than 2 runs per arm: no run-to-run drift covariance"})
+    else:
+        try:
+            out["effective_dimension"] = _core.effective_isotropic_cosine(resid)
+        except ValueError as err:
+            skipped.append({"piece": "null:effective_dimension", "layer": layer,
+                            "reason": str(err)})
     return out
 
 
-def _null_summary(a_pi, idx, steps, nulls, settings):
+def _arm_nulls(layer, a_pi, dr, cl, idx, steps, shared, settings, seeds, skipped):
+    """Exceedance of every null for the arm's (run, step > 0) pairs; headline + bands."""
     moving = np.array([j for j, s in enumerate(steps) if s != 0])
+    obs = a_pi[np.ix_(idx, moving)].copy()
+    drift = dr[np.ix_(idx, moving)].copy()
+    bad = ~np.isfinite(obs) | ~np.all(np.isfinite(drift), axis=-1)
+    bad |= np.linalg.norm(np.nan_to_num(drift), axis=-1) == 0
+    obs[bad] = np.nan
+    drift[bad] = 0.0
+    drift[bad, 0] = 1.0  # placeholder direction for pairs that are not counted
+    nulls = dict(shared)
+    aligned_pp, witness_pp = cl["aligned_pp"], cl["witness_pp"]
+    if aligned_pp.shape[0] >= 3 and np.isfinite(aligned_pp).all():
+        nulls["covariance_matched"] = _core.covariance_matched_cosine(
+            aligned_pp, drift, n_draws=settings.n_null_draws, rng=seeds["covariance_matched"])
+        nulls["permutation"] = _core.permutation_cosine(
+            witness_pp, aligned_pp, drift, n_permutations=settings.n_null_draws,
+            rng=seeds["permutation"])
+    else:
+        skipped.append({"piece": "null:covariance_matched,permutation", "layer": layer,
+                        "reason": "fewer than 3 probes or a non-finite aligned slab"})
     head: dict = {}
     det: dict = {}
-    for name, nd in nulls.items():
-        a = a_pi[np.ix_(idx, moving)]
-        thr = nd["threshold"][np.ix_(idx, moving)]
-        p = nd["pvalue"][np.ix_(idx, moving)]
-        ok = np.isfinite(a) & np.isfinite(thr) & np.isfinite(p)
-        n_pairs = int(ok.sum())
-        above = int(np.sum(a[ok] > thr[ok]))
-        p_adj = (np.asarray(_core.adjust_pvalues(p[ok], method=settings.p_adjust), float)
-                 if n_pairs else np.array([]))
-        first = int(np.argmin(np.abs(np.array(steps)[moving] - 1))) if moving.size else 0
-        ok1 = ok[:, first] if moving.size else np.array([], bool)
-        head[name] = {
+    step_arr = np.asarray(steps)[moving]
+    for name, null in nulls.items():
+        ex = _core.exceedance(obs, null, q=settings.null_quantile, adjust=settings.p_adjust,
+                              alpha=1 - settings.confidence)
+        thr = np.broadcast_to(np.asarray(ex.threshold, float), obs.shape)
+        above = np.asarray(ex.above, bool)
+        p_adj = np.asarray(ex.pvalue_adjusted, float)
+        valid = np.isfinite(obs)
+        entry = {
             "quantile": settings.null_quantile,
-            "p99": _num(np.nanmean(thr)) if n_pairs else None,
-            "p99_min": _num(np.nanmin(thr)) if n_pairs else None,
-            "p99_max": _num(np.nanmax(thr)) if n_pairs else None,
-            "n_above": above,
-            "n_pairs": n_pairs,
-            "first_step": int(np.array(steps)[moving][first]) if moving.size else None,
-            "n_above_first_step": int(np.sum(a[ok1, first] > thr[ok1, first])) if moving.size else 0,
-            "n_runs_first_step": int(ok1.sum()),
-            "max_adjusted_pvalue": _num(p_adj.max()) if p_adj.size else None,
-            "n_significant_adjusted": int(np.sum(p_adj < 1 - settings.confidence)),
+            "p99": _nanmean(thr[valid]),
+            "p99_min": _num(thr[valid].min()) if valid.any() else None,
+            "p99_max": _num(thr[valid].max()) if valid.any() else None,
+            "n_above": int(ex.n_above),
+            "n_pairs": int(ex.n_pairs),
+            "first_step": int(step_arr[0]) if step_arr.size else None,
+            "n_above_first_step": int(above[:, 0].sum()) if step_arr.size else 0,
+            "n_runs_first_step": int(valid[:, 0].sum()) if step_arr.size else 0,
+            "max_adjusted_pvalue": _num(np.nanmax(p_adj)) if valid.any() else None,
+            "n_significant_adjusted": int(np.sum(np.asarray(ex.reject, bool))),
             "p_adjust": settings.p_adjust,
-            "method": nd["method"],
+            "method": f"{_NULL_METHODS[name]} [{null.method}]",
         }
-        for key in ("d", "n_draws", "seed"):
-            if key in nd:
-                head[name][key] = nd[key]
-        det[name] = {
-            "bands": [{"step": int(s), **{f"q{int(round(qq * 100))}":
-                                          _nanmean(nd["q"][qq][idx, j])
-                                          for qq in (0.5, 0.95, 0.99)}}
-                      for j, s in enumerate(steps)],
-        }
+        if name == "isotropic":
+            entry["d"] = _num(null.d)
+        elif name == "effective_dimension":
+            entry["d"] = _num(null.attrs.get("d_eff", null.d))
+        else:
+            entry["n_draws"] = settings.n_null_draws
+            entry["seed"] = seeds[name]
+        head[name] = entry
+        bands = []
+        for j, s in enumerate(steps):
+            row = {"step": int(s)}
+            col = np.nonzero(moving == j)[0]
+            for qq in (0.5, 0.95, 0.99):
+                key = f"q{int(round(qq * 100))}"
+                if col.size == 0:
+                    row[key] = None
+                    continue
+                qv = np.broadcast_to(np.asarray(null.quantile(qq), float), obs.shape)[:, col[0]]
+                row[key] = _nanmean(qv[valid[:, col[0]]])
+            bands.append(row)
+        det[name] = {"bands": bands}
     return head, det
 
 
