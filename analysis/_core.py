@@ -143,19 +143,26 @@ def risk_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float) -> Any:
     return _resolve("revstats.effects", "risk_ratio")(k1, n1, k2, n2, confidence=confidence)
 
 
-def non_inferiority(treatment: Any, control: Any, *, margin: float, higher_is_better: bool,
-                    confidence: float) -> Any:
-    return _resolve("revstats.effects", "non_inferiority")(
+def noninferiority_test(treatment: Any, control: Any, *, margin: float, higher_is_better: bool,
+                        confidence: float) -> Any:
+    return _resolve("revstats.effects", "noninferiority_test")(
         treatment, control, margin=margin, higher_is_better=higher_is_better,
         confidence=confidence,
     )
 
 
-def trend_test(groups: Any) -> Any:
-    return _resolve("revstats.effects", "jonckheere_terpstra")(groups)
+def jonckheere_terpstra(groups: Any) -> Any:
+    return _resolve("revstats.effects", "jonckheere_terpstra")(*groups, alternative="increasing")
 
 
-def spearman(x: Any, y: Any, *, n_resamples: int, confidence: float, rng: int) -> Any:
-    return _resolve("revstats.effects", "spearman")(
-        x, y, n_resamples=n_resamples, confidence=confidence, rng=rng
+def spearman_ci(x: Any, y: Any, *, n_resamples: int, confidence: float, rng: int) -> Any:
+    return _resolve("revstats.effects", "spearman_ci")(
+        x, y, confidence=confidence, method="bca", n_resamples=n_resamples, rng=rng
+    )
+
+
+def gee_rate_comparison(outcome: Any, group: Any, cluster: Any, *, reference: str,
+                        confidence: float) -> Any:
+    return _resolve("revstats.effects", "gee_rate_comparison")(
+        outcome, group, cluster, reference=reference, confidence=confidence
     )

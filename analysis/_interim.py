@@ -21,6 +21,8 @@ class _Result:
     confidence: float
     method: str
     pvalue: Any = None
+    statistic: Any = None
+    extra: dict | None = None
 
 
 def mean_ci(x, *, confidence: float):
@@ -81,17 +83,17 @@ def risk_ratio(k1, n1, k2, n2, *, confidence: float):
     return _Result(rr, rr * np.exp(-z * se), rr * np.exp(z * se), confidence, "katz_log")
 
 
-def non_inferiority(treatment, control, *, margin: float, higher_is_better: bool,
-                    confidence: float):
+def noninferiority_test(treatment, control, *, margin: float, higher_is_better: bool,
+                        confidence: float):
     sign = 1.0 if higher_is_better else -1.0
     t, c = np.asarray(treatment, float), np.asarray(control, float)
     r = stats.ttest_ind(sign * t + margin, sign * c, equal_var=False, alternative="greater")
-    diff = mean_difference(t, c, confidence=2 * confidence - 1)
+    diff = mean_difference(sign * t, sign * c, confidence=confidence)
     return _Result(diff.estimate, diff.low, diff.high, confidence, "welch_t_noninferiority",
-                   pvalue=r.pvalue)
+                   pvalue=r.pvalue, extra={"noninferior": bool(r.pvalue < (1 - confidence) / 2)})
 
 
-def jonckheere_terpstra(groups):
+def jonckheere_terpstra(*groups, alternative="increasing"):
     groups = [np.asarray(g, float) for g in groups]
     s = 0.0
     for i in range(len(groups)):
@@ -103,11 +105,14 @@ def jonckheere_terpstra(groups):
     mean = (n * n - np.sum(ns**2)) / 4
     var = (n * n * (2 * n + 3) - np.sum(ns**2 * (2 * ns + 3))) / 72
     zs = (s - mean) / np.sqrt(var)
-    return _Result(s, np.nan, np.nan, 0.95, "jonckheere_terpstra_normal",
-                   pvalue=stats.norm.sf(zs))
+    m = (n * n - np.sum(ns**2)) / 2
+    return _Result((2 * s - m) / m, np.nan, np.nan, 0.95, "jonckheere_terpstra_normal",
+                   pvalue=stats.norm.sf(zs), statistic=s)
 
 
-def spearman(x, y, *, n_resamples: int, confidence: float, rng: int):
+def spearman_ci(x, y, *, confidence: float, method: str, n_resamples: int, rng: int):
+    del method
+
     def rho(a, b):
         return stats.spearmanr(a, b).statistic
 

@@ -242,6 +242,7 @@ def analyze(
         b = ds["behavior"]
         lazy["k"] = b.sum("example", skipna=True)
         lazy["n"] = b.notnull().sum("example")
+        lazy["beh_final"] = b.isel(step=int(np.argmax(ds["step"].values)))  # (run, example)
     else:
         skipped.append({"piece": "behavior", "layer": None,
                         "reason": "the store has no `behavior` variable"})
@@ -302,7 +303,7 @@ def analyze(
             skipped.append({"piece": "behavior", "layer": None,
                             "reason": "`behavior` holds no observed outcome (all NaN)"})
         else:
-            beh = (k_arr, n_arr)
+            beh = (k_arr, n_arr, c["beh_final"])
     if has_task:
         task = c["task"]
         task_attrs = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
@@ -368,8 +369,8 @@ def analyze(
     return results
 
 
-def _rates(beh: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    k, n = beh
+def _rates(beh: tuple) -> np.ndarray:
+    k, n = beh[0], beh[1]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
 
@@ -515,7 +516,7 @@ def _arm_nulls(layer, a_pi, dr, cl, idx, steps, shared, settings, seeds, skipped
 
 
 def _behavior_summary(beh, idx, s_final, final_step, settings) -> dict:
-    k, n = beh
+    k, n = beh[0], beh[1]
     rates = _rates(beh)[idx, s_final]
     base = _summary(rates, settings)
     kk, nn = float(np.nansum(k[idx, s_final])), float(np.nansum(n[idx, s_final]))
@@ -555,12 +556,15 @@ def _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs, settings, 
             skipped.append({"piece": f"effects:{key}:alignment", "layer": layer,
                             "reason": "fewer than 2 runs in an arm"})
         if beh is not None:
-            k, n = beh
+            k, n = beh[0], beh[1]
             k1, n1 = float(np.nansum(k[it, s_final])), float(np.nansum(n[it, s_final]))
             k2, n2 = float(np.nansum(k[ic, s_final])), float(np.nansum(n[ic, s_final]))
             eff["behavior_risk_difference"] = _interval(
                 _core.proportion_diff_ci(k1, n1, k2, n2, method="newcombe", confidence=conf),
                 n=[int(n1), int(n2)])
+            gee = _gee(beh[2], it, ic, treat, ctrl, conf, skipped, layer, key)
+            if gee is not None:
+                eff["behavior_gee_odds_ratio"] = gee
             if k1 > 0 and k2 > 0:
                 eff["behavior_risk_ratio"] = _interval(
                     _core.risk_ratio(k1, n1, k2, n2, confidence=conf), n=[int(n1), int(n2)])
@@ -574,17 +578,40 @@ def _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs, settings, 
             if tt.size >= 2 and tc.size >= 2:
                 hib = bool(task_attrs.get("higher_is_better", False))
                 margin = settings.ni_margin_fraction * abs(float(np.mean(tc)))
-                ni = _core.non_inferiority(tt, tc, margin=margin, higher_is_better=hib,
-                                           confidence=conf)
+                ni = _core.noninferiority_test(tt, tc, margin=margin, higher_is_better=hib,
+                                               confidence=conf)
                 eff["task_noninferiority"] = _interval(
                     ni, n=[int(tt.size), int(tc.size)], margin=_num(margin),
                     margin_rule=f"{settings.ni_margin_fraction:g} x |control mean|",
                     higher_is_better=hib,
-                    noninferior=bool(_num(ni.pvalue) is not None
-                                     and ni.pvalue < 1 - conf))
+                    scale="treatment minus control, oriented so that larger is better",
+                    noninferior=bool((getattr(ni, "extra", None) or {}).get("noninferior")))
         out[key] = eff
         det[key] = {"treatment": treat, "control": ctrl}
     return out, {"effects": det}
+
+
+def _gee(per_probe, it, ic, treat, ctrl, conf, skipped, layer, key):
+    """Cluster-robust (runs as clusters) odds ratio of the final-step behaviour rate."""
+    if per_probe.shape[1] < 2:
+        return None
+    rows = np.concatenate([it, ic])
+    y = per_probe[rows]
+    group = np.repeat(np.array([treat] * len(it) + [ctrl] * len(ic)), y.shape[1])
+    cluster = np.repeat(rows, y.shape[1])
+    y = y.ravel()
+    ok = np.isfinite(y)
+    try:
+        r = _core.gee_rate_comparison(y[ok], group[ok], cluster[ok], reference=ctrl,
+                                      confidence=conf)
+    except AttributeError:
+        skipped.append({"piece": f"effects:{key}:gee", "layer": layer,
+                        "reason": "revstats.effects.gee_rate_comparison is not available"})
+        return None
+    except (ValueError, np.linalg.LinAlgError) as err:
+        skipped.append({"piece": f"effects:{key}:gee", "layer": layer, "reason": str(err)})
+        return None
+    return _interval(r, n=[int(len(it)), int(len(ic))], unit="runs (clusters)")
 
 
 def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
@@ -601,8 +628,9 @@ def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
             continue
         groups = [mat[arm_idx[a], s_final] for a in present]
         groups = [g[np.isfinite(g)] for g in groups]
-        r = _core.trend_test(groups)
-        out[name] = {"statistic": _num(r.estimate), "pvalue": _num(r.pvalue),
+        r = _core.jonckheere_terpstra(groups)
+        out[name] = {"statistic": _num(r.statistic), "tau": _num(r.estimate),
+                     "pvalue": _num(r.pvalue),
                      "method": str(r.method), "alternative": "increasing in the order",
                      "n": [int(g.size) for g in groups]}
     return out
@@ -620,8 +648,8 @@ def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
         skipped.append({"piece": "spearman", "layer": layer,
                         "reason": "fewer than 4 runs or a constant variable"})
         return None
-    r = _core.spearman(x[ok], y[ok], n_resamples=settings.n_resamples,
-                       confidence=settings.confidence, rng=seeds["spearman"])
+    r = _core.spearman_ci(x[ok], y[ok], n_resamples=settings.n_resamples,
+                          confidence=settings.confidence, rng=seeds["spearman"])
     return _interval(r, n=int(ok.sum()), seed=seeds["spearman"],
                      x="final alignment", y="final behaviour rate", unit="run")
 
