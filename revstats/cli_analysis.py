@@ -219,20 +219,17 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
     import sims
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("simulating paper-main-track"), BarColumn(),
+    cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
+    with Progress(TextColumn("{task.description}"), BarColumn(),
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=True) as prog:
-        task = prog.add_task("simulate", total=None)
-
-        def progress(done: Any = None, total: Any = None, *args: Any, **kwargs: Any) -> None:
-            if isinstance(done, (int, float)):
-                prog.update(task, completed=done,
-                            total=total if isinstance(total, (int, float)) else None)
-            else:
-                prog.advance(task)
-
-        sims.simulate_to_store("paper-main-track", str(out_store), runs=runs, steps=steps,
-                               hidden=hidden, seed=seed, progress=progress)
+        sim = prog.add_task("simulating paper-main-track (steps)", total=cfg.steps)
+        write = prog.add_task("writing the store (runs)", total=None)
+        sims.simulate_to_store(
+            "paper-main-track", str(out_store), runs=runs, steps=steps, hidden=hidden, seed=seed,
+            progress=lambda k: prog.advance(sim, k),
+            write_progress=lambda done, total: prog.update(write, completed=done, total=total),
+        )
 
 
 @click.command("demo")
