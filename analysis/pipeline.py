@@ -8,6 +8,7 @@ The key layout is documented in docs/results-json.md and fixed by analysis/resul
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import dask
+import dask.array
 import numpy as np
 import xarray as xr
 
@@ -53,11 +55,16 @@ class AnalysisSettings:
     n_null_draws: int = 2000
     null_quantile: float = 0.99
     p_adjust: str = "holm"
-    ni_margin_fraction: float = 0.05
+    ni_margin_fraction: float = 0.2
+    ni_margin: float | None = None
 
     def __post_init__(self) -> None:
         check_confidence(self.confidence)
         check_choice("p_adjust", self.p_adjust, ("holm", "bonferroni", "bh", "by"))
+        if self.ni_margin is not None and not (np.isfinite(self.ni_margin)
+                                               and self.ni_margin > 0):
+            raise ValueError(f"`ni_margin` must be a positive number in task-metric units, or "
+                             f"None for the default rule; got {self.ni_margin!r}")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}")
         for name in ("n_resamples", "n_null_draws"):
@@ -69,7 +76,8 @@ class AnalysisSettings:
             )
         if not self.ni_margin_fraction > 0:
             raise ValueError(
-                f"`ni_margin_fraction` must be positive (e.g. 0.05 = 5% of the control mean); "
+                f"`ni_margin_fraction` must be positive (e.g. 0.2 = 20% of the control arm's "
+                f"task change over fine-tuning); "
                 f"got {self.ni_margin_fraction!r}"
             )
 
@@ -154,6 +162,30 @@ def store_preset(ds: xr.Dataset) -> str | None:
     return None
 
 
+_TARGET_CHUNK_BYTES = 64 * 2**20
+
+
+def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
+    """Merge the store's one-slab chunks into ~64 MB blocks (all steps, several runs).
+
+    A store keeps one (run, step) slab per chunk so appends are atomic; reducing it slab by
+    slab costs ~20 dask tasks per slab, which dominates on small and medium stores. The merge
+    is lazy (one read task per zarr chunk stays); memory stays bounded by the block size.
+    """
+    if not isinstance(ds["acts"].data, dask.array.Array):
+        return ds
+    slab = ds["acts"].dtype.itemsize * int(np.prod(
+        [ds.sizes[d] for d in ("layer", "example", "hidden") if d in ds.sizes]))
+    per_run = max(slab * ds.sizes["step"], 1)
+    runs = int(max(1, min(ds.sizes["run"], _TARGET_CHUNK_BYTES // per_run)))
+    out = ds.copy()
+    out["acts"] = ds["acts"].chunk({"run": runs, "step": -1, "example": -1, "hidden": -1})
+    for name in ("behavior", "task"):
+        if name in ds and isinstance(ds[name].data, dask.array.Array):
+            out[name] = ds[name].chunk(dict.fromkeys(ds[name].dims, -1))
+    return out
+
+
 # ----------------------------------------------------------------------------- validation
 def _validate_analyze(ds: Any, layers: Sequence[str] | None) -> list[str]:
     if not isinstance(ds, xr.Dataset):
@@ -221,6 +253,7 @@ def analyze(
     step0 = steps_all.index(0)
     moving_sel = (slice(1, None) if step0 == 0 else
                   [j for j in range(len(steps_all)) if j != step0])
+    ds = _coarsen_chunks(ds)
     lazy: dict = {"layers": {}}
     for layer in layers:
         acts = ds["acts"].sel(layer=layer, drop=True)
@@ -310,6 +343,46 @@ def analyze(
                       for k, v in ds["task"].attrs.items()
                       if k in ("metric", "higher_is_better")}
 
+    # statsmodels' Holm adjustment calls gc.collect(), whose cost grows with every live object
+    # (~10^6 after importing xarray/dask): freezing them first makes each collection cheap
+    gc.freeze()
+    try:
+        headline, details = _per_layer(layers, c, runs, arms, arm_names, arm_idx, steps, hidden,
+                                       final_step, beh, task, task_attrs, settings, seeds,
+                                       skipped, say)
+    finally:
+        gc.unfreeze()
+
+    prov = _provenance(ds)
+    results = {
+        "results_schema": RESULTS_SCHEMA,
+        "revstats_version": __version__,
+        "store": {
+            "path": store_path,
+            "source": str(ds.attrs.get("source", "unknown")),
+            "revstats_schema": _num(ds.attrs.get("revstats_schema")),
+            "preset": store_preset(ds),
+            "provenance": prov,
+            "sizes": {d: int(ds.sizes[d]) for d in ("run", "step", "layer", "example", "hidden")
+                      if d in ds.sizes},
+            "arms": {a: int(len(i)) for a, i in arm_idx.items()},
+            "steps": steps,
+        },
+        "settings": {**asdict(settings), "layers": layers, "null_types": list(NULL_TYPES),
+                     "seeds": seeds},
+        "headline": headline,
+        "details": details,
+        "skipped": skipped,
+        "interim_core": _core.interim_used(),
+    }
+    from analysis.paper import paper_table
+
+    results["paper_table"] = paper_table(results)
+    return results
+
+
+def _per_layer(layers, c, runs, arms, arm_names, arm_idx, steps, hidden, final_step, beh, task,
+               task_attrs, settings, seeds, skipped, say):
     headline: dict = {"layers": {}}
     details: dict = {"layers": {}}
     for layer in layers:
@@ -341,32 +414,7 @@ def analyze(
         headline["layers"][layer] = h_layer
         details["layers"][layer] = d_layer
 
-    prov = _provenance(ds)
-    results = {
-        "results_schema": RESULTS_SCHEMA,
-        "revstats_version": __version__,
-        "store": {
-            "path": store_path,
-            "source": str(ds.attrs.get("source", "unknown")),
-            "revstats_schema": _num(ds.attrs.get("revstats_schema")),
-            "preset": store_preset(ds),
-            "provenance": prov,
-            "sizes": {d: int(ds.sizes[d]) for d in ("run", "step", "layer", "example", "hidden")
-                      if d in ds.sizes},
-            "arms": {a: int(len(i)) for a, i in arm_idx.items()},
-            "steps": steps,
-        },
-        "settings": {**asdict(settings), "layers": layers, "null_types": list(NULL_TYPES),
-                     "seeds": seeds},
-        "headline": headline,
-        "details": details,
-        "skipped": skipped,
-        "interim_core": _core.interim_used(),
-    }
-    from analysis.paper import paper_table
-
-    results["paper_table"] = paper_table(results)
-    return results
+    return headline, details
 
 
 def _rates(beh: tuple) -> np.ndarray:
@@ -577,18 +625,30 @@ def _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs, settings, 
             tt, tc = tt[np.isfinite(tt)], tc[np.isfinite(tc)]
             if tt.size >= 2 and tc.size >= 2:
                 hib = bool(task_attrs.get("higher_is_better", False))
-                margin = settings.ni_margin_fraction * abs(float(np.mean(tc)))
+                margin, rule = _ni_margin(task, ic, s_final, steps, settings)
                 ni = _core.noninferiority_test(tt, tc, margin=margin, higher_is_better=hib,
                                                confidence=conf)
                 eff["task_noninferiority"] = _interval(
                     ni, n=[int(tt.size), int(tc.size)], margin=_num(margin),
-                    margin_rule=f"{settings.ni_margin_fraction:g} x |control mean|",
+                    margin_rule=rule,
                     higher_is_better=hib,
                     scale="treatment minus control, oriented so that larger is better",
                     noninferior=bool((getattr(ni, "extra", None) or {}).get("noninferior")))
         out[key] = eff
         det[key] = {"treatment": treat, "control": ctrl}
     return out, {"effects": det}
+
+
+def _ni_margin(task, ic, s_final, steps, settings) -> tuple[float, str]:
+    """The non-inferiority margin: stated, or a fraction of what fine-tuning gained."""
+    if settings.ni_margin is not None:
+        return float(settings.ni_margin), "stated (--ni-margin)"
+    f = settings.ni_margin_fraction
+    start, end = task[ic, steps.index(0)], task[ic, s_final]
+    gain = abs(float(np.nanmean(end) - np.nanmean(start))) if np.isfinite(start).any() else 0.0
+    if gain > 0:
+        return f * gain, f"{f:g} x |control task change from step 0 to {steps[s_final]}|"
+    return f * abs(float(np.nanmean(end))), f"{f:g} x |control mean| (the task did not change)"
 
 
 def _gee(per_probe, it, ic, treat, ctrl, conf, skipped, layer, key):

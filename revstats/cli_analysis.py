@@ -30,6 +30,9 @@ def _common_options(f):
                      default=0.95, show_default=True, help="Confidence level of every interval.")(f)
     f = click.option("--n-resamples", type=click.IntRange(min=100), default=2000,
                      show_default=True, help="Bootstrap resamples and Monte Carlo null draws.")(f)
+    f = click.option("--ni-margin", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Non-inferiority margin for the task cost, in task-metric units "
+                          "(default: 20% of the control arm's task change over fine-tuning).")(f)
     f = click.option("--layer", "layers", multiple=True, metavar="NAME",
                      help="Layer to analyse (repeatable); all layers by default.")(f)
     return f
@@ -64,11 +67,11 @@ def _open(store: str):
             "`ingest`") from err
 
 
-def _settings(seed: int, confidence: float, n_resamples: int):
+def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None):
     from analysis.pipeline import AnalysisSettings
 
     return AnalysisSettings(confidence=confidence, seed=seed, n_resamples=n_resamples,
-                            n_null_draws=n_resamples)
+                            n_null_draws=n_resamples, ni_margin=ni_margin)
 
 
 def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
@@ -163,8 +166,9 @@ def _headline_tables(results: dict):
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Write results.json here (atomically).")
 @_common_options
-def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...], n_resamples: int,
-                    confidence: float, seed: int, scheduler: str) -> None:
+def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
+                    ni_margin: float | None, n_resamples: int, confidence: float, seed: int,
+                    scheduler: str) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
 
     \b
@@ -177,7 +181,7 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...], 
     from analysis.io import write_results
 
     ds = _open(store)
-    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples),
+    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
                             scheduler)
     con = _console()
     for t in _headline_tables(results):
@@ -193,8 +197,8 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...], 
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for report.md, report.html, results.json and the PNG figures.")
 @_common_options
-def report_command(store: str, out_dir: str, layers: tuple[str, ...], n_resamples: int,
-                   confidence: float, seed: int, scheduler: str) -> None:
+def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin: float | None,
+                   n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
     """Write the significance report for STORE into --out DIR.
 
     \b
@@ -207,7 +211,7 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], n_resample
     from analysis.report import write_report
 
     ds = _open(store)
-    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples),
+    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
                             scheduler)
     _warn_skipped(results)
     paths = write_report(results, out_dir)

@@ -216,6 +216,23 @@ def test_validation_messages():
         AnalysisSettings(seed=-1)
     with pytest.raises(ValueError, match="`ni_margin_fraction` must be positive"):
         AnalysisSettings(ni_margin_fraction=0)
+    with pytest.raises(ValueError, match="`ni_margin` must be a positive number"):
+        AnalysisSettings(ni_margin=-1.0)
+
+
+def test_noninferiority_margin_rules():
+    ds = make_synthetic_store(layers=("a",))
+    r = analyze(ds, settings=FAST)
+    ni = r["headline"]["layers"]["a"]["effects"]["blocked_vs_control"]["task_noninferiority"]
+    task = ds["task"].values
+    ctl = np.array([str(x) == "control" for x in ds["arm"].values])
+    gain = abs(task[ctl, -1].mean() - task[ctl, 0].mean())
+    assert ni["margin"] == pytest.approx(0.2 * gain)
+    assert "task change from step 0" in ni["margin_rule"]
+    r2 = analyze(ds, settings=AnalysisSettings(n_resamples=200, n_null_draws=400, ni_margin=1e-6))
+    ni2 = r2["headline"]["layers"]["a"]["effects"]["blocked_vs_control"]["task_noninferiority"]
+    assert ni2["margin"] == 1e-6 and ni2["margin_rule"].startswith("stated")
+    assert not ni2["noninferior"]  # a margin far below the noise cannot be shown
 
 
 def test_dask_and_numpy_inputs_agree():
