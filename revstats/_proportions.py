@@ -54,7 +54,10 @@ def wilson(k, n, confidence):
     denom = 2.0 * (n + z * z)
     centre = 2.0 * n * p + z * z
     half = z * np.sqrt(z * z + 4.0 * n * p * (1.0 - p))
-    return (centre - half) / denom, (centre + half) / denom
+    # exact limits at the boundary (rounding would otherwise leave 1 - 2e-16 at k = n)
+    lo = np.where(k == 0, 0.0, (centre - half) / denom)
+    hi = np.where(k == n, 1.0, (centre + half) / denom)
+    return lo, hi
 
 
 def wilson_cc(k, n, confidence):
