@@ -54,8 +54,8 @@ def run(quick: bool = False) -> list[dict]:
         # scipy needs a batch at n = 100,000 or its BCa jackknife allocates 75 GiB at once
         peer_batch = None if n <= 10_000 else 100
         x = np.random.default_rng(n).lognormal(size=n)  # skewed, so BCa differs from percentile
-        ours_fn = lambda: bootstrap_ci(x, "mean", method="bca", n_resamples=N_RESAMPLES, rng=1)  # noqa: E731
-        peer_fn = lambda: stats.bootstrap(  # noqa: E731
+        ours_fn = lambda x=x: bootstrap_ci(x, "mean", method="bca", n_resamples=N_RESAMPLES, rng=1)  # noqa: E731
+        peer_fn = lambda x=x, peer_batch=peer_batch: stats.bootstrap(  # noqa: E731
             (x,), np.mean, method="BCa", n_resamples=N_RESAMPLES, rng=2, batch=peer_batch
         ).confidence_interval
         ours_fn()  # warm up
