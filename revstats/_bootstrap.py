@@ -125,7 +125,7 @@ def replicates(
     if fast is not None:
         centre = x.mean(axis=-1, keepdims=True)
         xc = x - centre  # centring keeps sums of squares accurate
-        xc2 = xc * xc if fast != "mean" else None
+        xc2 = xc * xc  # only used by var/std
 
         def work(s: int, e: int, g: np.random.Generator) -> None:
             idx = g.integers(0, n, size=(e - s, n), dtype=dtype)

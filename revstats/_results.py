@@ -131,11 +131,9 @@ def wrap_like(template: Any, value: Any, attrs: dict, name: str | None = None) -
 
     0-d NumPy results become Python floats so scalar calls give scalar fields.
     """
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover - xarray is a core dependency
-        xr = None
-    if xr is not None and isinstance(template, xr.DataArray):
+    import xarray as xr
+
+    if isinstance(template, xr.DataArray):
         out = template.copy(data=np.broadcast_to(value, template.shape).copy())
         out.attrs = dict(attrs)
         if name is not None:

@@ -307,8 +307,7 @@ def mean_ci(
         if arr.ndim == 0:
             raise ValueError("`x` is a scalar: pass at least 2 observations")
         res = kernel(arr)
-        parts = [res[..., i] for i in range(6)]
-        parts = [float(p) if np.ndim(p) == 0 else p for p in parts]
+        parts: list[Any] = [float(p) if np.ndim(p) == 0 else p for p in np.moveaxis(res, -1, 0)]
         parts[5] = int(arr.shape[-1])
     else:
         parts = _apply_core(kernel, template, core, 6)
@@ -458,10 +457,10 @@ def bootstrap_ci(
         if arr.ndim == 0:
             raise ValueError("`data` is a scalar: pass at least 2 observations")
         res = kernel(np.moveaxis(arr, axis, -1))
-        est, lo, hi, code = (res[..., i] for i in range(4))
-        used = _bs.method_names(code.astype(int), method)
+        code = res[..., 3].astype(int)
+        used = _bs.method_names(code, method)
         n = arr.shape[axis]
-        est, lo, hi = (float(v) if v.ndim == 0 else v for v in (est, lo, hi))
+        est, lo, hi = (_scalar_or_array(res[..., i]) for i in range(3))
         extra: dict = {}
     else:
         est, lo, hi, code = _apply_core(kernel, template, core, 4)
@@ -483,6 +482,10 @@ def bootstrap_ci(
         seed=_seed_of(rng),
         extra=extra,
     )
+
+
+def _scalar_or_array(v: np.ndarray) -> Any:
+    return float(v) if v.ndim == 0 else v
 
 
 def _is_lazy(obj: Any) -> bool:
@@ -569,12 +572,11 @@ def cluster_bootstrap_ci(
         if arr.ndim < 2:
             raise ValueError("`data` must have shape (..., clusters, units): at least 2 axes")
         res = kernel(arr)
-        est, lo, hi, code = (res[..., i] for i in range(4))
-        used = _bs.method_names(code.astype(int), method)
-        est, lo, hi = (float(v) if v.ndim == 0 else v for v in (est, lo, hi))
+        used = _bs.method_names(res[..., 3].astype(int), method)
+        est, lo, hi = (_scalar_or_array(res[..., i]) for i in range(3))
         n = arr.shape[-2:]
     else:
-        check_dims("data", data, cluster_dim)
+        check_dims("data", data, [cluster_dim])
         within = () if within_dim is None else check_dims("data", data, within_dim)
         core = (cluster_dim, *within)
         import xarray as xr
