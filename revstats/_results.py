@@ -28,6 +28,21 @@ def _plain(value: Any) -> Any:
     return arr.tolist()
 
 
+def _to_dataset(result: Any, names: tuple[str, ...]) -> Any:
+    """xarray.Dataset of the array fields in `names` (None fields skipped), settings in attrs."""
+    import xarray as xr
+
+    data = {}
+    for name in names:
+        value = getattr(result, name)
+        if value is None:
+            continue
+        data[name] = value if isinstance(value, xr.DataArray) else xr.DataArray(np.asarray(value))
+    method = result.method if isinstance(result.method, str) else "mixed"
+    attrs = settings_attrs(method, result.confidence, n_resamples=result.n_resamples, seed=result.seed)
+    return xr.Dataset(data, attrs=attrs)
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate with a two-sided confidence interval.
@@ -64,6 +79,10 @@ class Interval:
         out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
         out.update({k: _plain(v) for k, v in self.extra.items()})
         return out
+
+    def to_dataset(self) -> Any:
+        """`xarray.Dataset` with estimate, low, high; settings in attrs (for the store)."""
+        return _to_dataset(self, ("estimate", "low", "high"))
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,10 @@ class Effect:
         out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
         out.update({k: _plain(v) for k, v in self.extra.items()})
         return out
+
+    def to_dataset(self) -> Any:
+        """`xarray.Dataset` with estimate, low, high (and statistic, pvalue if present)."""
+        return _to_dataset(self, ("estimate", "low", "high", "statistic", "pvalue"))
 
 
 def settings_attrs(

@@ -188,3 +188,10 @@ def test_cluster_bootstrap_numpy_and_xarray():
     assert float(lab.low) < float(lab.estimate) < float(lab.high)
     with pytest.raises(ValueError, match=r"at least 2 clusters"):
         cluster_bootstrap_ci(x[:1], "mean")
+
+
+def test_to_dataset_records_settings():
+    ds = bootstrap_ci(np.random.default_rng(0).normal(size=(2, 30)), "mean", rng=5,
+                      n_resamples=500).to_dataset()
+    assert set(ds.data_vars) == {"estimate", "low", "high"}
+    assert ds.attrs["seed"] == 5 and ds.attrs["n_resamples"] == 500 and ds.attrs["method"] == "bca"
