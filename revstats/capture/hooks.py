@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from revstats._dtypes import to_store_dtype
 from revstats.errors import RevstatsError
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
 ]
 
 POSITION_KINDS = ("last", "mean_prompt", "mean_response", "index")
-_FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 # --------------------------------------------------------------------------- position policies
@@ -367,7 +367,7 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _run_capture(model, batches, position, hook_cm, keys, trunk) -> np.ndarray:
+def _run_capture(model, batches, position, hook_cm, keys, trunk, on_batch=None) -> np.ndarray:
     position = parse_position(position)
     batches = list(batches)
     if not batches:
@@ -393,6 +393,8 @@ def _run_capture(model, batches, position, hook_cm, keys, trunk) -> np.ndarray:
                             "capture needs modules that run exactly once"
                         )
                     out[i].append(records[key].pop().cpu())
+                if on_batch is not None:
+                    on_batch(len(batch))
     finally:
         model.train(was_training)
     arr = torch.stack([torch.cat(parts) for parts in out]).numpy()
@@ -410,19 +412,21 @@ def capture_residual(
     *,
     layers: Sequence[int],
     position: str | int | Position = "last",
+    on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Residual-stream activations of a HF decoder model, pooled per example.
 
     Returns a float32 array (layer, example, hidden), in the order of ``layers`` and of the
     examples in ``batches``. The forward runs the decoder trunk only (no LM head, whose output is
     not needed) on the model's device, with ``position_ids`` from the attention mask so left and
-    right padding give the same vectors.
+    right padding give the same vectors. ``on_batch(n_examples)`` is called after each batch
+    (progress bars).
     """
     base, _ = _base_and_blocks(model)
     layers = [int(x) for x in layers]
     return _run_capture(
         model, batches, position,
-        lambda reduce: residual_stream(model, layers, reduce=reduce), layers, base,
+        lambda reduce: residual_stream(model, layers, reduce=reduce), layers, base, on_batch,
     )
 
 
@@ -443,16 +447,4 @@ def capture_named(
 
 def check_store_dtype(values: np.ndarray, dtype: str) -> np.ndarray:
     """Convert to the store dtype, refusing non-finite values and float16 overflow (|x| > 65504)."""
-    if dtype not in ("float32", "float16"):
-        raise ValueError(f"`dtype` must be 'float32' or 'float16', got {dtype!r}")
-    arr = np.asarray(values)
-    if not np.isfinite(arr).all():
-        raise RevstatsError("activations contain NaN or inf: refusing to store them")
-    if dtype == "float16":
-        peak = float(np.abs(arr).max(initial=0.0))
-        if peak > _FLOAT16_MAX:
-            raise RevstatsError(
-                f"activations reach |x| = {peak:.4g}, beyond float16's {_FLOAT16_MAX:.0f}: "
-                "store as float32 (`--store-dtype float32`)"
-            )
-    return arr.astype(dtype, copy=False)
+    return to_store_dtype(values, dtype, name="activations")
