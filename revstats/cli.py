@@ -12,6 +12,8 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "capture": "revstats.cli_capture:capture_command",
+    "ingest": "revstats.cli_capture:ingest_command",
 }
 
 

@@ -57,13 +57,14 @@ def build_tiny_model(
     if kind == "gpt2":
         config = GPT2Config(
             vocab_size=vocab, n_positions=128, n_embd=hidden, n_layer=n_layers,
-            n_head=max(1, hidden // 16), resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            n_head=max(1, hidden // 16), bos_token_id=2, eos_token_id=3, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
         )
     elif kind == "llama":
         config = LlamaConfig(
             vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
             num_hidden_layers=n_layers, num_attention_heads=max(1, hidden // 16),
             num_key_value_heads=max(1, hidden // 32), max_position_embeddings=128,
+            bos_token_id=2, eos_token_id=3, pad_token_id=0,
         )
     else:
         raise ValueError(f"`kind` must be 'gpt2' or 'llama', got {kind!r}")
