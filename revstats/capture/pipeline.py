@@ -218,5 +218,5 @@ def _witness_complete(out: str) -> bool:
         return False
     from revstats.store import open_store
 
-    ds = open_store(out)
-    return bool(ds["witness"].notnull().all().compute())
+    ds = open_store(out)  # the store drops `witness` until it has been written
+    return "witness" in ds and bool(ds["witness"].notnull().all().compute())
