@@ -36,7 +36,7 @@ def run(quick: bool = False) -> list[dict]:
     from revstats.store import create_store
 
     torch.set_num_threads(1)
-    n_probes, seq, repeats = (64, 24, 3) if quick else (256, 32, 7)
+    n_probes, seq, repeats = (64, 24, 3) if quick else (256, 32, 11)
     hidden, n_layers, vocab, batch_size = 256, 4, 2048, 16
     model = build_tiny_model("gpt2", None, n_layers=n_layers, hidden=hidden, vocab=vocab,
                              with_tokenizer=False)
