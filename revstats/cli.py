@@ -15,7 +15,9 @@ _COMMANDS: dict[str, str] = {
     "analyze": "revstats.cli_analysis:analyze_command",
     "demo": "revstats.cli_analysis:demo_command",
     "report": "revstats.cli_analysis:report_command",
+    "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
+    "ingest": "revstats.cli_capture:ingest_command",
 }
 
 
