@@ -1,34 +1,15 @@
 """The one door from `analysis` into the revstats core.
 
 Every statistic the pipeline reports is computed by the core (`revstats.geometry`,
-`revstats.nulls`, `revstats.intervals`, `revstats.effects`); this module only adapts call
-shapes (xarray in, plain floats out) so the pipeline reads as a composition of named steps.
-Where a core function has not landed yet, `analysis._interim` stands in and the result's
-`method` string says so; those stand-ins are removed as the core lands.
+`revstats.nulls`, `revstats.intervals`, `revstats.effects`); this module only fixes the
+options the pipeline uses and adapts call shapes, so the pipeline reads as a composition of
+named steps and no statistic has a second copy in `analysis/`. Imports are deferred so that
+`import analysis` stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
-
-_INTERIM_USED: set[str] = set()
-
-
-def _resolve(module: str, name: str) -> Any:
-    try:
-        mod = importlib.import_module(module)
-        return getattr(mod, name)
-    except (ImportError, AttributeError):
-        from analysis import _interim
-
-        _INTERIM_USED.add(f"{module}.{name}")
-        return getattr(_interim, name)
-
-
-def interim_used() -> list[str]:
-    """Core functions that were replaced by interim stand-ins in this process."""
-    return sorted(_INTERIM_USED)
 
 
 def open_store(path: str) -> Any:
@@ -109,60 +90,82 @@ def exceedance(observed: Any, null: Any, *, q: float, adjust: str, alpha: float)
 
 
 def mean_ci(x: Any, *, confidence: float) -> Any:
-    return _resolve("revstats.intervals", "mean_ci")(x, confidence=confidence)
+    from revstats.intervals import mean_ci as _f
+
+    return _f(x, confidence=confidence)
 
 
 def proportion_ci(k: Any, n: Any, *, method: str, confidence: float) -> Any:
-    return _resolve("revstats.intervals", "proportion_ci")(
+    from revstats.intervals import proportion_ci as _f
+
+    return _f(
         k, n, method=method, confidence=confidence
     )
 
 
 def proportion_diff_ci(k1: Any, n1: Any, k2: Any, n2: Any, *, method: str, confidence: float) -> Any:
-    return _resolve("revstats.intervals", "proportion_diff_ci")(
+    from revstats.intervals import proportion_diff_ci as _f
+
+    return _f(
         k1, n1, k2, n2, method=method, confidence=confidence
     )
 
 
 def bootstrap_ci(data: Any, statistic: Any, *, method: str, n_resamples: int,
                  confidence: float, rng: int) -> Any:
-    return _resolve("revstats.intervals", "bootstrap_ci")(
+    from revstats.intervals import bootstrap_ci as _f
+
+    return _f(
         data, statistic, method=method, n_resamples=n_resamples, confidence=confidence, rng=rng
     )
 
 
 def hedges_g(a: Any, b: Any, *, confidence: float) -> Any:
-    return _resolve("revstats.effects", "hedges_g")(a, b, confidence=confidence)
+    from revstats.effects import hedges_g as _f
+
+    return _f(a, b, confidence=confidence)
 
 
 def mean_difference(a: Any, b: Any, *, confidence: float) -> Any:
-    return _resolve("revstats.effects", "mean_difference")(a, b, confidence=confidence)
+    from revstats.effects import mean_difference as _f
+
+    return _f(a, b, confidence=confidence)
 
 
 def risk_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float) -> Any:
-    return _resolve("revstats.effects", "risk_ratio")(k1, n1, k2, n2, confidence=confidence)
+    from revstats.effects import risk_ratio as _f
+
+    return _f(k1, n1, k2, n2, confidence=confidence)
 
 
 def noninferiority_test(treatment: Any, control: Any, *, margin: float, higher_is_better: bool,
                         confidence: float) -> Any:
-    return _resolve("revstats.effects", "noninferiority_test")(
+    from revstats.effects import noninferiority_test as _f
+
+    return _f(
         treatment, control, margin=margin, higher_is_better=higher_is_better,
         confidence=confidence,
     )
 
 
 def jonckheere_terpstra(groups: Any) -> Any:
-    return _resolve("revstats.effects", "jonckheere_terpstra")(*groups, alternative="increasing")
+    from revstats.effects import jonckheere_terpstra as _f
+
+    return _f(*groups, alternative="increasing")
 
 
 def spearman_ci(x: Any, y: Any, *, n_resamples: int, confidence: float, rng: int) -> Any:
-    return _resolve("revstats.effects", "spearman_ci")(
+    from revstats.effects import spearman_ci as _f
+
+    return _f(
         x, y, confidence=confidence, method="bca", n_resamples=n_resamples, rng=rng
     )
 
 
 def gee_rate_comparison(outcome: Any, group: Any, cluster: Any, *, reference: str,
                         confidence: float) -> Any:
-    return _resolve("revstats.effects", "gee_rate_comparison")(
+    from revstats.effects import gee_rate_comparison as _f
+
+    return _f(
         outcome, group, cluster, reference=reference, confidence=confidence
     )

@@ -373,7 +373,6 @@ def analyze(
         "headline": headline,
         "details": details,
         "skipped": skipped,
-        "interim_core": _core.interim_used(),
     }
     from analysis.paper import paper_table
 
@@ -664,10 +663,6 @@ def _gee(per_probe, it, ic, treat, ctrl, conf, skipped, layer, key):
     try:
         r = _core.gee_rate_comparison(y[ok], group[ok], cluster[ok], reference=ctrl,
                                       confidence=conf)
-    except AttributeError:
-        skipped.append({"piece": f"effects:{key}:gee", "layer": layer,
-                        "reason": "revstats.effects.gee_rate_comparison is not available"})
-        return None
     except (ValueError, np.linalg.LinAlgError) as err:
         skipped.append({"piece": f"effects:{key}:gee", "layer": layer, "reason": str(err)})
         return None

@@ -77,10 +77,6 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
         ["p-value adjustment", se["p_adjust"]],
         ["revstats", results["revstats_version"]],
     ]))
-    if results.get("interim_core"):
-        overview.paragraphs.append(
-            "Some statistics used interim stand-ins while the core was being built: "
-            + ", ".join(results["interim_core"]))
     out.append(overview)
 
     pt = results["paper_table"]

@@ -116,9 +116,6 @@ def _warn_skipped(results: dict) -> None:
                    if s["piece"] == "behavior" else
                    "write a task metric with StoreWriter.write_slab(..., task=...)")
             con.print(f"[yellow]note:[/] {s['reason']}: {what}; to include them, {fix}.")
-    if results.get("interim_core"):
-        con.print("[yellow]note:[/] interim stand-ins used for: "
-                  + ", ".join(results["interim_core"]))
 
 
 def _headline_tables(results: dict):
