@@ -15,7 +15,7 @@ NULL_STYLES = {
     "isotropic": ("#555555", "--"),
     "effective_dimension": ("#9467bd", ":"),
     "covariance_matched": ("#ff7f0e", "-."),
-    "permutation": ("#8c564b", (0, (1, 3))),
+    "permutation": ("#8c564b", (0, (6, 2, 1, 2))),
 }
 
 
@@ -63,11 +63,15 @@ def trajectory(results: dict, layer: str):
         steps = np.array([b["step"] for b in bands])
         ax.plot(steps, _vals(bands, "q99"), color=col, ls=ls, lw=1.2,
                 label=f"null p{int(round(q * 100))}: {name.replace('_', ' ')}")
+        ax.fill_between(steps, _vals(bands, "q50"), _vals(bands, "q99"), color=col, alpha=0.07,
+                        lw=0)
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("alignment cos(drift, v_rev)  [unitless, −1…1]")
     conf = int(round(100 * results["settings"]["confidence"]))
-    ax.set_title(f"Alignment trajectory, layer {_text(layer)} (bands: {conf}% CI of the mean)")
+    ax.set_title(f"Alignment trajectory, layer {_text(layer)}\n(arm bands: {conf}% CI of the "
+                 f"mean; null bands: median to p{int(round(q * 100))} of the {_text(ctrl)} arm's "
+                 f"nulls)", fontsize=10)
     ax.legend(fontsize=7, loc="best", ncol=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
