@@ -126,7 +126,7 @@ def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) 
     """Validate values about to be stored: shape, finiteness, float16 range."""
     try:
         arr = np.asarray(x)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - any conversion failure is a user error
         raise TypeError(f"`{name}` could not be converted to an array: {e}") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"`{name}` must be numeric, got dtype {arr.dtype}")
@@ -817,7 +817,7 @@ def verify_store(
             arr = acts if name == "acts" else _array(g, name)
             try:
                 block = np.asarray(arr[ri, si])
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - report any decode failure by location
                 problems.append(f"`{name}` {label}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
                 continue
             if name == "acts":
@@ -832,7 +832,7 @@ def verify_store(
             wv = np.asarray(_array(g, "witness")[...])
             if not np.isfinite(wv).all():
                 problems.append("`witness`: contains NaN/Inf or a missing chunk")
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - report any decode failure
             problems.append(f"`witness`: chunk unreadable or corrupt ({type(e).__name__}: {e})")
     return problems
 
