@@ -60,8 +60,9 @@ def paper_table(results: dict) -> dict:
             _pm(_at_step(ctrl["alignment"], first)) if first is not None else None)
         rows["alignment_step_20"] = _pm(_at_step(ctrl["alignment"], 20))
         iso = ctrl["null_p99"].get("isotropic")
-        rows["isotropic_p99_exceedance"] = (f"{iso['n_above']} of {iso['n_pairs']}"
-                                            if iso else None)
+        rows["isotropic_p99_exceedance"] = (
+            f"{iso['n_above']} of {iso['n_pairs']} (step {iso['first_step']}: "
+            f"{iso['n_above_first_step']} of {iso['n_runs_first_step']})" if iso else None)
     if ctrl is not None and blk is not None:
         rows["final_alignment_control_to_blocked"] = (
             f"{_pm(ctrl['final_alignment'])} → {_pm(blk['final_alignment'])}")

@@ -84,13 +84,13 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
     if pt["paper_preset"]:
         sec.paragraphs.append("The store came from the `paper-main-track` preset: the paper's "
                               "values (arXiv 2606.28525) are shown beside ours.")
-        hdr = ["quantity", "revstats (mean ± sd [CI])", "paper"]
+        hdr = ["quantity", "revstats (mean ± sd across runs)", "paper"]
         rows = [[r["quantity"], r["revstats"] or "— (not in store)", r["paper"]]
                 for r in pt["rows"]]
     else:
         sec.paragraphs.append("The store is not from the paper preset, so the paper's values "
                               "are not shown beside these.")
-        hdr = ["quantity", "revstats (mean ± sd)"]
+        hdr = ["quantity", "revstats (mean ± sd across runs)"]
         rows = [[r["quantity"], r["revstats"] or "— (not in store)"] for r in pt["rows"]]
     if pt["layer"] is not None:
         sec.paragraphs.append(f"Layer: {pt['layer']}.")
@@ -107,7 +107,7 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
             s20 = next((r for r in e["alignment"] if r["step"] == 20), None)
             rows.append([arm, str(e["n_runs"]), _ci(first), _ci(s20), _ci(e["final_alignment"]),
                          _ci(e["final_alignment_debiased"]),
-                         _ci(e["behavior_rate"], 100, "{:.1f}"), _ci(e["task"])])
+                         _ci(e["behavior_rate"], 100, "{:.1f}"), _ci(e["task"], fmt="{:.3g}")])
         sec.paragraphs.append(
             f"Alignment cos(drift, v_rev): mean ± sd across runs [{conf}% t interval of the "
             "mean]; debiased = cross-fitted over probe halves. Behaviour rate in %: mean ± sd "
@@ -173,7 +173,7 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
 
 def _md(s: str) -> str:
     """Markdown-safe text: HTML-escaped (Markdown renderers pass raw HTML), pipes escaped."""
-    return html.escape(str(s)).replace("|", "\\|").replace("\n", " ")
+    return html.escape(str(s), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(results: dict, figs: list[dict]) -> str:

@@ -143,7 +143,7 @@ def _headline_tables(results: dict):
             iso = e["null_p99"].get("isotropic")
             t.add_row(escape(arm), str(e["n_runs"]), pm(first), pm(s20), pm(e["final_alignment"]),
                       f"{iso['n_above']}/{iso['n_pairs']}" if iso else "—",
-                      pm(e["behavior_rate"], 100, "{:.1f}"), pm(e["task"]))
+                      pm(e["behavior_rate"], 100, "{:.1f}"), pm(e["task"], fmt="{:.3g}"))
         tables.append(t)
         eff = h["effects"].get("blocked_vs_control")
         if eff:
