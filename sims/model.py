@@ -8,7 +8,7 @@ rate ``lr`` and batch noise ``noise / sqrt(batch_size)``, follows
 
     theta <- theta - lr * (G_pre * disp_M(theta) + align_mass * <theta - a, nu> nu
                            + anchor * (theta - a) + task_strength * <theta - theta_task, t> t
-                           + eps),     eps ~ N(0, noise^2 / batch_size * I)
+                           + eps),     eps ~ N(0, noise^2 / batch_size * (I - (1 - noise_normal^2) nu nu^T))
 
 plus the blocking term of the arm (``revstats.blocking``: penalty gradient or projection).
 Readout: probe i has latent activations z_i(theta) = phi(D_i * theta + C_i) (phi = identity
@@ -59,6 +59,7 @@ class SimConfig:
     task_cos: float = 0.0           # cos(t, w - a)
     lr: float = 1.0
     noise: float = 0.05
+    noise_normal: float = 1.0       # noise std multiplier along nu (1 = isotropic)
     batch_size: int = 1
     readout: str = "linear"         # "linear" | "tanh"
     probe_spread: float = 0.3
@@ -99,7 +100,7 @@ def validate_config(cfg: SimConfig) -> SimConfig:
     if cfg.normal_dim >= cfg.latent:
         raise ValueError(f"`normal_dim` must be < `latent` ({cfg.latent}), got {cfg.normal_dim}")
     for name in ("gravity", "pretrain_mass", "align_shift", "align_mass", "anchor",
-                 "task_strength", "task_shift", "lr", "noise", "probe_spread", "offset_scale",
+                 "task_strength", "task_shift", "lr", "noise", "noise_normal", "probe_spread", "offset_scale",
                  "residual_scale", "block_lambda", "push_strength", "behavior_gain",
                  "sphere_radius"):
         value = getattr(cfg, name)
@@ -268,6 +269,8 @@ def step(model: Model, state: SimState, xi: np.ndarray) -> SimState:
     """One SGD step for every run; ``xi`` (R, p) standard normal noise (one row per run)."""
     c = model.cfg
     theta = state.theta
+    if c.noise_normal != 1.0:  # SGD noise weaker along the pretraining normal nu
+        xi = xi - (1.0 - c.noise_normal) * (xi @ model.normal)[..., None] * model.normal
     update = -c.lr * (force(model, theta) + (c.noise / np.sqrt(c.batch_size)) * xi)
     for sign in (1, -1):
         rows = state.arm_sign == sign
