@@ -12,6 +12,7 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "info": "revstats.cli_info:info",
 }
 
 
