@@ -13,6 +13,7 @@ import click
 
 _COMMANDS: dict[str, str] = {
     "info": "revstats.cli_info:info",
+    "simulate": "revstats.cli_simulate:simulate",
 }
 
 
