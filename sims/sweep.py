@@ -81,7 +81,7 @@ def sweep(
     base["arms"] = tuple(arms)
     names = list(grid)
     points = list(itertools.product(*(list(grid[n]) for n in names)))
-    cfgs = [config_for(preset, runs=runs, steps=steps, overrides={**base, **dict(zip(names, pt))})
+    cfgs = [config_for(preset, runs=runs, steps=steps, overrides={**base, **dict(zip(names, pt, strict=True))})
             for pt in points]
     tasks = [dask.delayed(point_stats)(c, seed) for c in cfgs]
     kwargs = {} if scheduler is None else {"scheduler": scheduler}
@@ -125,14 +125,14 @@ def plot_phase_diagram(
     ncol = int(np.ceil(np.sqrt(len(combos))))
     nrow = int(np.ceil(len(combos) / ncol))
     fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
-    for ax, combo in zip(axes.flat, combos):
-        da = ds[var].isel(dict(zip(others, combo))).transpose(y, x)
+    for ax, combo in zip(axes.flat, combos, strict=False):
+        da = ds[var].isel(dict(zip(others, combo, strict=True))).transpose(y, x)
         im = ax.imshow(da.values, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_xticks(range(ds.sizes[x]), [f"{v:g}" for v in ds[x].values], fontsize=7)
         ax.set_yticks(range(ds.sizes[y]), [f"{v:g}" for v in ds[y].values], fontsize=7)
         if da.shape[0] > 1 and da.shape[1] > 1:
             ax.contour(da.values, levels=[thr], colors="k", linewidths=1)
-        ax.set_title(", ".join(f"{d}={ds[d].values[i]:g}" for d, i in zip(others, combo)) or var,
+        ax.set_title(", ".join(f"{d}={ds[d].values[i]:g}" for d, i in zip(others, combo, strict=True)) or var,
                      fontsize=8)
         ax.set_xlabel(x, fontsize=8)
         ax.set_ylabel(y, fontsize=8)
