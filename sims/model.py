@@ -80,7 +80,9 @@ class SimConfig:
     def saved_steps(self) -> tuple[int, ...]:
         if self.save_steps is None:
             return tuple(range(self.steps + 1))
-        s = sorted({int(x) for x in self.save_steps if 0 <= int(x) <= self.steps} | {0, self.steps})
+        # 0, 1, 20 and T are always stored (the paper's headline steps); the rest may be thinned
+        must = {0, 1, self.steps} | ({20} if self.steps >= 20 else set())
+        s = sorted({int(x) for x in self.save_steps if 0 <= int(x) <= self.steps} | must)
         return tuple(s)
 
 

@@ -124,7 +124,7 @@ def test_cli_list_and_simulate(tmp_path):
     res = runner.invoke(main, args)
     assert res.exit_code == 0, res.output
     ds = open_store(out)
-    assert ds["step"].values.tolist() == [0, 2, 5]
+    assert ds["step"].values.tolist() == [0, 1, 2, 5]
     assert json.loads(ds.attrs["provenance"])["config"]["lr"] == 0.5
     res = runner.invoke(main, args)
     assert res.exit_code != 0 and "--overwrite" in res.output
