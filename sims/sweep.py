@@ -79,6 +79,9 @@ def sweep(
         raise ValueError("`grid` is empty: pass {field: [values, ...]}")
     base = dict(overrides or {})
     base["arms"] = tuple(arms)
+    if "hidden" not in base:  # statistics are latent-exact: skip building a 4096-wide readout
+        lat = grid.get("latent", [base.get("latent", config_for(preset).latent)])
+        base["hidden"] = int(max(lat))
     names = list(grid)
     points = list(itertools.product(*(list(grid[n]) for n in names)))
     cfgs = [config_for(preset, runs=runs, steps=steps, overrides={**base, **dict(zip(names, pt, strict=True))})

@@ -29,7 +29,7 @@ def test_sweep_matches_sequential_point(small_sweep):
     from sims.simulate import config_for
 
     cfg = config_for("paper-main-track", runs=4, steps=30,
-                     overrides={"arms": ("control", "blocked"), "pretrain_mass": 0.3,
+                     overrides={"arms": ("control", "blocked"), "pretrain_mass": 0.3, "hidden": 48,
                                 "align_mass": 1.2, "noise": 0.042})
     ref = point_stats(cfg, 0)
     got = small_sweep["align_final_control"].sel(pretrain_mass=0.3, align_mass=1.2, noise=0.042)
