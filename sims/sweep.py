@@ -127,7 +127,8 @@ def plot_phase_diagram(
     combos = list(itertools.product(*(range(ds.sizes[d]) for d in others))) or [()]
     ncol = int(np.ceil(np.sqrt(len(combos))))
     nrow = int(np.ceil(len(combos) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.0 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 3.2 * nrow), squeeze=False,
+                             layout="constrained")
     for ax, combo in zip(axes.flat, combos, strict=False):
         da = ds[var].isel(dict(zip(others, combo, strict=True))).transpose(y, x)
         im = ax.imshow(da.values, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-1, vmax=1)
