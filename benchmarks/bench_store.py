@@ -1,0 +1,87 @@
+"""Store write/read vs np.save/np.load of the same float32 array (issue 2's benchmark).
+
+    python -m benchmarks.bench_store            # 2 GB, 3 repeats
+    python -m benchmarks.bench_store --quick    # 256 MB
+Ratios are peer_time / our_time (higher is better; 1.0 = as fast as numpy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+
+def _make(nbytes: int, rng: np.random.Generator) -> np.ndarray:
+    layers, examples, hidden = 4, 256, 1024
+    slab = layers * examples * hidden * 4
+    n_slabs = max(1, nbytes // slab)
+    runs = 16 if n_slabs >= 16 else 1
+    steps = max(1, n_slabs // runs)
+    return rng.standard_normal(
+        (runs, steps, layers, examples, hidden), dtype=np.float32
+    )
+
+
+def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
+    from revstats.store import create_store, open_store
+
+    rng = np.random.default_rng(0)
+    data = _make(256 * 2**20 if quick else 2 * 2**30, rng)
+    repeats = repeats or (2 if quick else 3)
+    R, S, L, E, H = data.shape
+    times: dict[str, list[float]] = {"save": [], "zarr_write": [], "load": [], "zarr_read": []}
+    base = tempfile.mkdtemp(prefix="revstats-bench-", dir=os.environ.get("REVSTATS_BENCH_DIR"))
+    try:
+        for _ in range(repeats):
+            npy = os.path.join(base, "a.npy")
+            t = time.perf_counter()
+            np.save(npy, data)
+            times["save"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            back = np.load(npy)
+            times["load"].append(time.perf_counter() - t)
+            del back
+            os.remove(npy)
+
+            path = os.path.join(base, "s.zarr")
+            t = time.perf_counter()
+            with create_store(
+                path, runs=[f"r{i}" for i in range(R)], steps=list(range(S)),
+                layers=[f"l{i}" for i in range(L)], examples=[f"e{i}" for i in range(E)],
+                hidden=H, source="simulator", provenance={"bench": True}, behavior=False,
+                overwrite=True,
+            ) as w:
+                for i in range(R):
+                    w.write_slabs(f"r{i}", list(range(S)), data[i])
+            times["zarr_write"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            back = open_store(path)["acts"].to_numpy()
+            times["zarr_read"].append(time.perf_counter() - t)
+            assert np.array_equal(back, data)
+            del back
+            shutil.rmtree(path)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    gb = data.nbytes / 2**30
+    return [
+        {"name": f"store write {gb:.2f} GiB", "peer": "np.save", "ours_s": med["zarr_write"],
+         "peer_s": med["save"], "ratio": med["save"] / med["zarr_write"]},
+        {"name": f"store read {gb:.2f} GiB", "peer": "np.load", "ours_s": med["zarr_read"],
+         "peer_s": med["load"], "ratio": med["load"] / med["zarr_read"]},
+    ]
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args()
+    for row in run(args.quick):
+        print(f"{row['name']:<28} ours {row['ours_s']:.3f}s  {row['peer']} {row['peer_s']:.3f}s  "
+              f"ratio {row['ratio']:.2f}x")
