@@ -273,7 +273,7 @@ def _blocking_update(model: Model, theta: np.ndarray, update: np.ndarray, sign: 
         for _ in range(c.block_substeps):
             gz = blocking.reversion_penalty_grad(
                 model.latent_acts(th), z0, model.v_latent, lam=c.block_lambda, sign=sign,
-                reduce=c.block_reduce,
+                reduce=c.block_reduce,  # type: ignore[arg-type]  # validated in validate_config
             )
             th = th - h * np.sum(gz * model.latent_jac_diag(th), axis=-2)
         return th - theta
