@@ -257,3 +257,14 @@ def _assert_close(x, y, path="headline"):
         assert y == pytest.approx(x, rel=1e-5, abs=1e-9), path
     else:
         assert x == y, path
+
+
+def test_pipeline_import_is_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.pipeline, analysis.report; "
+            "print([m for m in ('matplotlib', 'click', 'torch', 'sims') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[2]).stdout.strip()
+    assert out == "[]"

@@ -132,3 +132,12 @@ def test_local_cluster_scheduler(stores, tmp_path):
                                   "--json", str(out), *FAST])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["results_schema"] == 1
+
+
+@pytest.mark.slow
+def test_processes_scheduler(stores, tmp_path):
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["analyze", stores["full"], "--scheduler", "processes",
+                                  "--json", str(out), *FAST])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["results_schema"] == 1
