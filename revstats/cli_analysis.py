@@ -217,8 +217,9 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
 
 def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
-    import sims
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import sims
 
     cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
     with Progress(TextColumn("{task.description}"), BarColumn(),
