@@ -83,7 +83,7 @@ def permutation_cosine(witness: Any, aligned: Any, drift: Any, *, n_permutations
     return _f(witness, aligned, drift, paired=True, n_permutations=n_permutations, rng=rng)
 
 
-def exceedance(observed: Any, null: Any, *, q: float, adjust: str, alpha: float) -> Any:
+def exceedance(observed: Any, null: Any, *, q: float, adjust: Any, alpha: float) -> Any:
     from revstats.nulls import exceedance as _f
 
     return _f(observed, null, q=q, adjust=adjust, alpha=alpha)
@@ -95,7 +95,7 @@ def mean_ci(x: Any, *, confidence: float) -> Any:
     return _f(x, confidence=confidence)
 
 
-def proportion_ci(k: Any, n: Any, *, method: str, confidence: float) -> Any:
+def proportion_ci(k: Any, n: Any, *, method: Any, confidence: float) -> Any:
     from revstats.intervals import proportion_ci as _f
 
     return _f(
@@ -103,20 +103,12 @@ def proportion_ci(k: Any, n: Any, *, method: str, confidence: float) -> Any:
     )
 
 
-def proportion_diff_ci(k1: Any, n1: Any, k2: Any, n2: Any, *, method: str, confidence: float) -> Any:
+def proportion_diff_ci(k1: Any, n1: Any, k2: Any, n2: Any, *, method: Any,
+                       confidence: float) -> Any:
     from revstats.intervals import proportion_diff_ci as _f
 
     return _f(
         k1, n1, k2, n2, method=method, confidence=confidence
-    )
-
-
-def bootstrap_ci(data: Any, statistic: Any, *, method: str, n_resamples: int,
-                 confidence: float, rng: int) -> Any:
-    from revstats.intervals import bootstrap_ci as _f
-
-    return _f(
-        data, statistic, method=method, n_resamples=n_resamples, confidence=confidence, rng=rng
     )
 
 

@@ -309,7 +309,7 @@ def analyze(
         out[:, moving_idx] = a
         return out
 
-    c = {k: to_np(v) for k, v in computed.items() if k != "layers"}
+    c: dict[str, Any] = {k: to_np(v) for k, v in computed.items() if k != "layers"}
     c["layers"] = {
         layer: {k: (_with_step0(to_np(v)) if k in ("plug_in", "debiased") else to_np(v))
                 for k, v in parts.items()}
@@ -548,7 +548,7 @@ def _arm_nulls(layer, a_pi, dr, cl, idx, steps, shared, settings, seeds, skipped
         head[name] = entry
         bands = []
         for j, s in enumerate(steps):
-            row = {"step": int(s)}
+            row: dict[str, Any] = {"step": int(s)}
             col = np.nonzero(moving == j)[0]
             for qq in (0.5, 0.95, 0.99):
                 key = f"q{int(round(qq * 100))}"
@@ -676,7 +676,7 @@ def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
                         "reason": "fewer than two of the arms blocked, control, push"})
         return None
     s_final = steps.index(final_step)
-    out = {"order": present}
+    out: dict[str, Any] = {"order": present}
     for name, mat in (("final_alignment", a_pi),
                       ("behavior_rate", _rates(beh) if beh is not None else None)):
         if mat is None:

@@ -40,9 +40,10 @@ def _f(x, fmt: str = "{:.3f}") -> str:
 
 
 def _ci(e: dict | None, scale: float = 1.0, fmt: str = "{:.3f}") -> str:
-    if not e or e.get("mean", e.get("estimate")) is None:
+    center = e.get("mean", e.get("estimate")) if e else None
+    if e is None or center is None:
         return "—"
-    m = e.get("mean", e.get("estimate")) * scale
+    m = center * scale
     s = fmt.format(m)
     if e.get("sd") is not None:
         s += " ± " + fmt.format(e["sd"] * scale)

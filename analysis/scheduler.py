@@ -54,7 +54,7 @@ def use_scheduler(spec: str = "threads") -> Iterator[str]:
             f"`scheduler` {spec!r} needs dask.distributed: pip install 'revstats[dist]'"
         ) from err
     if kind == "local":
-        with LocalCluster(n_workers=int(arg), threads_per_worker=1, processes=True,
+        with LocalCluster(n_workers=int(str(arg)), threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield f"dask.distributed LocalCluster, {arg} workers ({client.scheduler.address})"
     else:
