@@ -268,3 +268,11 @@ def test_pipeline_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parents[2]).stdout.strip()
     assert out == "[]"
+
+
+def test_per_run_witness():
+    ds = make_synthetic_store(layers=("a",), runs_per_arm=4).compute()
+    ds["witness"] = ds["witness"].expand_dims(run=ds["run"].values).copy()
+    r = analyze(ds, settings=FAST)
+    assert r["headline"]["layers"]["a"]["arms"]["control"]["final_alignment"]["mean"] > 0.9
+    jsonschema.validate(json.loads(json.dumps(r, allow_nan=False)), SCHEMA)
