@@ -327,34 +327,25 @@ class StoreWriter:
                 raise ValueError(f"`task` needs one value per step ({n}), got shape {tk.shape}")
         sis = self._ensure_steps(steps)
         complete = self._arr["complete"]
-        already = [s for s, si in zip(steps, sis, strict=True) if complete[ri, si]]
-        if already and not overwrite:
-            raise RevstatsError(
-                f"run {run!r} already has complete slab(s) at step(s) {already[:5]}; "
-                "pass overwrite=True to replace them (or skip them: see `has_slab`)"
-            )
-        for si in sis:  # un-publish first when overwriting
-            if complete[ri, si]:
-                complete[ri, si] = False
-        order = np.argsort(sis)
-        sis_sorted = [sis[i] for i in order]
-        contiguous = sis_sorted == list(range(sis_sorted[0], sis_sorted[0] + n))
-        if contiguous:
-            sl = slice(sis_sorted[0], sis_sorted[0] + n)
-            self._acts[ri, sl] = block[order]
-            if beh is not None:
-                self._arr["behavior"][ri, sl] = beh[order]
-            if tk is not None:
-                self._arr["task"][ri, sl] = tk[order]
-        else:
-            for i, si in enumerate(sis):
-                self._acts[ri, si] = block[i]
-                if beh is not None:
-                    self._arr["behavior"][ri, si] = beh[i]
-                if tk is not None:
-                    self._arr["task"][ri, si] = tk[i]
-        for si in sis:  # publish: one marker chunk per slab, written after its data
-            complete[ri, si] = True
+        idx = np.asarray(sis, dtype=np.int64)
+        # One zarr call per array (orthogonal indexing), not one per slab: each call has a
+        # fixed cost that dominated small writes.
+        done = np.asarray(complete.oindex[ri, idx], dtype=bool).reshape(-1)
+        if done.any():
+            if not overwrite:
+                already = [s for s, d in zip(steps, done, strict=True) if d]
+                raise RevstatsError(
+                    f"run {run!r} already has complete slab(s) at step(s) {already[:5]}; "
+                    "pass overwrite=True to replace them (or skip them: see `has_slab`)"
+                )
+            complete.oindex[ri, idx[done]] = False  # un-publish before rewriting
+        self._acts.oindex[ri, idx] = block
+        if beh is not None:
+            self._arr["behavior"].oindex[ri, idx] = beh
+        if tk is not None:
+            self._arr["task"].oindex[ri, idx] = tk
+        # publish: one marker chunk per slab, written only after all of its data
+        complete.oindex[ri, idx] = np.ones(n, dtype=bool)
 
     def close(self) -> None:
         if self._lock_fd is not None:
