@@ -6,6 +6,7 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
+from revstats import nulls
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 
@@ -14,4 +15,5 @@ __all__ = [
     "RevstatsError",
     "SchemaError",
     "__version__",
+    "nulls",
 ]
