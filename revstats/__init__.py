@@ -6,14 +6,31 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
-from revstats import nulls
+from revstats import geometry, nulls
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
+from revstats.geometry import (
+    alignment,
+    debiased_alignment,
+    direction_stability,
+    drift,
+    per_probe_alignment,
+    project_out,
+    reversion_direction,
+)
 
 __all__ = [
     "DegenerateDataWarning",
     "RevstatsError",
     "SchemaError",
     "__version__",
+    "alignment",
+    "debiased_alignment",
+    "direction_stability",
+    "drift",
+    "geometry",
+    "per_probe_alignment",
+    "project_out",
+    "reversion_direction",
     "nulls",
 ]
