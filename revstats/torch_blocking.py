@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
+from torch.nn.utils import parameters_to_vector
 
 from revstats import blocking
 from revstats._torch_probes import (
@@ -279,7 +279,11 @@ def project_parameter_updates(
             update = parameters_to_vector(directions.params).detach() - old
             vecs = directions.vectors.to(update)
             new = old + blocking.project_parameter_update(update, vecs, sign=sign, strength=strength)
-            vector_to_parameters(new, directions.params)
+            offset = 0
+            for p in directions.params:  # copy in place: params must not alias one new buffer
+                n = p.numel()
+                p.copy_(new[offset : offset + n].view_as(p))
+                offset += n
 
     handles = []
     try:
