@@ -13,6 +13,7 @@ import click
 
 _COMMANDS: dict[str, str] = {
     "info": "revstats.cli_info:info",
+    "monitor-config": "revstats.cli_monitor:monitor_config",
 }
 
 

@@ -352,7 +352,7 @@ class ReversionMonitor:
     def _validate_acts(self, step: Any, acts: Any) -> dict[str, np.ndarray]:
         if not isinstance(step, (int, np.integer)) or step < 0:
             raise ValueError(f"`step` must be a non-negative integer training step, got {step!r}")
-        if not isinstance(acts, Mapping) or set(acts) < set(self.config.layers):
+        if not isinstance(acts, Mapping) or not set(self.config.layers) <= set(acts):
             have = sorted(acts) if isinstance(acts, Mapping) else type(acts).__name__
             raise ValueError(f"`acts` must map every monitored layer {list(self.config.layers)} to (example, hidden); got {have}")
         out = {}
