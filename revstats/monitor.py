@@ -399,7 +399,7 @@ class ReversionMonitor:
                 f"the pre-alignment witness, alignment {', '.join(f'{al[n]:.3f}' for n in hit)} with "
                 f"p <= {level:.2e} (alpha={self.config.alpha} spent over looks, {self.config.spending})"
             )
-            log.warning(msg)
+            log.info(msg)
             if self.warn:
                 warnings.warn(msg, ReversionAlarm, stacklevel=2)
             if self.on_alarm is not None:
