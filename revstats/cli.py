@@ -18,6 +18,7 @@ _COMMANDS: dict[str, str] = {
     "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
     "ingest": "revstats.cli_capture:ingest_command",
+    "monitor-config": "revstats.cli_monitor:monitor_config",
     "simulate": "revstats.cli_simulate:simulate",
 }
 
