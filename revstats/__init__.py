@@ -6,12 +6,35 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
+from revstats import geometry, store
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
+from revstats.geometry import (
+    alignment,
+    debiased_alignment,
+    direction_stability,
+    drift,
+    per_probe_alignment,
+    project_out,
+    reversion_direction,
+)
+from revstats.store import create_store, open_store, open_writer
 
 __all__ = [
     "DegenerateDataWarning",
     "RevstatsError",
     "SchemaError",
     "__version__",
+    "alignment",
+    "create_store",
+    "debiased_alignment",
+    "direction_stability",
+    "drift",
+    "geometry",
+    "open_store",
+    "open_writer",
+    "per_probe_alignment",
+    "project_out",
+    "reversion_direction",
+    "store",
 ]
