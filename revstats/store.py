@@ -159,13 +159,13 @@ class StoreWriter:
     # -- bookkeeping -------------------------------------------------------------------------
     def _load_index(self) -> None:
         g = self._group
-        self.runs: list[str] = [str(r) for r in g["run"][:]]
-        self.layers: list[str] = [str(x) for x in g["layer"][:]]
-        self.examples: list[str] = [str(x) for x in g["example"][:]]
-        self._steps: list[int] = [int(s) for s in g["step"][:]]
+        self.runs: list[str] = [str(r) for r in _array(g, "run")[:]]
+        self.layers: list[str] = [str(x) for x in _array(g, "layer")[:]]
+        self.examples: list[str] = [str(x) for x in _array(g, "example")[:]]
+        self._steps: list[int] = [int(s) for s in _array(g, "step")[:]]
         # One handle per array, used for every resize and write: zarr resizes a handle in place,
         # while handles obtained later from the group could carry stale shapes.
-        self._arr = {name: g[name] for name in ("acts", "witness", "behavior", "task", "complete", "step") if name in g}
+        self._arr: dict[str, Any] = {name: _array(g, name) for name in ("acts", "witness", "behavior", "task", "complete", "step") if name in g}
         self._acts = self._arr["acts"]
         self.hidden: int = int(self._acts.shape[-1])
         self.dtype = np.dtype(self._acts.dtype)
@@ -251,7 +251,7 @@ class StoreWriter:
         if per_run:
             ri = self._run_idx(run)  # type: ignore[arg-type]
             w[ri] = arr
-            done = set(self._group.attrs.get("witness_runs", []))
+            done: set[str] = {str(r) for r in self._group.attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
             done.add(str(run))
             self._group.attrs["witness_runs"] = sorted(done)
             if len(done) == len(self.runs):
@@ -372,6 +372,11 @@ class StoreWriter:
             self.close()
 
 
+def _array(g: zarr.Group, name: str) -> Any:
+    """A member array (typed loosely: zarr types `group[name]` as Array | Group)."""
+    return g[name]
+
+
 def _take_lock(path: str) -> int | None:
     if not _is_local(path):
         return None
@@ -456,7 +461,7 @@ def create_store(
         raise ValueError(f"`dtype` must be 'float32' or 'float16', got {dt}")
     if source not in SOURCES:
         raise ValueError(f"`source` must be one of {SOURCES}, got {source!r}")
-    arm_ids = np.array(["control"] * len(run_ids), dtype=object) if arms is None else None
+    arm_ids = np.array(["control"] * len(run_ids), dtype=object)
     if arms is not None:
         if len(arms) != len(run_ids):
             raise ValueError(f"`arms` needs one entry per run ({len(run_ids)}), got {len(arms)}")
@@ -731,7 +736,7 @@ def write_dataset(
                 r, [steps[j] for j in sel],
                 np.asarray(sub["acts"].transpose("step", "layer", "example", "hidden")),
                 behavior=np.asarray(sub["behavior"].transpose("step", "example")) if "behavior" in ds else None,
-                task=np.asarray(sub["task"]) if "task" in ds else None,
+                task=np.asarray(sub["task"]).tolist() if "task" in ds else None,
             )
             if progress is not None:
                 progress(i + 1, len(runs))
@@ -754,7 +759,7 @@ def describe_store(
     info["problems"] += [m for _, m in validate_layout(dict(g.attrs), layout)]
     info["attrs"] = {k: v for k, v in g.attrs.items() if k != "provenance"}
     try:
-        info["provenance"] = json.loads(g.attrs.get("provenance", "{}"))
+        info["provenance"] = json.loads(str(g.attrs.get("provenance", "{}")))
     except json.JSONDecodeError:
         info["provenance"] = g.attrs.get("provenance")
     info["variables"] = {
@@ -762,18 +767,18 @@ def describe_store(
     }
     if info["problems"]:
         return info
-    runs = [str(r) for r in g["run"][:]]
-    arms = [str(a) for a in g["arm"][:]]
-    steps = [int(s) for s in g["step"][:]]
-    complete = np.asarray(g["complete"][:], dtype=bool)
+    runs = [str(r) for r in _array(g, "run")[:]]
+    arms = [str(a) for a in _array(g, "arm")[:]]
+    steps = [int(s) for s in _array(g, "step")[:]]
+    complete = np.asarray(_array(g, "complete")[:], dtype=bool)
     info.update(
         runs=runs,
         arms=dict(zip(*np.unique(arms, return_counts=True), strict=True)),
         steps=[s for s in steps if s != _STEP_UNSET],
-        layers=[str(x) for x in g["layer"][:]],
-        n_examples=int(g["example"].shape[0]),
-        hidden=int(g["acts"].shape[-1]),
-        dtype=str(g["acts"].dtype),
+        layers=[str(x) for x in _array(g, "layer")[:]],
+        n_examples=int(_array(g, "example").shape[0]),
+        hidden=int(_array(g, "acts").shape[-1]),
+        dtype=str(_array(g, "acts").dtype),
         slabs_complete=int(complete.sum()),
         slabs_total=int(complete.size),
         witness_complete=bool(g.attrs.get("witness_complete", False)),
@@ -799,9 +804,9 @@ def verify_store(
         return list(info["problems"])
     g = _open_group(path, "r", storage_options, consolidated=None)
     problems: list[str] = []
-    runs, steps_all = info["runs"], [int(s) for s in g["step"][:]]
-    complete = np.asarray(g["complete"][:], dtype=bool)
-    acts = g["acts"]
+    runs, steps_all = info["runs"], [int(s) for s in _array(g, "step")[:]]
+    complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    acts = _array(g, "acts")
     total = int(complete.sum())
     done = 0
     for ri, si in zip(*np.nonzero(complete), strict=True):
@@ -809,7 +814,7 @@ def verify_store(
         for name in ("acts", "behavior", "task"):
             if name not in g:
                 continue
-            arr = acts if name == "acts" else g[name]
+            arr = acts if name == "acts" else _array(g, name)
             try:
                 block = np.asarray(arr[ri, si])
             except Exception as e:
@@ -824,7 +829,7 @@ def verify_store(
             progress(done, total)
     if info["witness_complete"]:
         try:
-            wv = np.asarray(g["witness"][...])
+            wv = np.asarray(_array(g, "witness")[...])
             if not np.isfinite(wv).all():
                 problems.append("`witness`: contains NaN/Inf or a missing chunk")
         except Exception as e:
