@@ -15,6 +15,8 @@ _COMMANDS: dict[str, str] = {
     "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
     "ingest": "revstats.cli_capture:ingest_command",
+    "monitor-config": "revstats.cli_monitor:monitor_config",
+    "organism": "revstats.cli_organism:organism_command",
 }
 
 

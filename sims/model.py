@@ -155,7 +155,18 @@ class Model:
     def hidden_acts(self, theta: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
         """h_i = U z_i + r_i: (..., p) -> (..., n, hidden)."""
         z = self.latent_acts(theta).astype(dtype, copy=False)
-        return z @ self.embed.T.astype(dtype, copy=False) + self.residual.astype(dtype, copy=False)
+        lead = z.shape[:-1]
+        out = z.reshape(-1, z.shape[-1]) @ self._embed_t(dtype)  # one 2-d GEMM
+        out = out.reshape(*lead, out.shape[-1])
+        out += self.residual.astype(dtype, copy=False)
+        return out
+
+    def _embed_t(self, dtype: Any) -> np.ndarray:
+        key = np.dtype(dtype).str
+        cache = self.__dict__.setdefault("_embed_cache", {})
+        if key not in cache:
+            cache[key] = np.ascontiguousarray(self.embed.T, dtype=dtype)
+        return cache[key]
 
     def reversion_fraction(self, theta: np.ndarray) -> np.ndarray:
         """r_i = <z_i(theta) - z_i(a), v> / |mu(w) - mu(a)|: (..., n)."""

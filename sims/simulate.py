@@ -72,22 +72,22 @@ def trajectories(
     return out
 
 
-def _step_acts(model: Model, theta_s: np.ndarray) -> np.ndarray:
-    return model.hidden_acts(theta_s)[:, None, None, :, :]
+def _run_acts(model: Model, theta_r: np.ndarray) -> np.ndarray:
+    return model.hidden_acts(theta_r)[None, :, None, :, :]
 
 
 def _lazy_acts(model: Model, theta: np.ndarray) -> da.Array:
-    """acts (run, step, layer, example, hidden) as a dask array: one task per saved step
-    (a batched matmul over all runs), split into one (run, step) slab per chunk."""
+    """acts (run, step, layer, example, hidden) as a dask array, one chunk (and one batched
+    matmul) per run, so a run-by-run writer computes each slab exactly once."""
     import dask
 
     cfg = model.cfg
-    shape = (theta.shape[0], 1, 1, cfg.examples, cfg.hidden)
-    cols = [
-        da.from_delayed(dask.delayed(_step_acts)(model, theta[:, j]), shape, dtype=np.float32)
-        for j in range(theta.shape[1])
+    shape = (1, theta.shape[1], 1, cfg.examples, cfg.hidden)
+    blocks = [
+        da.from_delayed(dask.delayed(_run_acts)(model, theta[r]), shape, dtype=np.float32)
+        for r in range(theta.shape[0])
     ]
-    return da.concatenate(cols, axis=1).rechunk((1, 1, 1, cfg.examples, cfg.hidden))
+    return da.concatenate(blocks, axis=0)
 
 
 def simulate(
@@ -188,6 +188,7 @@ def simulate_to_store(
     seed: int = 0,
     overrides: Mapping[str, Any] | None = None,
     progress: Callable[[int], None] | None = None,
+    write_progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
 ) -> xr.Dataset:
     """Simulate a preset and write it to the store ``out`` (source="simulator").
@@ -199,5 +200,6 @@ def simulate_to_store(
     cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)
     ds = simulate(cfg, seed=seed, preset=preset, progress=progress)
     prov = json.loads(ds.attrs["provenance"])
-    write_dataset(ds, out, source="simulator", provenance=prov, overwrite=overwrite)
+    write_dataset(ds, out, source="simulator", provenance=prov, overwrite=overwrite,
+                  progress=write_progress)
     return ds
