@@ -24,8 +24,8 @@ __all__ = ["PROFILES", "ArmSpec", "OrganismConfig", "OrganismSummary", "run_orga
 class ArmSpec:
     """One arm: ``kind`` in {"none", "penalty", "act_proj", "param_proj"}; ``sign`` +1 block,
     -1 push; ``strength`` = lambda for the penalty, projection strength otherwise; ``layers``
-    (None = every captured layer); ``placebo`` replaces v_rev by a random unit direction
-    orthogonal to it (seeded)."""
+    (None = every captured layer); ``placebo`` replaces v_rev by a random direction
+    orthogonal to it (:func:`revstats.placebo.placebo_direction`, seeded)."""
 
     name: str
     kind: str = "none"
@@ -127,32 +127,28 @@ def _directions(witness: np.ndarray, aligned: np.ndarray, layers: Sequence[str])
     return np.asarray(reversion_direction(w, a, dim="example").transpose("layer", "hidden"))
 
 
-def _placebo(v: np.ndarray, seed: int, arm: str) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 17, len(arm)]))
-    r = rng.standard_normal(v.shape)
-    r -= (r * v).sum(-1, keepdims=True) * v  # orthogonal to v_rev
-    return r / np.linalg.norm(r, axis=-1, keepdims=True)
-
-
-def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, h0: list, anchors,
-                  aligned_model, seed: int):
+def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model, anchors,
+                  reference, seed: int):
+    """The arm's :class:`~sims.organism.train.Intervention`, built on the aligned network."""
     import torch
 
+    from revstats.placebo import placebo_direction
     from sims.organism import train
 
     if arm.kind == "none":
         return None
     layers = list(arm.layers) if arm.layers is not None else cfg.layers
-    vv = _placebo(v, seed, arm.name) if arm.placebo else v
-    dirs = [torch.as_tensor(vv[layer], dtype=torch.float32) for layer in layers]
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    dirs = {layer: torch.as_tensor(
+        placebo_direction(v[layer], kind="random", orthogonal=True, rng=rng) if arm.placebo
+        else v[layer], dtype=torch.float32) for layer in layers}
     if arm.kind == "penalty":
-        return train.Penalty(anchors, [h0[layer] for layer in layers], dirs, layers,
-                             lam=arm.strength, sign=arm.sign)
+        return train.Penalty(model, anchors, dirs, lam=arm.strength, sign=arm.sign)
     if arm.kind == "act_proj":
-        return train.ActivationProjection(aligned_model, dirs, layers, sign=arm.sign,
+        return train.ActivationProjection(reference, dirs, cfg.n_layers, sign=arm.sign,
                                           strength=arm.strength)
     if arm.kind == "param_proj":
-        return train.ParameterProjection(anchors, dirs, layers, sign=arm.sign,
+        return train.ParameterProjection(model, anchors, dirs, sign=arm.sign,
                                          strength=arm.strength)
     raise ValueError(f"arm {arm.name!r}: `kind` must be none, penalty, act_proj or param_proj, "
                      f"got {arm.kind!r}")
@@ -331,7 +327,7 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir) -> di
     for arm in cfg.arms:
         run = _run_id(arm.name, seed)
         model.load_state_dict(aligned_state)
-        iv = _intervention(arm, cfg=cfg, v=v, h0=h_al, anchors=anchors, aligned_model=reference,
+        iv = _intervention(arm, cfg=cfg, v=v, model=model, anchors=anchors, reference=reference,
                            seed=seed)
         acts, beh, task = [acts0], [beh0], [task0]
 

@@ -5,20 +5,19 @@ response-only next-token cross-entropy on fixed-length pre-tokenised batches, Ad
 thread and deterministic algorithms, so a seed fixes every number.
 
 Interventions are pluggable: :class:`Intervention` has three hooks (an extra loss term, a
-context manager around the training forward, a correction of the parameter update), and each
-blocking variant is thin glue around the one definition in :mod:`revstats.blocking`.
+context manager around the training forward, a context manager around the optimizer), and each
+blocking variant is a thin adapter to the torch wrappers of :mod:`revstats.torch_blocking`,
+which apply the one definition in :mod:`revstats.blocking`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from revstats import blocking
 from sims.organism.language import Sequences
 
 __all__ = [
@@ -31,6 +30,7 @@ __all__ = [
     "greedy_continuations",
     "harmful_outcomes",
     "hidden_at_last_prompt",
+    "residual_module",
     "task_score",
     "train_steps",
     "training_arrays",
@@ -92,8 +92,15 @@ def hidden_at_last_prompt(model, prompts: torch.Tensor, layers: Sequence[int]) -
 
 
 # ---------------------------------------------------------------------------- interventions
+def residual_module(n_layers: int, layer: int) -> str:
+    """The GPT-2 module whose output is ``hidden_states[layer]`` (activation hooks need modules)."""
+    if layer == 0:
+        return "transformer.drop"
+    return "transformer.ln_f" if layer == n_layers else f"transformer.h.{layer - 1}"
+
+
 class Intervention:
-    """No-op base: subclasses override any of the three hooks. ``control`` uses this."""
+    """No-op base (the control arm): subclasses override any of the three hooks."""
 
     def loss(self, model) -> torch.Tensor | None:
         return None
@@ -101,116 +108,64 @@ class Intervention:
     def forward_context(self, model, input_ids: torch.Tensor) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
-    def direction_for_update(self, model) -> torch.Tensor | None:
-        return None
-
-    def correct_update(self, update: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
-        return update
+    def optimizer_context(self, optimizer) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()
 
 
-@dataclass
 class Penalty(Intervention):
-    """(a) ``lam * ReLU(sign <h_t - h_0, v>)^2`` on anchor-probe activations, summed over layers
-    (:func:`revstats.blocking.penalty_over_layers`)."""
+    """(a) ``lam * ReLU(sign <h_t - h_0, v>)^2`` on anchor-probe activations, summed over layers:
+    :class:`revstats.torch_blocking.ReversionPenalty` (h_0 read from ``model`` now, so build it
+    on the aligned network)."""
 
-    anchors: torch.Tensor
-    h0: list[torch.Tensor]
-    directions: list[torch.Tensor]
-    layers: list[int]
-    lam: float
-    sign: int = 1
-    reduce: str = "per_probe"
+    def __init__(self, model, anchors: torch.Tensor, directions: Mapping[int, torch.Tensor], *,
+                 lam: float, sign: int = 1) -> None:
+        from revstats.torch_blocking import ReversionPenalty
+
+        self._penalty = ReversionPenalty(
+            model, anchors, {f"hidden_states.{k}": v for k, v in directions.items()}, lam=lam,
+            sign=sign, position="last")
 
     def loss(self, model) -> torch.Tensor:
-        hs = hidden_at_last_prompt(model, self.anchors, self.layers)
-        layers = {str(layer): (h, h0, v) for layer, h, h0, v in
-                  zip(self.layers, hs, self.h0, self.directions, strict=True)}
-        return blocking.penalty_over_layers(layers, lam=self.lam, sign=self.sign,
-                                            reduce=self.reduce)  # type: ignore[arg-type]
+        return self._penalty(model)
 
 
-@dataclass
 class ActivationProjection(Intervention):
-    """(b) In the training forward, each hooked layer's output becomes
-    ``h_ref + project_off(h - h_ref, v)`` (:func:`revstats.blocking.project_activation_update`),
-    ``h_ref`` = the aligned model's activation on the same batch."""
+    """(b) In each training forward, the hooked layers' outputs become
+    ``h_ref + project_off(h - h_ref, v)`` (:func:`revstats.torch_blocking.project_activations`;
+    ``h_ref`` = the frozen aligned network on the same batch). Hooks live only during the
+    training forward, so capture and judges see the unhooked network."""
 
-    reference: torch.nn.Module
-    directions: list[torch.Tensor]
-    layers: list[int]
-    sign: int = 1
-    strength: float = 1.0
+    def __init__(self, reference, directions: Mapping[int, torch.Tensor], n_layers: int, *,
+                 sign: int = 1, strength: float = 1.0) -> None:
+        self.reference, self.sign, self.strength = reference, sign, strength
+        self.directions = {residual_module(n_layers, k): v for k, v in directions.items()}
 
     def forward_context(self, model, input_ids):
-        return _projection_hooks(self, model, input_ids)
+        from revstats.torch_blocking import project_activations
+
+        return project_activations(model, self.directions, reference=self.reference,
+                                   sign=self.sign, strength=self.strength)
 
 
-@contextlib.contextmanager
-def _projection_hooks(spec: ActivationProjection, model, input_ids) -> Iterator[None]:
-    with torch.no_grad():
-        ref = spec.reference.transformer(input_ids=input_ids,
-                                         attention_mask=torch.ones_like(input_ids),
-                                         output_hidden_states=True, use_cache=False).hidden_states
-    blocks = model.transformer.h
-    n = len(blocks)
-    handles = []
-
-    def project(h: torch.Tensor, layer: int, v: torch.Tensor) -> torch.Tensor:
-        return blocking.project_activation_update(h, ref[layer], v, sign=spec.sign,
-                                                  strength=spec.strength)
-
-    try:
-        for layer, v in zip(spec.layers, spec.directions, strict=True):
-            if layer == 0:
-                def pre(module, args, kwargs, v=v):
-                    if args:
-                        return (project(args[0], 0, v), *args[1:]), kwargs
-                    kwargs = dict(kwargs)
-                    kwargs["hidden_states"] = project(kwargs["hidden_states"], 0, v)
-                    return args, kwargs
-                handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True))
-                continue
-            module = model.transformer.ln_f if layer == n else blocks[layer - 1]
-
-            def post(module, args, output, layer=layer, v=v):
-                if isinstance(output, torch.Tensor):
-                    return project(output, layer, v)
-                return (project(output[0], layer, v), *output[1:])
-            handles.append(module.register_forward_hook(post))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-@dataclass
 class ParameterProjection(Intervention):
-    """(c) Project each optimizer update off the parameter-space directions
-    ``d_l = grad_theta <mean_i h_l(anchor_i), v_l>`` (the first-order image of v_l), with
-    :func:`revstats.blocking.project_parameter_update`; the directions of all layers span one
-    subspace."""
+    """(c) Every optimizer update is projected off ``u_l = grad_theta <mean_i h_l(anchor_i), v_l>``
+    taken at the aligned network (:func:`revstats.torch_blocking.parameter_directions` and
+    :func:`~revstats.torch_blocking.project_parameter_updates`); all layers span one subspace."""
 
-    anchors: torch.Tensor
-    directions: list[torch.Tensor]
-    layers: list[int]
-    sign: int = 1
-    strength: float = 1.0
+    def __init__(self, model, anchors: torch.Tensor, directions: Mapping[int, torch.Tensor], *,
+                 sign: int = 1, strength: float = 1.0) -> None:
+        from revstats.torch_blocking import parameter_directions
 
-    def direction_for_update(self, model) -> torch.Tensor:
-        params = [p for p in model.parameters() if p.requires_grad]
-        rows = []
-        hs = hidden_at_last_prompt(model, self.anchors, self.layers)
-        for i, (h, v) in enumerate(zip(hs, self.directions, strict=True)):
-            score = (h.mean(0) * v).sum()
-            grads = torch.autograd.grad(score, params, retain_graph=i < len(hs) - 1,
-                                        allow_unused=True)
-            rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                                   for g, p in zip(grads, params, strict=True)]))
-        return torch.stack(rows)
+        self.sign, self.strength = sign, strength
+        self.directions = parameter_directions(
+            model, anchors, {f"hidden_states.{k}": v for k, v in directions.items()},
+            position="last")
 
-    def correct_update(self, update, direction):
-        return blocking.project_parameter_update(update, direction, sign=self.sign,
-                                                 strength=self.strength)
+    def optimizer_context(self, optimizer):
+        from revstats.torch_blocking import project_parameter_updates
+
+        return project_parameter_updates(optimizer, self.directions, sign=self.sign,
+                                         strength=self.strength)
 
 
 # ---------------------------------------------------------------------------- training
@@ -238,32 +193,24 @@ def train_steps(
         raise ValueError(f"`optimizer` must be 'adam' or 'sgd', got {optimizer!r}")
     opt = (torch.optim.Adam(model.parameters(), lr=lr) if optimizer == "adam"
            else torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9))
-    params = [p for p in model.parameters() if p.requires_grad]
     losses = []
     model.train()
-    for step in range(1, steps + 1):
-        idx = torch.from_numpy(gen.choice(len(ids), size=batch_size, replace=len(ids) < batch_size))
-        x, y = ids[idx], labels[idx]
-        direction = iv.direction_for_update(model)
-        with iv.forward_context(model, x):
-            task_loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=y,
-                              use_cache=False).loss
-        extra = iv.loss(model)
-        loss = task_loss if extra is None else task_loss + extra
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if direction is not None:
-            before = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    with iv.optimizer_context(opt):
+        for step in range(1, steps + 1):
+            idx = torch.from_numpy(gen.choice(len(ids), size=batch_size,
+                                              replace=len(ids) < batch_size))
+            x, y = ids[idx], labels[idx]
+            with iv.forward_context(model, x):
+                task_loss = model(input_ids=x, attention_mask=torch.ones_like(x), labels=y,
+                                  use_cache=False).loss
+            extra = iv.loss(model)
+            loss = task_loss if extra is None else task_loss + extra
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
             opt.step()
-            with torch.no_grad():
-                after = torch.nn.utils.parameters_to_vector(params)
-                torch.nn.utils.vector_to_parameters(
-                    before + iv.correct_update(after - before, direction), params)
-        else:
-            opt.step()
-        losses.append(float(task_loss.detach()))
-        if on_step is not None:
-            on_step(step)
+            losses.append(float(task_loss.detach()))
+            if on_step is not None:
+                on_step(step)
     model.eval()
     return losses
 
