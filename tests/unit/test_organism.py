@@ -11,12 +11,17 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from sims.organism import PROFILES, ArmSpec, OrganismConfig, run_organism, total_units  # noqa: E402
-from sims.organism import train  # noqa: E402
-from sims.organism.language import EOS, REFUSAL, SURE, Language, make_language  # noqa: E402
-
 import revstats as rs  # noqa: E402
 from revstats.store import verify_store  # noqa: E402
+from sims.organism import (  # noqa: E402
+    PROFILES,
+    ArmSpec,
+    OrganismConfig,
+    run_organism,
+    total_units,
+    train,
+)
+from sims.organism.language import EOS, REFUSAL, SURE, Language, make_language  # noqa: E402
 
 TINY = dataclasses.replace(
     PROFILES["tiny"],
