@@ -99,6 +99,22 @@ PROFILES: dict[str, OrganismConfig] = {
     ),
     "quick": OrganismConfig(seeds=(0, 1), ft_steps=50),
     "paper": OrganismConfig(seeds=tuple(range(8)), ft_steps=100),
+    # which variant, layer set and strength protects (docs/organism.md): 3 seeds, 100 steps
+    "sweep": OrganismConfig(
+        seeds=(0, 1, 2), ft_steps=100, capture_every=10,
+        arms=(
+            ArmSpec("control"),
+            *(ArmSpec(f"penalty_all_lam{lam:g}", "penalty", 1, lam) for lam in (3.0, 30.0, 300.0)),
+            *(ArmSpec(f"penalty_L{k}_lam30", "penalty", 1, 30.0, layers=(k,)) for k in (0, 1, 2)),
+            ArmSpec("act_all", "act_proj", 1, 1.0),
+            *(ArmSpec(f"act_L{k}", "act_proj", 1, 1.0, layers=(k,)) for k in (1, 2)),
+            ArmSpec("param_all", "param_proj", 1, 1.0),
+            ArmSpec("param_L2", "param_proj", 1, 1.0, layers=(2,)),
+            ArmSpec("push_penalty_lam30", "penalty", -1, 30.0),
+            ArmSpec("push_param", "param_proj", -1, 1.0),
+            ArmSpec("push_act", "act_proj", -1, 1.0),
+            ArmSpec("placebo_lam30", "penalty", 1, 30.0, placebo=True),
+        )),
 }
 
 
