@@ -177,3 +177,18 @@ def test_cli_help_and_tiny_run(tmp_path):
     assert res.exit_code != 0 and "--overwrite" in res.output
     res = runner.invoke(main, ["organism", "--out", str(tmp_path / "z"), "--seeds", "a,b"])
     assert res.exit_code != 0 and "comma-separated integers" in res.output
+
+
+def test_report_summarizes_the_store(tiny_store):
+    from sims.organism.report import summarize, to_markdown
+
+    s = summarize(tiny_store[0], n_permutations=99)
+    ds = rs.open_store(tiny_store[0])
+    assert set(s["arms"]) == set(ds.arm.values)
+    ctl = s["arms"]["control"]
+    final = ds.behavior.sel(run="control-s0").isel(step=-1).values
+    assert ctl["harm_final"]["pooled"] == pytest.approx(final.mean())
+    traj = ctl["layers"]["hidden_states.2"]["alignment"]
+    assert list(traj) == TINY.capture_steps
+    assert s["isotropic_p99"] == pytest.approx(rs.nulls.isotropic_cosine(TINY.hidden).quantile(0.99))
+    assert "| control |" in to_markdown(s)
