@@ -174,7 +174,7 @@ def ingest_command(source, out, mapping, acts_key, acts_dims, witness_key, witne
             vm = vm or VariableMapping()
             return dataclasses.replace(
                 vm, key=key if key is not None else vm.key,
-                dims=tuple(_str_list(dims)) if dims is not None else vm.dims,
+                dims=tuple(_str_list(dims) or ()) if dims is not None else vm.dims,
                 file=file if file is not None else vm.file)
 
         coords = dict(mp.coords)

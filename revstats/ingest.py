@@ -32,7 +32,7 @@ import hashlib
 import os
 import pickle
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,14 +239,14 @@ class _Source:
         else:
             import h5py
 
-            self._h5 = h5py.File(self.path, "r")
+            h5 = self._h5 = h5py.File(self.path, "r")
             found: dict[str, Any] = {}
 
             def visit(name, obj):
                 if isinstance(obj, h5py.Dataset):
                     found[name] = obj
 
-            self._h5.visititems(visit)
+            h5.visititems(visit)
             self._arrays = found
         return self._arrays
 
@@ -378,7 +378,7 @@ def _sizes(bound: list[_Bound]) -> dict[str, int]:
 
 
 def _coords(sizes: dict[str, int], coords: Mapping[str, list[Any]]) -> dict[str, list[Any]]:
-    defaults = {
+    defaults: dict[str, Callable[[int], list[Any]]] = {
         "run": lambda n: [f"run{i}" for i in range(n)],
         "step": lambda n: list(range(n)),
         "layer": lambda n: [f"layer{i}" for i in range(n)],

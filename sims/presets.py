@@ -26,7 +26,7 @@ _PAPER = SimConfig(
     align_mass=0.0, anchor=0.1, task_strength=0.3, task_shift=0.3, task_cos=0.0, lr=1.0,
     noise=0.042, noise_normal=0.2, batch_size=1, readout="linear", probe_spread=2.0,
     block_mode="penalty", block_reduce="per_probe", block_lambda=5.0, block_substeps=10,
-    behavior_base=0.09, behavior_gain=1.2, save_steps=PAPER_STEPS,
+    behavior_base=0.10, behavior_gain=1.1, save_steps=PAPER_STEPS,
 )
 
 PRESETS: dict[str, Preset] = {

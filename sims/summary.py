@@ -20,16 +20,17 @@ def isotropic_p99(d: int) -> float:
 
 
 def plugin_alignment(ds: xr.Dataset, layer: int = 0) -> xr.DataArray:
-    """Plug-in alignment (run, step) for one layer of a store-shaped Dataset."""
-    acts = ds["acts"].isel(layer=layer)
+    """Plug-in alignment (run, step) for the steps > 0 of one layer of a store-shaped Dataset."""
+    acts_all = ds["acts"].isel(layer=layer)
+    acts = acts_all.sel(step=acts_all["step"] > 0)  # step 0 has no drift (no alignment)
     wit = ds["witness"].isel(layer=layer)
     mu = acts.mean("example")
-    mu0 = mu.sel(step=0)
+    mu0 = acts_all.sel(step=0).mean("example")
     muw = wit.mean("example")
     try:
         import revstats as rs
 
-        v = rs.reversion_direction(wit, acts.sel(step=0), dim="example")
+        v = rs.reversion_direction(wit, acts_all.sel(step=0), dim="example")
         out = rs.alignment(mu - mu0, v, dim="hidden")
         return out.compute() if hasattr(out, "compute") else out
     except AttributeError:

@@ -54,6 +54,7 @@ def build_tiny_model(
     """Random-init GPT-2 or Llama causal LM; saved with its tokenizer to `path` when given."""
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
+    config: GPT2Config | LlamaConfig
     if kind == "gpt2":
         config = GPT2Config(
             vocab_size=vocab, n_positions=128, n_embd=hidden, n_layer=n_layers,

@@ -24,6 +24,7 @@ raises). Pooling happens inside the hook, so full (batch, seq, hidden) tensors a
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -228,12 +229,19 @@ def _first_tensor(output: Any) -> torch.Tensor:
     )
 
 
+# (module, "forward" | "pre", hook): a pre-hook is registered with kwargs
+_HookSpec = tuple[torch.nn.Module, str, Callable[..., Any]]
+
+
 @contextmanager
-def _hooks(registrations: Iterable[Callable[[], torch.utils.hooks.RemovableHandle]]) -> Iterator[None]:
+def _hooks(specs: Iterable[_HookSpec]) -> Iterator[None]:
     handles: list[torch.utils.hooks.RemovableHandle] = []
     try:
-        for register in registrations:
-            handles.append(register())
+        for module, kind, fn in specs:
+            if kind == "pre":
+                handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
+            else:
+                handles.append(module.register_forward_hook(fn))
         yield
     finally:
         for handle in handles:
@@ -268,14 +276,14 @@ def capture_modules(
             records[name].append(reduce(t) if reduce is not None else t)
         return hook
 
-    with _hooks([(lambda n=n: modules[n].register_forward_hook(hook_for(n))) for n in names]):
+    with _hooks([(modules[n], "forward", hook_for(n)) for n in names]):
         yield records
 
 
 def _base_and_blocks(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.ModuleList]:
     """The decoder trunk (whose output holds ``last_hidden_state``) and its list of blocks."""
     if hasattr(model, "merge_and_unload") and hasattr(model, "get_base_model"):
-        model = model.get_base_model()  # an unmerged PEFT model: hook the wrapped transformer
+        model = model.get_base_model()  # type: ignore[operator]  # unmerged PEFT model
     base = getattr(model, "base_model", model)
     config = getattr(model, "config", None)
     n_layers = getattr(config, "num_hidden_layers", None) if config is not None else None
@@ -328,21 +336,23 @@ def residual_stream(
         t = t.detach()
         records[layer].append(reduce(t) if reduce is not None else t)
 
-    regs: list[Callable[[], torch.utils.hooks.RemovableHandle]] = []
-    if 0 in records:
-        def pre_hook(module, args, kwargs):
-            store(0, args[0] if args else kwargs["hidden_states"])
-        regs.append(lambda: blocks[0].register_forward_pre_hook(pre_hook, with_kwargs=True))
+    def output_hook(layer: int) -> Callable[..., None]:
+        def hook(module, args, output) -> None:
+            store(layer, _first_tensor(output))
+        return hook
+
+    def embedding_hook(module, args, kwargs) -> None:
+        store(0, args[0] if args else kwargs["hidden_states"])
+
+    specs: list[_HookSpec] = []
     for layer in layers:
         if layer == 0:
-            continue
-        if layer == n and last_from_base:
-            regs.append(lambda: base.register_forward_hook(
-                lambda m, a, out: store(n, _first_tensor(out))))
+            specs.append((blocks[0], "pre", embedding_hook))
+        elif layer == n and last_from_base:
+            specs.append((base, "forward", output_hook(n)))
         else:
-            regs.append(lambda layer=layer: blocks[layer - 1].register_forward_hook(
-                lambda m, a, out, layer=layer: store(layer, _first_tensor(out))))
-    with _hooks(regs):
+            specs.append((blocks[layer - 1], "forward", output_hook(layer)))
+    with _hooks(specs):
         yield records
 
 
@@ -350,10 +360,9 @@ def residual_stream(
 def _forward(target: torch.nn.Module, batch: TokenBatch) -> None:
     kwargs: dict[str, Any] = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
     try:
-        import inspect
-        params = inspect.signature(target.forward).parameters
+        params = set(inspect.signature(target.forward).parameters)
     except (TypeError, ValueError):  # pragma: no cover - exotic forward signatures
-        params = {}
+        params = set()
     if "position_ids" in params:
         kwargs["position_ids"] = batch.position_ids
     if "use_cache" in params:

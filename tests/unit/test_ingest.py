@@ -202,3 +202,20 @@ def test_pt_non_tensor_entries_refused(tmp_path):
         read_array(tmp_path / "n.pt", "acts")
     torch.save(torch.ones(2, 3, dtype=torch.bfloat16), tmp_path / "b.pt")
     np.testing.assert_array_equal(read_array(tmp_path / "b.pt"), np.ones((2, 3)))
+
+
+def test_witness_per_run_and_safetensors_bf16(tmp_path, arrays):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    acts, witness, _, _ = arrays
+    per_run = np.stack([witness, witness + 1.0])  # (run, layer, example, hidden)
+    save_file({"acts": torch.from_numpy(acts).to(torch.bfloat16),
+               "witness": torch.from_numpy(per_run)}, str(tmp_path / "w.safetensors"))
+    ingest(tmp_path / "w.safetensors", tmp_path / "s.zarr")
+    ds = _open(tmp_path / "s.zarr")
+    assert ds["witness"].dims == ("run", "layer", "example", "hidden")
+    np.testing.assert_array_equal(ds["witness"].values, per_run)
+    bf16 = torch.from_numpy(acts).to(torch.bfloat16).float().numpy()
+    np.testing.assert_array_equal(
+        ds["acts"].transpose("run", "step", "layer", "example", "hidden").values, bf16)
