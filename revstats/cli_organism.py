@@ -19,7 +19,7 @@ from revstats.errors import RevstatsError
 @click.command("organism")
 @click.option("--profile", default="quick", show_default=True,
               type=click.Choice(["tiny", "quick", "paper", "sweep"]),
-              help="tiny: seconds (tests); quick: ~1-2 min, 2 seeds x 6 arms, 50 steps; "
+              help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
                    "blocking variants/layer sets/strengths, 100 steps.")
 @click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
