@@ -9,9 +9,10 @@ per slab) under a temporary directory, then times in fresh subprocesses, with th
 pages dropped from the OS cache before each pass:
 
 - ``raw``: read every chunk of `acts` and check its crc32c, then discard it (the disk + checksum
-  floor: what any reader of this store must pay), 2 reader threads;
+  floor: what any reader of this store must pay), with as many reader threads as the scan;
 - ``trajectory``: ``open_store`` -> reversion direction, drift, plug-in alignment for every
-  (run, step, layer), and its per-arm mean, one ``compute()`` on dask's threaded scheduler.
+  (run, step, layer), and its per-arm mean, one ``compute()`` on ``--scheduler threads``
+  (``revstats.scheduler.default_threads()`` threads).
 
 Reports throughput as raw_time / trajectory_time (goal >= 0.7) and the trajectory process's
 peak RSS (goal <= 2 GiB). The store is deleted afterwards.
@@ -125,7 +126,7 @@ def _child(mode: str, path: str, scheduler: str) -> dict[str, Any]:
     import zarr
 
     from revstats._chunkio import chunk_reader
-    from revstats.scheduler import use_scheduler
+    from revstats.scheduler import default_threads, use_scheduler
     from revstats.store import open_store
 
     t0 = time.perf_counter()  # imports excluded: both passes pay only for their reads
@@ -142,7 +143,7 @@ def _child(mode: str, path: str, scheduler: str) -> dict[str, Any]:
                 buf = local.buf = np.empty(reader.chunks, reader.dtype)
             reader.read_chunk_into(idx, buf)  # read + crc32c check, then discard
 
-        with ThreadPoolExecutor(2) as pool:
+        with ThreadPoolExecutor(int(os.environ.get("REVSTATS_RAW_THREADS", 0)) or default_threads()) as pool:
             for _ in pool.map(one, itertools.product(*grid)):
                 pass
         result: dict[str, Any] = {}
