@@ -1,0 +1,1 @@
+"""Benchmark scripts: `python -m benchmarks.bench_xxx`; each exposes `run(quick) -> list[dict]`."""

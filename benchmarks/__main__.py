@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             mod = importlib.import_module(f"benchmarks.bench_{name}")
             for row in mod.run(quick=args.quick):
                 rows.append({"benchmark": name, **row})
-        except Exception:
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
             failures[name] = traceback.format_exc(limit=3)
             print(f"  {name} failed:\n{failures[name]}", file=sys.stderr)
     width = max([len(r["name"]) for r in rows] + [10])

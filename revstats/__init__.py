@@ -6,7 +6,7 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
-from revstats import geometry, nulls, store
+from revstats import effects, geometry, intervals, nulls, store
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 from revstats.geometry import (
@@ -30,7 +30,9 @@ __all__ = [
     "debiased_alignment",
     "direction_stability",
     "drift",
+    "effects",
     "geometry",
+    "intervals",
     "nulls",
     "open_store",
     "open_writer",

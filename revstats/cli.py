@@ -12,7 +12,10 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
+    "ingest": "revstats.cli_capture:ingest_command",
+    "simulate": "revstats.cli_simulate:simulate",
 }
 
 
