@@ -106,7 +106,7 @@ class ChunkReader:
         with f:
             got = 0
             while got < self._chunk_nbytes:  # readinto may return short counts
-                n = f.readinto(view[got:])
+                n = f.readinto(view[got:])  # type: ignore[arg-type]  # ndarray is a buffer
                 if not n:
                     break
                 got += n

@@ -138,7 +138,7 @@ def use_scheduler(spec: str = "threads", *, connect_timeout: str = "5s") -> Iter
     if kind == "local":
         # Loopback only: a LocalCluster is for this machine, never listening on the network.
         with distributed.LocalCluster(
-            n_workers=int(arg), threads_per_worker=1, processes=True, host="127.0.0.1",
+            n_workers=int(arg or 1), threads_per_worker=1, processes=True, host="127.0.0.1",
             dashboard_address=None, silence_logs=40,
         ) as cluster, distributed.Client(cluster) as client:
             yield f"dask.distributed LocalCluster, {arg} workers ({client.scheduler.address})"
