@@ -5,7 +5,9 @@
 The read is timed twice: `read_acts` (the eager fast path: chunk files read straight into the
 result, checksums verified) and `open_store(...)["acts"].to_numpy()` (lazy dask path: one task
 per slab, then a concatenation copy).
-Ratios are peer_time / our_time (higher is better; 1.0 = as fast as numpy).
+Ratios are peer_time / our_time (higher is better; 1.0 = as fast as numpy). Every timed step
+starts after `os.sync()`: without it, a step pays for the disk writeback of the previous step's
+dirty pages (seconds on this machine's ~120 MB/s disk), whichever library it times.
 """
 
 from __future__ import annotations
@@ -45,9 +47,11 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
     try:
         for _ in range(repeats):
             npy = os.path.join(base, "a.npy")
+            os.sync()  # each timed step starts with no dirty pages left by the previous one
             t = time.perf_counter()
             np.save(npy, data)
             times["save"].append(time.perf_counter() - t)
+            os.sync()
             t = time.perf_counter()
             back = np.load(npy)
             times["load"].append(time.perf_counter() - t)
@@ -55,6 +59,7 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
             os.remove(npy)
 
             path = os.path.join(base, "s.zarr")
+            os.sync()
             t = time.perf_counter()
             with create_store(
                 path, runs=[f"r{i}" for i in range(R)], steps=list(range(S)),
@@ -65,11 +70,13 @@ def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
                 for i in range(R):
                     w.write_slabs(f"r{i}", list(range(S)), data[i])
             times["zarr_write"].append(time.perf_counter() - t)
+            os.sync()
             t = time.perf_counter()
             back = read_acts(path).values
             times["zarr_read"].append(time.perf_counter() - t)
             assert np.array_equal(back, data)
             del back
+            os.sync()
             t = time.perf_counter()
             back = open_store(path)["acts"].to_numpy()
             times["lazy_read"].append(time.perf_counter() - t)

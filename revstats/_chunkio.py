@@ -1,4 +1,5 @@
-"""Direct chunk reads for local stores: the read fast path of `revstats.store`.
+"""Direct chunk-file reads (and whole-chunk writes) for local stores: the fast path of
+`revstats.store`.
 
 The store writes `acts` with the codecs ``bytes (little endian) -> crc32c`` (raw values, then a
 4-byte checksum) on a regular chunk grid, one object per chunk. For local stores those objects
@@ -15,8 +16,10 @@ understand (other codecs, sharding, other chunk-key encodings, remote stores) is
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -122,6 +125,31 @@ class ChunkReader:
                 f"Stored and computed checksum do not match. Stored: {stored!r}. "
                 f"Computed: {computed!r}. (chunk {self._path(idx)})"
             )
+
+    def write_chunk(self, idx: tuple[int, ...], values: np.ndarray) -> None:
+        """Write one whole chunk atomically: raw little-endian values + crc32c, to a temporary
+        file renamed into place (as zarr's LocalStore does), so a reader or a killed writer
+        never sees half a chunk."""
+        arr = np.ascontiguousarray(values, dtype=self.dtype)
+        if arr.shape != self.chunks:
+            raise ValueError(f"chunk values have shape {arr.shape}; the chunk shape is {self.chunks}")
+        raw = arr.reshape(-1).view(np.uint8)
+        crc = np.uint32(google_crc32c.value(raw)).tobytes()
+        path = self._path(idx)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.partial"
+        try:
+            with open(tmp, "wb", buffering=0) as f:
+                view = memoryview(raw)  # type: ignore[arg-type]  # ndarray is a buffer
+                done = 0
+                while done < len(view):  # write may return short counts
+                    done += f.write(view[done:]) or 0
+                f.write(crc)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def _chunk_ranges(self, key: tuple[slice, ...]) -> Iterator[tuple[int, ...]]:
         ranges = []
