@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from analysis.scheduler import parse_scheduler
+from revstats.scheduler import parse_scheduler
 from analysis.testing import write_synthetic_store
 from revstats.cli import main
 

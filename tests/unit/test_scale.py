@@ -101,3 +101,24 @@ def test_threads_and_two_worker_local_cluster_give_identical_numbers(store):
     # and both equal the eager NumPy computation of the same analysis
     eager = trajectory(ds.load())
     xr.testing.assert_allclose(threaded, eager, rtol=1e-12, atol=1e-12)
+
+
+def test_full_analysis_is_identical_on_threads_and_a_local_cluster(store):
+    import json
+
+    from analysis.pipeline import AnalysisSettings, analyze
+
+    settings = AnalysisSettings(n_resamples=200, n_null_draws=200, seed=3)
+
+    def run() -> str:
+        res = analyze(open_store(store), settings=settings)
+        res.pop("timing", None)
+        res.get("provenance", {}).pop("created", None)
+        return json.dumps(res, sort_keys=True, default=str)
+
+    with use_scheduler("threads"):
+        threaded = run()
+    with use_scheduler("local:2"):
+        distributed = run()
+    assert threaded == distributed
+    assert '"alignment"' in threaded
