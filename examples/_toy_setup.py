@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import transformers
 
-from revstats._torch_probes import read_layers
+from revstats.capture.probes import read_layers
 from revstats.monitor import build_config
 
 LAYER = "transformer.h.1"
