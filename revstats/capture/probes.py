@@ -28,6 +28,7 @@ import torch
 
 from revstats.capture.hooks import (
     TokenBatch,
+    _model_device,
     capture_modules,
     parse_position,
     pool_tokens,
@@ -39,12 +40,6 @@ __all__ = ["PROBE_POSITIONS", "read_layers"]
 
 PROBE_POSITIONS = ("last", "mean")
 _HIDDEN_STATE = re.compile(r"^hidden_states\.(\d+)$")
-
-
-def _model_device(model: torch.nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
 
 
 def _to_inputs(probes: Any, device: torch.device) -> Any:
