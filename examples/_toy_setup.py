@@ -4,14 +4,18 @@ run really "reverts" and the monitor has something to find)."""
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 import transformers
 
-from revstats._torch_probes import read_layers
+from revstats.capture.probes import read_layers
 from revstats.monitor import build_config
 
 LAYER = "transformer.h.1"
@@ -58,3 +62,30 @@ def write_config(model: torch.nn.Module, out: str, *, every: int, looks: int) ->
 def direction(cfg_dir: str) -> torch.Tensor:
     with np.load(os.path.join(cfg_dir, "monitor.npz"), allow_pickle=False) as z:
         return torch.as_tensor(z["direction/0"], dtype=torch.float32)
+
+
+def setup_run(quick: bool, workdir: str | None, steps: int | None) -> tuple[transformers.GPT2LMHeadModel, str, str, int]:
+    """(model, monitor-config dir, workdir, steps) for one example run: 20 steps with a look every
+    2 (``quick``) or 100 with a look every 5."""
+    n, every = (20, 2) if quick else (100, 5)
+    steps = steps or n
+    workdir = workdir or tempfile.mkdtemp(prefix="revstats-example-")
+    model = tiny_gpt2()
+    cfg_dir = write_config(model, f"{workdir}/monitor-cfg", every=every, looks=steps // every)
+    return model, cfg_dir, workdir, steps
+
+
+def report(summary: dict[str, Any], label: str) -> dict[str, Any]:
+    """Print and return the run's outcome from ``ReversionMonitor.summary()``."""
+    final = summary["checks"][-1]["alignment"][LAYER]
+    print(f"{label}: final alignment {final:+.3f}, first alarm at step {summary['alarm_step']}")
+    return {"alarm_step": summary["alarm_step"], "final_alignment": final, "looks": summary["looks"]}
+
+
+def run_cli(main: Callable[[bool, bool], Any]) -> None:
+    """``python -m examples.<name> [--quick] [--block]``."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--block", action="store_true")
+    a = ap.parse_args()
+    main(a.quick, a.block)

@@ -7,14 +7,12 @@ Monitoring is one import and one callback: `callbacks=[ReversionMonitorCallback.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import warnings
 
 import torch
 from transformers import Trainer, TrainingArguments
 
-from examples._toy_setup import LAYER, data, direction, tiny_gpt2, write_config
+from examples._toy_setup import LAYER, data, direction, report, run_cli, setup_run
 from revstats.hf_callbacks import BlockingCallback, ReversionMonitorCallback
 
 
@@ -30,11 +28,7 @@ class _Dataset(torch.utils.data.Dataset):
 
 
 def main(quick: bool = False, block: bool = False, workdir: str | None = None, steps: int | None = None) -> dict:
-    n, every = (20, 2) if quick else (100, 5)
-    steps = steps or n
-    workdir = workdir or tempfile.mkdtemp(prefix="revstats-example-")
-    model = tiny_gpt2()
-    cfg_dir = write_config(model, f"{workdir}/monitor-cfg", every=every, looks=steps // every)
+    model, cfg_dir, workdir, steps = setup_run(quick, workdir, steps)
     monitor = ReversionMonitorCallback.from_config(cfg_dir, warn=False)
     callbacks = [monitor]
     if block:
@@ -46,15 +40,8 @@ def main(quick: bool = False, block: bool = False, workdir: str | None = None, s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer.train()
-    s = monitor.monitor.monitor.summary()
-    final = s["checks"][-1]["alignment"][LAYER]
-    print(f"HF {'blocked' if block else 'control'}: final alignment {final:+.3f}, first alarm at step {s['alarm_step']}")
-    return {"alarm_step": s["alarm_step"], "final_alignment": final, "looks": s["looks"]}
+    return report(monitor.monitor.monitor.summary(), f"HF {'blocked' if block else 'control'}")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--block", action="store_true")
-    a = ap.parse_args()
-    main(a.quick, a.block)
+    run_cli(main)

@@ -8,24 +8,18 @@ The two lines that add monitoring are marked `# (1)` and `# (2)`; blocking wraps
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import tempfile
 import warnings
 
 import torch
 
-from examples._toy_setup import LAYER, data, direction, tiny_gpt2, write_config
+from examples._toy_setup import LAYER, data, direction, report, run_cli, setup_run
 from revstats.torch_blocking import block_reversion
 from revstats.torch_monitor import TorchMonitor
 
 
 def main(quick: bool = False, block: bool = False, workdir: str | None = None, steps: int | None = None) -> dict:
-    n, every = (20, 2) if quick else (100, 5)
-    steps = steps or n
-    workdir = workdir or tempfile.mkdtemp(prefix="revstats-example-")
-    model = tiny_gpt2()
-    cfg_dir = write_config(model, f"{workdir}/monitor-cfg", every=every, looks=steps // every)
+    model, cfg_dir, workdir, steps = setup_run(quick, workdir, steps)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -41,15 +35,8 @@ def main(quick: bool = False, block: bool = False, workdir: str | None = None, s
             loss.backward()
             opt.step()
             mon.step(step)  # (2)
-    s = mon.monitor.summary()
-    final = s["checks"][-1]["alignment"][LAYER]
-    print(f"{'blocked' if block else 'control'}: final alignment {final:+.3f}, first alarm at step {s['alarm_step']}")
-    return {"alarm_step": s["alarm_step"], "final_alignment": final, "looks": s["looks"]}
+    return report(mon.monitor.summary(), "blocked" if block else "control")
 
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--block", action="store_true")
-    a = ap.parse_args()
-    main(a.quick, a.block)
+    run_cli(main)

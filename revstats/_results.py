@@ -28,6 +28,13 @@ def _plain(value: Any) -> Any:
     return arr.tolist()
 
 
+def _to_dict(result: Any) -> dict:
+    """Every dataclass field of `result`, JSON-friendly, with the `extra` entries flattened in."""
+    out = {f.name: _plain(getattr(result, f.name)) for f in fields(result) if f.name != "extra"}
+    out.update({k: _plain(v) for k, v in result.extra.items()})
+    return out
+
+
 def _to_dataset(result: Any, names: tuple[str, ...]) -> Any:
     """xarray.Dataset of the array fields in `names` (None fields skipped), settings in attrs."""
     import xarray as xr
@@ -76,9 +83,7 @@ class Interval:
 
     def to_dict(self) -> dict:
         """Plain-Python dictionary (JSON-serialisable) of every field."""
-        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
-        out.update({k: _plain(v) for k, v in self.extra.items()})
-        return out
+        return _to_dict(self)
 
     def to_dataset(self) -> Any:
         """`xarray.Dataset` with estimate, low, high; settings in attrs (for the store)."""
@@ -124,9 +129,7 @@ class Effect:
 
     def to_dict(self) -> dict:
         """Plain-Python dictionary (JSON-serialisable) of every field."""
-        out = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "extra"}
-        out.update({k: _plain(v) for k, v in self.extra.items()})
-        return out
+        return _to_dict(self)
 
     def to_dataset(self) -> Any:
         """`xarray.Dataset` with estimate, low, high (and statistic, pvalue if present)."""

@@ -235,6 +235,18 @@ def _zero_cell_correction(k1, n1, k2, n2, what: str):
     return k1 + add, n1 + 2 * add, k2 + add, n2 + 2 * add, zero
 
 
+def _log_ratio_effect(log_est, se, conf, method, corrected, n1, n2) -> Effect:
+    """A 2x2-table ratio from its log-scale Wald interval exp(log_est -+ z se)."""
+    half = _z(conf) * se
+    return Effect(
+        estimate=_scalar(np.exp(log_est)), low=_scalar(np.exp(log_est - half)),
+        high=_scalar(np.exp(log_est + half)), confidence=conf,
+        method=method + (" (0.5 zero-cell correction)" if np.any(corrected) else ""),
+        standard_error=_scalar(se), n=(_count(n1), _count(n2)),
+        extra={"log_estimate": _scalar(log_est), "corrected": _scalar(corrected)},
+    )
+
+
 def risk_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float = 0.95) -> Effect:
     """Risk ratio (k1/n1) / (k2/n2) with the Katz log interval.
 
@@ -246,14 +258,7 @@ def risk_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float = 0.95) 
     a, m, c, q, corrected = _zero_cell_correction(k1, n1, k2, n2, "risk ratio")
     log_rr = np.log(a / m) - np.log(c / q)
     se = np.sqrt(1 / a - 1 / m + 1 / c - 1 / q)
-    half = _z(conf) * se
-    return Effect(
-        estimate=_scalar(np.exp(log_rr)), low=_scalar(np.exp(log_rr - half)),
-        high=_scalar(np.exp(log_rr + half)), confidence=conf,
-        method="katz log" + (" (0.5 zero-cell correction)" if np.any(corrected) else ""),
-        standard_error=_scalar(se), n=(_count(n1), _count(n2)),
-        extra={"log_estimate": _scalar(log_rr), "corrected": _scalar(corrected)},
-    )
+    return _log_ratio_effect(log_rr, se, conf, "katz log", corrected, n1, n2)
 
 
 def odds_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float = 0.95) -> Effect:
@@ -267,14 +272,7 @@ def odds_ratio(k1: Any, n1: Any, k2: Any, n2: Any, *, confidence: float = 0.95) 
     b, d = m - a, q - c
     log_or = np.log(a) + np.log(d) - np.log(b) - np.log(c)
     se = np.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
-    half = _z(conf) * se
-    return Effect(
-        estimate=_scalar(np.exp(log_or)), low=_scalar(np.exp(log_or - half)),
-        high=_scalar(np.exp(log_or + half)), confidence=conf,
-        method="woolf log" + (" (0.5 zero-cell correction)" if np.any(corrected) else ""),
-        standard_error=_scalar(se), n=(_count(n1), _count(n2)),
-        extra={"log_estimate": _scalar(log_or), "corrected": _scalar(corrected)},
-    )
+    return _log_ratio_effect(log_or, se, conf, "woolf log", corrected, n1, n2)
 
 
 # ----------------------------------------------------------------------------- non-inferiority

@@ -447,9 +447,7 @@ def bootstrap_ci(
             x2, fast, func, n_resamples, generator, batch=batch, workers=workers
         )
         accel = _bs.acceleration(_bs.jackknife(x2, fast, func, batch=batch)) if method == "bca" else None
-        lo, hi, code = _bs.interval_from_replicates(theta, reps, method, conf, accel)
-        out = np.stack([theta, lo, hi, code.astype(float)], axis=-1)
-        return out.reshape(lead + (4,))
+        return _interval_parts(theta, reps, method, conf, accel).reshape(lead + (4,))
 
     attrs = settings_attrs(method, conf, n_resamples=n_resamples, seed=_seed_of(rng))
     if template is None:
@@ -482,6 +480,14 @@ def bootstrap_ci(
         seed=_seed_of(rng),
         extra=extra,
     )
+
+
+def _interval_parts(
+    theta: np.ndarray, reps: np.ndarray, method: str, conf: float, accel: np.ndarray | None
+) -> np.ndarray:
+    """Bootstrap kernels' output: (series, 4) = estimate, low, high, method code (as float)."""
+    lo, hi, code = _bs.interval_from_replicates(theta, reps, method, conf, accel)
+    return np.stack([theta, lo, hi, code.astype(float)], axis=-1)
 
 
 def _scalar_or_array(v: np.ndarray) -> Any:
@@ -562,8 +568,7 @@ def cluster_bootstrap_ci(
         reps = _bs.cluster_replicates(x3, func, n_resamples, generator, two_stage=two_stage,
                                       batch=batch, workers=workers)
         accel = _bs.acceleration(_bs.cluster_jackknife(x3, func)) if method == "bca" else None
-        lo, hi, code = _bs.interval_from_replicates(theta, reps, method, conf, accel)
-        return np.stack([theta, lo, hi, code.astype(float)], axis=-1).reshape(lead + (4,))
+        return _interval_parts(theta, reps, method, conf, accel).reshape(lead + (4,))
 
     attrs = settings_attrs(method, conf, n_resamples=n_resamples, seed=_seed_of(rng))
     attrs["two_stage"] = int(two_stage)
@@ -579,19 +584,7 @@ def cluster_bootstrap_ci(
         check_dims("data", data, [cluster_dim])
         within = () if within_dim is None else check_dims("data", data, within_dim)
         core = (cluster_dim, *within)
-        import xarray as xr
-
-        res = xr.apply_ufunc(
-            kernel,
-            data,
-            input_core_dims=[list(core)],
-            output_core_dims=[["_part"]],
-            dask="parallelized",
-            output_dtypes=[float],
-            dask_gufunc_kwargs={"output_sizes": {"_part": 4}, "allow_rechunk": True},
-            kwargs={"n_core": len(core), "n_within": len(within)},
-        )
-        est, lo, hi, code = (res.isel(_part=i, drop=True) for i in range(4))
+        est, lo, hi, code = _apply_core(kernel, data, core, 4, n_within=len(within))
         for obj, nm in ((est, "estimate"), (lo, "low"), (hi, "high")):
             _attrs(obj, attrs, nm)
         used = method

@@ -54,15 +54,9 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from revstats import blocking
-from revstats._torch_probes import (
-    POSITIONS,
-    as_tensor,
-    first_tensor,
-    read_layers,
-    recording,
-    replace_first,
-    resolve_module,
-)
+from revstats._torch_probes import as_tensor, first_tensor, replace_first, resolve_module
+from revstats.capture.hooks import capture_modules
+from revstats.capture.probes import PROBE_POSITIONS, read_layers
 
 __all__ = [
     "ParameterDirections",
@@ -171,10 +165,10 @@ def project_activations(
         reference.train(model.training)
         # fork_rng: the reference consumes random numbers, then the RNG is rewound, so the
         # trained model draws the same dropout masks and h - h_0 is pure fine-tuning motion.
-        with torch.no_grad(), torch.random.fork_rng(), recording(reference, list(dirs), detach=True) as rec:
+        with torch.no_grad(), torch.random.fork_rng(), capture_modules(reference, list(dirs)) as rec:
             reference(*args, **kwargs)
         h0.clear()
-        h0.update(rec)
+        h0.update({name: calls[-1] for name, calls in rec.items() if calls})
 
     def make_hook(name: str):
         def hook(_m: Any, _i: Any, output: Any) -> Any:
@@ -223,8 +217,8 @@ def parameter_directions(
     aligned model) in eval mode; the directions stay fixed during training (first order).
     """
     dirs = _validate_directions(model, directions)
-    if position not in POSITIONS:
-        raise ValueError(f"`position` must be one of {POSITIONS}, got {position!r}")
+    if position not in PROBE_POSITIONS:
+        raise ValueError(f"`position` must be one of {PROBE_POSITIONS}, got {position!r}")
     plist = tuple(p for p in (params if params is not None else model.parameters()) if p.requires_grad)
     if not plist:
         raise ValueError("`params` is empty: no trainable parameter to project")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstats._torch_probes import read_layers
+from revstats.capture.probes import read_layers
 from revstats.monitor import Check, MonitorConfig, ReversionMonitor
 
 __all__ = ["TorchMonitor", "tensorboard_writer"]

@@ -254,10 +254,12 @@ def capture_modules(
     names: Sequence[str],
     *,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    detach: bool = True,
 ) -> Iterator[dict[str, list[torch.Tensor]]]:
     """Record the output of named modules of any ``nn.Module`` while the block is open.
 
-    Yields ``{name: [tensor per forward call]}`` (detached; passed through ``reduce`` when given).
+    Yields ``{name: [tensor per forward call]}`` (detached unless ``detach=False``, which keeps
+    them in the autograd graph for a loss term; passed through ``reduce`` when given).
     The hooks are removed on exit, also when the body raises.
     """
     modules = dict(model.named_modules())
@@ -272,7 +274,8 @@ def capture_modules(
 
     def hook_for(name: str):
         def hook(module, args, output):
-            t = _first_tensor(output).detach()
+            t = _first_tensor(output)
+            t = t.detach() if detach else t
             records[name].append(reduce(t) if reduce is not None else t)
         return hook
 
@@ -312,11 +315,12 @@ def residual_stream(
     layers: Sequence[int],
     *,
     reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    detach: bool = True,
 ) -> Iterator[dict[int, list[torch.Tensor]]]:
     """Record the residual stream of a HF decoder model at ``output_hidden_states`` indices.
 
-    Yields ``{L: [tensor per forward call]}``; see the module docstring for the numbering. Hooks are
-    removed on exit, also when the body raises.
+    Yields ``{L: [tensor per forward call]}`` (detached unless ``detach=False``); see the module
+    docstring for the numbering. Hooks are removed on exit, also when the body raises.
     """
     base, blocks = _base_and_blocks(model)
     n = len(blocks)
@@ -333,7 +337,7 @@ def residual_stream(
     records: dict[int, list[torch.Tensor]] = {x: [] for x in layers}
 
     def store(layer: int, t: torch.Tensor) -> None:
-        t = t.detach()
+        t = t.detach() if detach else t
         records[layer].append(reduce(t) if reduce is not None else t)
 
     def output_hook(layer: int) -> Callable[..., None]:

@@ -13,41 +13,12 @@ import warnings
 
 import numpy as np
 import pytest
-import xarray as xr
 
 import revstats.geometry as geo
 from revstats.errors import DegenerateDataWarning
+from tests._geometry_sim import simulate_reversion
 
 pytestmark = pytest.mark.slow
-
-
-def simulate_reversion(
-    rng,
-    *,
-    n_runs=24,
-    n_probes=32,
-    d=4096,
-    drift_norm=9.85,
-    witness_norm=9.85,
-    true_cos=1.0,
-    aligned_noise=0.0,
-):
-    """Same generator as tests/unit/test_geometry.py::simulate_reversion (kept in sync)."""
-    u = np.zeros(d)
-    u[0] = 1.0
-    perp = np.zeros(d)
-    perp[1] = 1.0
-    big_d = drift_norm * (true_cos * u + np.sqrt(1 - true_cos**2) * perp)
-    content = 3.0 * rng.normal(size=(n_probes, d))
-    aligned = content + aligned_noise * rng.normal(size=(n_probes, d))
-    acts = np.empty((n_runs, 2, n_probes, d), np.float32)
-    acts[:, 0] = aligned
-    acts[:, 1] = content + big_d + rng.normal(size=(n_runs, n_probes, d))
-    wit = (content + witness_norm * u + rng.normal(size=(n_probes, d))).astype(np.float32)
-    return (
-        xr.DataArray(acts, dims=("run", "step", "example", "hidden"), coords={"step": [0, 1]}),
-        xr.DataArray(wit, dims=("example", "hidden")),
-    )
 
 
 @pytest.mark.parametrize(

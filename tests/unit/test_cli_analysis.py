@@ -126,18 +126,10 @@ def test_unreachable_tcp_scheduler(stores):
 
 
 @pytest.mark.slow
-def test_local_cluster_scheduler(stores, tmp_path):
+@pytest.mark.parametrize("scheduler", ["local:2", "processes"])
+def test_other_schedulers(stores, tmp_path, scheduler):
     out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["analyze", stores["full"], "--scheduler", "local:2",
-                                  "--json", str(out), *FAST])
-    assert r.exit_code == 0, r.output
-    assert json.loads(out.read_text())["results_schema"] == 1
-
-
-@pytest.mark.slow
-def test_processes_scheduler(stores, tmp_path):
-    out = tmp_path / "r.json"
-    r = CliRunner().invoke(main, ["analyze", stores["full"], "--scheduler", "processes",
+    r = CliRunner().invoke(main, ["analyze", stores["full"], "--scheduler", scheduler,
                                   "--json", str(out), *FAST])
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["results_schema"] == 1

@@ -166,7 +166,7 @@ def test_monitor_validation():
 def test_torch_monitor_fires_on_reverting_mlp_and_gpt2_reader():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from revstats._torch_probes import read_layers
+    from revstats.capture.probes import read_layers
     from revstats.torch_monitor import TorchMonitor
 
     torch.manual_seed(0)
