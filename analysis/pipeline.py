@@ -508,11 +508,19 @@ def _arm_nulls(layer, a_pi, dr, cl, idx, steps, shared, settings, seeds, skipped
     nulls = dict(shared)
     aligned_pp, witness_pp = cl["aligned_pp"], cl["witness_pp"]
     if aligned_pp.shape[0] >= 3 and np.isfinite(aligned_pp).all():
-        nulls["covariance_matched"] = _core.covariance_matched_cosine(
-            aligned_pp, drift, n_draws=settings.n_null_draws, rng=seeds["covariance_matched"])
-        nulls["permutation"] = _core.permutation_cosine(
-            witness_pp, aligned_pp, drift, n_permutations=settings.n_null_draws,
-            rng=seeds["permutation"])
+        # a null that is undefined for this layer (e.g. probes that all share one activation,
+        # as an embedding layer read at one token) is skipped with the core's reason
+        try:
+            nulls["covariance_matched"] = _core.covariance_matched_cosine(
+                aligned_pp, drift, n_draws=settings.n_null_draws, rng=seeds["covariance_matched"])
+        except ValueError as err:
+            skipped.append({"piece": "null:covariance_matched", "layer": layer, "reason": str(err)})
+        try:
+            nulls["permutation"] = _core.permutation_cosine(
+                witness_pp, aligned_pp, drift, n_permutations=settings.n_null_draws,
+                rng=seeds["permutation"])
+        except ValueError as err:
+            skipped.append({"piece": "null:permutation", "layer": layer, "reason": str(err)})
     else:
         skipped.append({"piece": "null:covariance_matched,permutation", "layer": layer,
                         "reason": "fewer than 3 probes or a non-finite aligned slab"})

@@ -192,3 +192,14 @@ def test_report_summarizes_the_store(tiny_store):
     assert list(traj) == TINY.capture_steps
     assert s["isotropic_p99"] == pytest.approx(rs.nulls.isotropic_cosine(TINY.hidden).quantile(0.99))
     assert "| control |" in to_markdown(s)
+
+
+def test_revstats_analysis_runs_on_the_organism_store(tiny_store):
+    # the embedding layer read at one token is the same vector for every probe: the nulls that
+    # need probe variation must be skipped with a reason, not crash the analysis
+    from analysis.pipeline import AnalysisSettings, analyze
+
+    res = analyze(rs.open_store(tiny_store[0]), settings=AnalysisSettings(n_resamples=100, n_null_draws=100))
+    assert set(res["headline"]["layers"]) >= {"hidden_states.1", "hidden_states.2"}
+    skipped = [s for s in res["skipped"] if s["layer"] == "hidden_states.0"]
+    assert any(s["piece"] == "null:covariance_matched" and "zero variance" in s["reason"] for s in skipped)
