@@ -490,11 +490,18 @@ def ingest(
             if "seed" in mp.coords else None,
             dtype=dtype, witness_per_run=witness_per_run, behavior="behavior" in bound,
             task=task_attrs, source="ingest", provenance=provenance, overwrite=overwrite,
+            resume=True,  # rerunning an interrupted ingest finishes it, keeping complete slabs
         )
         w_target = STORE_VAR_DIMS["witness"]
         with writer:
-            if witness_per_run:
+            done_attrs = writer._group.attrs
+            witness_runs = {str(r) for r in done_attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+            if done_attrs.get("witness_complete", False):
+                pass
+            elif witness_per_run:
                 for i, run in enumerate(coords["run"]):
+                    if str(run) in witness_runs:
+                        continue
                     writer.write_witness(to_store_dtype(
                         bound["witness"].slab({"run": i}, w_target), dtype, name="witness"), run=run)
             else:
@@ -502,6 +509,8 @@ def ingest(
                                                     name="witness"))
             for i, run in enumerate(coords["run"]):
                 for j, step in enumerate(coords["step"]):
+                    if writer.has_slab(run, step):
+                        continue
                     fixed = {"run": i, "step": j}
                     acts = to_store_dtype(
                         bound["acts"].slab(fixed, ("layer", "example", "hidden")), dtype,

@@ -420,6 +420,7 @@ def create_store(
     overwrite: bool = False,
     compressor: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> StoreWriter:
     """Create an empty store and return a writer for it.
 
@@ -439,6 +440,14 @@ def create_store(
     provenance : JSON-serialisable description (command, config, seeds, model ids); the
         revstats version and creation time are added.
     compressor : None (raw bytes + crc32c checksum, the fastest) or "zstd".
+    resume : if `path` already holds a store created with exactly these arguments (layout,
+        coordinates, dtype, source and provenance, apart from the creation time), return a
+        writer on it instead of refusing: slabs already complete are kept (skip them with
+        `StoreWriter.has_slab`), so rerunning a killed command finishes its work without
+        duplicating it. A store created differently is refused, naming what differs.
+
+    A directory left by a writer killed *during* creation (a zarr group without the revstats
+    attributes and holding only revstats arrays) holds no data and is replaced.
     """
     path = os.fspath(path)
     run_ids = _check_ids(runs, "runs")
@@ -474,6 +483,22 @@ def create_store(
 
     if _is_local(path):
         local = _local_path(path)
+        if not overwrite and _aborted_creation(local):
+            overwrite = True  # a killed create_store left no data: start it again
+        if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
+            return _resume_writer(
+                path,
+                storage_options,
+                expected={
+                    "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
+                    "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
+                    "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
+                    "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
+                    "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
+                    "source": source,
+                    "provenance": json.loads(prov_text),
+                },
+            )
         if os.path.exists(local) and os.listdir(local) and not overwrite:
             raise RevstatsError(
                 f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to replace "
@@ -558,6 +583,78 @@ def create_store(
         raise
 
 
+_STORE_MEMBERS = frozenset(
+    {"run", "arm", "seed", "step", "layer", "example", "acts", "witness", "behavior", "task", "complete"}
+)
+
+
+def _aborted_creation(local: str) -> bool:
+    """True for a directory that a `create_store` killed before it finished left behind.
+
+    Creation writes the root group, then the arrays, then the revstats attributes; until those
+    attributes exist no slab can have been written, so such a directory holds no data.
+    """
+    meta = os.path.join(local, "zarr.json")
+    if not os.path.isfile(meta):
+        return False
+    try:
+        with open(meta, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False  # unreadable metadata: let the caller refuse it, never delete it
+    if not isinstance(doc, dict) or doc.get("node_type") != "group":
+        return False
+    if "revstats_schema" in (doc.get("attributes") or {}):
+        return False
+    for entry in os.listdir(local):
+        if entry == "zarr.json" or entry.endswith(".partial"):
+            continue
+        if entry not in _STORE_MEMBERS:
+            return False
+    return True
+
+
+def _resume_writer(
+    path: str, storage_options: Mapping[str, Any] | None, *, expected: Mapping[str, Any]
+) -> StoreWriter:
+    """Open the existing store at `path` for appending if it was created as `expected` says."""
+    writer = open_writer(path, storage_options=storage_options)
+    try:
+        g = writer._group
+        found: dict[str, Any] = {
+            "runs": writer.runs, "arms": [str(a) for a in _array(g, "arm")[:]],
+            "seeds": [int(s) for s in _array(g, "seed")[:]], "layers": writer.layers,
+            "examples": writer.examples, "steps": writer.steps[: len(expected["steps"])],
+            "hidden": writer.hidden, "dtype": str(writer.dtype),
+            "witness_per_run": len(writer._arr["witness"].shape) == 4,
+            "behavior": "behavior" in writer._arr,
+            "task": None if "task" not in writer._arr else {
+                k: v for k, v in writer._arr["task"].attrs.items() if k != "coordinates"
+            },
+            "source": g.attrs.get("source"),
+        }
+        try:
+            found["provenance"] = json.loads(str(g.attrs.get("provenance", "{}")))
+        except json.JSONDecodeError:
+            found["provenance"] = g.attrs.get("provenance")
+        want = dict(expected)
+        for prov in (found["provenance"], want["provenance"]):
+            if isinstance(prov, dict):  # when and how it was invoked does not change the data
+                prov.pop("created", None)
+                prov.pop("command", None)
+        differ = [k for k in want if found.get(k) != want[k]]
+        if differ:
+            raise RevstatsError(
+                f"store {path!r} exists but was created with different {', '.join(differ)}: "
+                "rerun with the original settings to resume it, or pass overwrite=True "
+                "(--overwrite) / a new path to start over"
+            )
+        return writer
+    except BaseException:
+        writer.close()
+        raise
+
+
 def open_writer(
     path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
 ) -> StoreWriter:
@@ -631,7 +728,10 @@ def open_store(
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
     _validate_group(g, path)
-    kw: dict[str, Any] = {"consolidated": True, "zarr_format": 3, "chunks": {}}
+    # A writer killed between writing the attributes and the first consolidation leaves no
+    # consolidated view (and no slab either): read the members' own metadata then.
+    consolidated = g.metadata.consolidated_metadata is not None
+    kw: dict[str, Any] = {"consolidated": consolidated, "zarr_format": 3, "chunks": {}}
     if storage_options:
         kw["storage_options"] = dict(storage_options)
     with _quiet_consolidated():
@@ -681,11 +781,14 @@ def write_dataset(
     compressor: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     progress: Any = None,
+    resume: bool = True,
 ) -> None:
     """Write a schema-conforming `xarray.Dataset` (in memory or dask-backed) to a new store.
 
     Data are written run by run (dask arrays are computed one run at a time, so memory stays
     bounded by one run). `progress`, if given, is called with (done, total) after each run.
+    With `resume` (default), a store at `path` that an interrupted call with the same dataset
+    and provenance left behind is completed: complete slabs are kept, not rewritten.
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"`ds` must be an xarray.Dataset, got {type(ds).__name__}")
@@ -709,17 +812,22 @@ def write_dataset(
         steps=steps, arms=arms, seeds=seeds, dtype=store_dtype,
         witness_per_run=witness_per_run, behavior="behavior" in ds, task=task_attrs,
         source=source, provenance=provenance, overwrite=overwrite, compressor=compressor,
-        storage_options=storage_options,
+        storage_options=storage_options, resume=resume and not overwrite,
     ) as w:
-        if "witness" in ds:
+        attrs = w._group.attrs
+        witness_done = bool(attrs.get("witness_complete", False))
+        witness_runs = {str(r) for r in attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+        if "witness" in ds and not witness_done:
             if witness_per_run:
                 for r in runs:
+                    if r in witness_runs:
+                        continue
                     w.write_witness(np.asarray(ds["witness"].sel(run=r).transpose("layer", "example", "hidden")), run=r)
             else:
                 w.write_witness(np.asarray(ds["witness"].transpose("layer", "example", "hidden")))
         complete = ds["complete"].values.astype(bool)
         for i, r in enumerate(runs):
-            sel = np.nonzero(complete[i])[0]
+            sel = [j for j in np.nonzero(complete[i])[0] if not w.has_slab(r, steps[j])]
             if len(sel) == 0:
                 continue
             sub = ds.isel(run=i, step=sel)
