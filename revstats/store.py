@@ -153,6 +153,14 @@ class StoreWriter:
         self.path = path
         self._group = group
         self._lock_fd = lock_fd
+        if lock_fd is not None:
+            # Under the lock, a zarr temporary file (`*.partial`) can only be a leftover of a
+            # killed writer; at the root it would make every consolidation warn.
+            root = _local_path(path)
+            for entry in os.listdir(root):
+                if entry.endswith(".partial"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(root, entry))
         self._load_index()
         self._repair_step_growth()
 
@@ -397,8 +405,45 @@ def _open_group(
         kwargs["use_consolidated"] = consolidated
     if storage_options:
         kwargs["storage_options"] = dict(storage_options)
-    with _quiet_consolidated():
-        return zarr.open_group(store=str(path), **kwargs)
+    try:
+        with _quiet_consolidated():
+            return zarr.open_group(store=str(path), **kwargs)
+    except (ValueError, TypeError, KeyError) as e:  # zarr's JSON/metadata parse errors
+        bad = _unreadable_metadata(path)
+        if bad:
+            raise SchemaError("; ".join(bad), variable=None) from e
+        raise
+
+
+def _unreadable_metadata(path: str) -> list[str]:
+    """Problems with the zarr.json documents of a local store (truncated, not JSON, not a
+    zarr v3 node); empty for remote stores, which put whole objects."""
+    if not _is_local(path):
+        return []
+    local = _local_path(path)
+    docs = [("root", os.path.join(local, "zarr.json"))]
+    if os.path.isdir(local):
+        docs += [
+            (f"`{name}`", os.path.join(local, name, "zarr.json"))
+            for name in sorted(os.listdir(local))
+            if os.path.isfile(os.path.join(local, name, "zarr.json"))
+        ]
+    problems = []
+    for label, doc in docs:
+        if not os.path.isfile(doc):
+            continue
+        try:
+            with open(doc, encoding="utf-8") as f:
+                meta = json.load(f)
+            ok = isinstance(meta, dict) and meta.get("zarr_format") == 3 and "node_type" in meta
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(
+                f"{label} metadata document {doc!r} is truncated or corrupt (not a valid zarr v3 "
+                "zarr.json): restore it from a backup or recreate the store"
+            )
+    return problems
 
 
 def create_store(
@@ -563,7 +608,7 @@ def create_store(
             )
         g.create_array(
             "complete", shape=(nR, nS), dtype="bool", chunks=(1, 1), fill_value=False,
-            dimension_names=("run", "step"),
+            dimension_names=("run", "step"), compressors=[Crc32cCodec()],
             attributes={**run_coords, "long_name": "slab fully written"},
         )
         g.attrs.update(
@@ -850,6 +895,10 @@ def describe_store(
     info: dict[str, Any] = {"path": path, "problems": []}
     try:
         _check_exists(path)
+        bad = _unreadable_metadata(path)
+        if bad:
+            info["problems"] += bad
+            return info
         g = _open_group(path, "r", storage_options, consolidated=None)
     except (FileNotFoundError, SchemaError, zarr.errors.GroupNotFoundError) as e:
         info["problems"].append(str(e))
@@ -866,10 +915,16 @@ def describe_store(
     }
     if info["problems"]:
         return info
-    runs = [str(r) for r in _array(g, "run")[:]]
-    arms = [str(a) for a in _array(g, "arm")[:]]
-    steps = [int(s) for s in _array(g, "step")[:]]
-    complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    try:
+        runs = [str(r) for r in _array(g, "run")[:]]
+        arms = [str(a) for a in _array(g, "arm")[:]]
+        steps = [int(s) for s in _array(g, "step")[:]]
+        complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    except Exception as e:  # noqa: BLE001 - a corrupt bookkeeping chunk is a store problem
+        info["problems"].append(
+            f"coordinates or `complete` markers unreadable or corrupt ({type(e).__name__}: {e})"
+        )
+        return info
     info.update(
         runs=runs,
         arms=dict(zip(*np.unique(arms, return_counts=True), strict=True)),
@@ -901,7 +956,14 @@ def verify_store(
     info = describe_store(path, storage_options=storage_options)
     if info["problems"]:
         return list(info["problems"])
-    g = _open_group(path, "r", storage_options, consolidated=None)
+    try:  # each member's own metadata, not the consolidated copy a reader would use
+        g = _open_group(path, "r", storage_options, consolidated=False)
+        members = dict(g.members())
+    except Exception as e:  # noqa: BLE001 - report any metadata failure
+        return [f"member metadata unreadable or corrupt ({type(e).__name__}: {e})"]
+    missing = sorted({"acts", "witness", "complete", "step"} - set(members))
+    if missing:
+        return [f"{', '.join(f'`{m}`' for m in missing)}: metadata missing (zarr.json deleted?)"]
     problems: list[str] = []
     runs, steps_all = info["runs"], [int(s) for s in _array(g, "step")[:]]
     complete = np.asarray(_array(g, "complete")[:], dtype=bool)
@@ -917,7 +979,10 @@ def verify_store(
             try:
                 block = np.asarray(arr[ri, si])
             except Exception as e:  # noqa: BLE001 - report any decode failure by location
-                problems.append(f"`{name}` {label}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
+                where = label
+                if name == "acts":
+                    where += f" layer(s) {_corrupt_layers(acts, ri, si, info['layers'])}"
+                problems.append(f"`{name}` {where}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
                 continue
             if name == "acts":
                 bad_layers = [info["layers"][i] for i in np.nonzero(~np.isfinite(block).all(axis=(1, 2)))[0]]
@@ -935,3 +1000,14 @@ def verify_store(
             problems.append(f"`witness`: chunk unreadable or corrupt ({type(e).__name__}: {e})")
     return problems
 
+
+def _corrupt_layers(acts: Any, ri: int, si: int, layers: list[str]) -> list[str]:
+    """Names of the layers of slab (ri, si) whose chunk fails to decode."""
+    step = int(acts.chunks[2])
+    bad: list[str] = []
+    for lo in range(0, len(layers), step):
+        try:
+            np.asarray(acts[ri, si, lo : lo + step])
+        except Exception:  # noqa: BLE001 - any decode failure marks the chunk
+            bad += layers[lo : lo + step]
+    return bad[:8]

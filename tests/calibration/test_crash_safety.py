@@ -1,0 +1,93 @@
+"""Crash safety: every writer is SIGKILLed at seeded random points (>= 50 kills in total).
+
+After each kill the store opens (or holds nothing yet), every slab it shows as complete equals
+the uninterrupted reference run bit for bit, no partial slab is visible and `verify_store` is
+clean; rerunning the command completes the work without duplicating or rewriting anything.
+Kill points: before the N-th object write, in the middle of it (a torn temporary file), or
+after a random delay (see `crash_harness`). The tally is printed (`pytest -s`) and checked.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.calibration.crash_harness import CrashLog, crash_campaign, reference_run
+
+pytestmark = pytest.mark.slow
+
+LOG = CrashLog()
+KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16}
+
+
+def _campaign(name, argv, tmp_path, seed):
+    ref = str(tmp_path / "ref.zarr")
+    reference, n_writes, seconds = reference_run([*argv, "--out", ref], ref)
+    out = str(tmp_path / "killed.zarr")
+    before = LOG.kills
+    crash_campaign([*argv, "--out", out], out, reference, n_writes, seconds,
+                   n_kills=KILLS[name], rng=np.random.default_rng(seed), log=LOG)
+    assert LOG.kills - before == KILLS[name]
+    print(f"{name}: {KILLS[name]} kills survived; total {LOG}")
+
+
+def test_simulate_survives_kills(tmp_path):
+    argv = ["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "4", "--hidden", "64"]
+    _campaign("simulate", argv, tmp_path, 1)
+
+
+def test_ingest_npz_survives_kills(tmp_path):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "log.npz"
+    np.savez(src, acts=rng.normal(size=(3, 3, 2, 5, 8)).astype(np.float32),
+             base=rng.normal(size=(3, 2, 5, 8)).astype(np.float32),
+             harm=(rng.random((3, 3, 5)) < 0.3).astype(np.float32))
+    argv = ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "run,layer,example,hidden",
+            "--behavior-key", "harm", "--runs", "c0,b0,p0", "--arms", "control,blocked,push"]
+    _campaign("ingest_npz", argv, tmp_path, 2)
+
+
+def test_ingest_h5_survives_kills(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(6)
+    src = tmp_path / "log.h5"
+    with h5py.File(src, "w") as f:
+        f["acts"] = rng.normal(size=(2, 4, 1, 6, 16)).astype(np.float32)
+        f["base"] = rng.normal(size=(1, 6, 16)).astype(np.float32)
+        f["loss"] = rng.random((2, 4))
+    argv = ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "layer,example,hidden", "--task-key", "loss",
+            "--steps", "0,1,2,3"]
+    _campaign("ingest_h5", argv, tmp_path, 3)
+
+
+def test_capture_survives_kills(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from revstats.capture._tiny import build_tiny_model
+
+    root = tmp_path / "exp"
+    build_tiny_model("gpt2", root / "base", seed=0)
+    build_tiny_model("gpt2", root / "aligned", seed=1)
+    for run_name, seed in (("a-seed0", 10), ("b-seed1", 20)):
+        for k, step in enumerate((10, 20)):
+            build_tiny_model("gpt2", root / "runs" / run_name / f"checkpoint-{step}",
+                             seed=seed + k, with_tokenizer=False)
+    probes = [{"id": f"q{i}", "prompt": p, "response": r} for i, (p, r) in enumerate(
+        [("tell me a story", "the cat"), ("how big is the sun", "big"), ("write code", "no")])]
+    (root / "probes.jsonl").write_text("\n".join(json.dumps(p) for p in probes) + "\n")
+    argv = ["capture", "--witness", str(root / "base"), "--aligned", str(root / "aligned"),
+            "--runs", str(root / "runs" / "*"), "--probes", str(root / "probes.jsonl"),
+            "--layers", "0,1,2", "--batch-size", "2", "--quiet"]
+    _campaign("capture", argv, tmp_path, 4)
+
+
+def test_total_kills_at_least_50():
+    """Runs last (file order): the campaign above killed writers >= 50 times, losing nothing."""
+    if LOG.kills == 0:
+        pytest.skip("run with the campaigns above")
+    print(f"crash campaign total: {LOG}")
+    assert LOG.kills >= 50
