@@ -170,8 +170,8 @@ def crash_campaign(
     a fresh chain starts. With `finish`, the last chain is completed and compared, then rerun
     once more to show a finished store is left untouched.
     """
-    attempts = 0
-    while log.kills < n_kills and attempts < 4 * n_kills:
+    attempts, kills = 0, 0
+    while kills < n_kills and attempts < 4 * n_kills:
         attempts += 1
         mode = str(rng.choice(["before", "before", "torn", "time"]))
         if mode == "time":
@@ -183,6 +183,7 @@ def crash_campaign(
         code, _, err = run(argv, spec, cwd=cwd)
         if code == -signal.SIGKILL:
             log.kills += 1
+            kills += 1
             log.modes[mode] = log.modes.get(mode, 0) + 1
             check_after_kill(out, reference, log)
         else:  # the kill point lay beyond the work left: the rerun finished it
