@@ -26,7 +26,13 @@ import numpy as np
 import xarray as xr
 
 from revstats import _np_geometry as npg
-from revstats._validation import RNGLike, check_confidence, check_dims, normalize_rng
+from revstats._validation import (
+    RNGLike,
+    check_confidence,
+    check_numeric_dtype,
+    normalize_rng,
+)
+from revstats._validation import check_nonempty_dims as check_dims
 from revstats._version import __version__
 
 __all__ = [
@@ -60,6 +66,7 @@ def _check_dataarray(name: str, obj: Any) -> None:
             f"`{name}` must be an xarray.DataArray, got {type(obj).__name__}; wrap arrays with "
             "xr.DataArray(values, dims=...)"
         )
+    check_numeric_dtype(name, obj)
 
 
 def _check_disjoint(**named: tuple[Hashable, ...]) -> None:
@@ -229,9 +236,9 @@ def reversion_direction(
     dims, hid = _validate_reversion_direction(witness, aligned, dim, hidden_dim)
     diff = _difference(
         "witness",
-        witness.astype(np.float64).mean(dims),
+        witness.astype(np.float64).mean(dims, skipna=False),
         "aligned",
-        aligned.astype(np.float64).mean(dims),
+        aligned.astype(np.float64).mean(dims, skipna=False),
     )
     out = _apply(_vector_kernel(npg.normalize, len(hid), True), diff, core=[hid], out_core=[hid])
     out.attrs = _attrs("reversion_direction")
@@ -286,7 +293,7 @@ def drift(
     if aligned is None:
         aligned = _select_reference(acts, step_dim, reference_step)
     out = _difference(
-        "acts", acts.astype(np.float64).mean(dims), "aligned", aligned.astype(np.float64).mean(dims)
+        "acts", acts.astype(np.float64).mean(dims, skipna=False), "aligned", aligned.astype(np.float64).mean(dims, skipna=False)
     )
     out.attrs = _attrs("drift", reference_step=reference_step if default_ref else None)
     return out.rename("drift")
@@ -641,7 +648,7 @@ def debiased_alignment(
         kwargs={"masks": masks},
     )
     dw, dd, ww = pieces
-    plugin = alignment(d.mean(dims), w.mean(dims), dim=hid)
+    plugin = alignment(d.mean(dims, skipna=False), w.mean(dims, skipna=False), dim=hid)
     if pools:
         dw, dd, ww = (p.mean(pools, skipna=False) for p in pieces)
         plugin = plugin.mean(pools, skipna=False)

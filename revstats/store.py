@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -86,11 +87,37 @@ def _acts_chunks(n_layer: int, n_example: int, hidden: int, itemsize: int) -> tu
     return (1, 1, 1, max(1, MAX_CHUNK_BYTES // per_example), max(hidden, 1))
 
 
+#: Longest id (run, arm, layer, probe) a store accepts.
+MAX_ID_LENGTH = 256
+
+
+def _check_id_text(v: str, name: str) -> None:
+    """Ids travel into file names, tables and HTML reports: refuse the ones that could break
+    or subvert them (control characters such as newlines, path separators and `..`, markup
+    brackets) and empty or huge ones."""
+    shown = repr(v if len(v) <= 40 else v[:40] + "…")
+    if not v.strip():
+        raise ValueError(f"`{name}` has an empty id: give every entry a name")
+    if len(v) > MAX_ID_LENGTH:
+        raise ValueError(f"`{name}` id {shown} is too long ({len(v)} > {MAX_ID_LENGTH} characters)")
+    # run, arm and layer ids may become parts of file names; probe ids (e.g. "suite/001") never do
+    forbidden = "<>" if name == "examples" else "<>/\\"
+    bad = sorted({c for c in v if unicodedata.category(c)[0] == "C" or c in forbidden})
+    if bad:
+        raise ValueError(
+            f"`{name}` id {shown} has forbidden character(s) {''.join(bad)!r}: control characters "
+            f"(newlines, tabs...) and {' '.join(forbidden)} are refused; rename it, e.g. with '-'"
+        )
+    if name != "examples" and v in (".", ".."):
+        raise ValueError(f"`{name}` id {shown} is a path component; rename it")
+
+
 def _string_array(values: Sequence[Any], name: str) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
         if not isinstance(v, (str, np.str_)):
             raise TypeError(f"`{name}` must hold strings, got {type(v).__name__} ({v!r})")
+        _check_id_text(str(v), name)
         out[i] = str(v)
     if len(set(out.tolist())) != len(out):
         raise ValueError(f"`{name}` has duplicated entries; ids must be unique")
@@ -511,6 +538,8 @@ def create_store(
         if len(arms) != len(run_ids):
             raise ValueError(f"`arms` needs one entry per run ({len(run_ids)}), got {len(arms)}")
         arm_ids = np.array([str(a) for a in arms], dtype=object)
+        for a in arm_ids:
+            _check_id_text(a, "arms")
     seed_arr = np.full(len(run_ids), -1, dtype=np.int64)
     if seeds is not None:
         if len(seeds) != len(run_ids):
