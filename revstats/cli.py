@@ -12,6 +12,7 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "calibrate": "revstats.cli_calibrate:calibrate",
     "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
     "ingest": "revstats.cli_capture:ingest_command",
