@@ -24,7 +24,9 @@ the source tree's ``benchmarks`` package is importable. Monitor rows need
 
 from __future__ import annotations
 
+import functools
 import importlib
+import importlib.util
 import time
 import warnings
 from collections.abc import Callable
@@ -125,7 +127,8 @@ def misapplied_isotropic_rejections(d: int, alpha: float, n: int, seed: int) -> 
 def _direction(cov: np.ndarray, which: str, seed: int) -> np.ndarray:
     if which == "top":
         return np.linalg.eigh(cov)[1][:, -1]
-    return np.random.default_rng(seed + 3).standard_normal(cov.shape[0])
+    out: np.ndarray = np.asarray(np.random.default_rng(seed + 3).standard_normal(cov.shape[0]))
+    return out
 
 
 def effective_null_rejections(d: int, alpha: float, n: int, seed: int, which: str = "random") -> int:
@@ -202,12 +205,20 @@ def _interval_studies() -> list[Study]:
     return out
 
 
+def _isotropic_row(alpha: float, n: int, seed: int) -> int:
+    return isotropic_null_rejections(64, alpha, n, seed)
+
+
+def _monitor_row(spending: str, n_looks: int, n: int, seed: int) -> int:
+    return monitor_false_alarms(spending, n_looks, n, seed)
+
+
 def _null_studies() -> list[Study]:
     s: list[Study] = []
     for alpha in (0.05, 0.01):
         s.append(Study("nulls", f"isotropic exact, alpha={alpha}", "isotropic Gaussian drift, d=64", 21,
-                       "nominal", alpha, "type-I error",
-                       lambda n, z, a=alpha: isotropic_null_rejections(64, a, n, z), 20_000, 4000))
+                       "nominal", alpha, "type-I error", functools.partial(_isotropic_row, alpha),
+                       20_000, 4000))
     s += [
         Study("nulls", "isotropic exact, misapplied", "anisotropic drift (eigenvalues 1/i), v = top axis, d=64",
               22, "inflated", 0.05, "type-I error",
@@ -239,7 +250,7 @@ def _monitor_studies() -> list[Study]:
         return []
     s = [Study("monitor", f"false alarms, {sp} spending", "isotropic random-walk drift, 20 looks, hidden=24",
                30 + i, "at most", 0.05, "type-I error (any alarm per run)",
-               lambda n, z, sp=sp: monitor_false_alarms(sp, 20, n, z), 1500, 150)
+               functools.partial(_monitor_row, sp, 20), 1500, 150)
          for i, sp in enumerate(("bonferroni", "power", "harmonic"))]
     s.append(Study("monitor", "false alarms, one look", "isotropic random-walk drift, 1 look, hidden=24",
                    33, "nominal", 0.05, "type-I error (any alarm per run)",
