@@ -12,10 +12,14 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
+    "analyze": "revstats.cli_analysis:analyze_command",
     "calibrate": "revstats.cli_calibrate:calibrate",
+    "demo": "revstats.cli_analysis:demo_command",
+    "report": "revstats.cli_analysis:report_command",
     "capture": "revstats.cli_capture:capture_command",
     "info": "revstats.cli_info:info",
     "ingest": "revstats.cli_capture:ingest_command",
+    "monitor-config": "revstats.cli_monitor:monitor_config",
     "simulate": "revstats.cli_simulate:simulate",
 }
 

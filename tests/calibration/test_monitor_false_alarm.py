@@ -1,0 +1,81 @@
+"""Monitor calibration: the whole-run false-alarm rate is <= alpha under the null (binomial
+test), and the detection delay under the simulator's paper preset."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from revstats.monitor import ReversionMonitor, build_config
+
+pytestmark = pytest.mark.slow
+
+
+def null_alarm_rate(n_runs: int, *, spending: str, n_looks: int, hidden: int = 24, seed: int = 0) -> tuple[int, int]:
+    """Runs whose drift is an isotropic random walk plus fresh probe noise: no direction is
+    preferred, so every look's p-value is exactly uniform; count runs with any alarm."""
+    rng = np.random.default_rng(seed)
+    n_ex = 6
+    aligned = rng.normal(size=(n_ex, hidden))
+    witness = aligned + rng.normal(size=hidden)
+    cfg = build_config({"L": witness}, {"L": aligned}, alpha=0.05, n_looks=n_looks, spending=spending)
+    alarms = 0
+    for _ in range(n_runs):
+        mon = ReversionMonitor(cfg, warn=False)
+        walk = np.zeros(hidden)
+        for k in range(1, n_looks + 1):
+            walk += rng.normal(size=hidden)
+            mon.check(k, {"L": aligned + walk + 0.3 * rng.normal(size=(n_ex, hidden))})
+        alarms += mon.alarmed
+    return alarms, n_runs
+
+
+@pytest.mark.parametrize("spending", ["bonferroni", "power", "harmonic"])
+def test_false_alarm_rate_at_most_alpha(spending):
+    k, n = null_alarm_rate(1500, spending=spending, n_looks=20)
+    # H0: rate <= 0.05; reject (fail) if the observed count is implausibly high
+    assert stats.binomtest(k, n, 0.05, alternative="greater").pvalue > 0.001, (k, n)
+
+
+def test_false_alarm_rate_is_not_vacuous():
+    """With a single look the rule is exact: the alarm rate is alpha, not far below it."""
+    k, n = null_alarm_rate(3000, spending="bonferroni", n_looks=1, seed=3)
+    assert stats.binomtest(k, n, 0.05).pvalue > 0.001, (k, n)
+
+
+def detection_delays(preset: str = "paper-main-track", runs: int = 8, hidden: int = 4096, every: int = 1, looks: int = 100):
+    sims = pytest.importorskip("sims.simulate")
+    cfg = sims.config_for(preset, runs=runs, hidden=hidden, overrides={"save_steps": tuple(range(0, looks * every + 1, every))})
+    ds = sims.simulate(cfg, seed=11)
+    layer = str(ds["layer"].values[0])
+    out = {}
+    for arm in ("control", "blocked"):
+        delays = []
+        for r in [str(x) for x in ds["run"].values if str(ds["arm"].sel(run=x).values) == arm]:
+            acts = np.asarray(ds["acts"].sel(run=r, layer=layer))
+            mcfg = build_config({layer: np.asarray(ds["witness"].sel(layer=layer))}, {layer: acts[0]}, n_looks=looks, every=every)
+            mon = ReversionMonitor(mcfg, warn=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                for i, step in enumerate(ds["step"].values[1:], start=1):
+                    mon.check(int(step), {layer: acts[i]})
+                    if mon.alarmed:
+                        break
+            delays.append(None if not mon.alarmed else mon.first_alarm.step)
+        out[arm] = delays
+    return out
+
+
+def test_fires_on_paper_preset_and_not_on_blocked_arm():
+    out = detection_delays(runs=4, hidden=1024, looks=30)
+    assert all(d is not None and d <= 5 for d in out["control"]), out
+    assert all(d is None for d in out["blocked"]), out
+
+
+if __name__ == "__main__":  # python -m tests.calibration.test_monitor_false_alarm: the numbers in docs
+    for sp in ("bonferroni", "power", "harmonic"):
+        print(sp, null_alarm_rate(2000, spending=sp, n_looks=20))
+    print("paper preset delays (steps, every=1, 100 looks):", detection_delays())
