@@ -14,9 +14,9 @@ import pytest
 pytest.importorskip("analysis.pipeline")
 pytest.importorskip("matplotlib")
 
-from analysis.pipeline import AnalysisSettings, analyze  # noqa: E402
-from analysis.report import write_report  # noqa: E402
-from sims.simulate import config_for, simulate  # noqa: E402
+from analysis.pipeline import AnalysisSettings, analyze
+from analysis.report import write_report
+from sims.simulate import config_for, simulate
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'
