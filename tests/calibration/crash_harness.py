@@ -10,6 +10,7 @@ own process with SIGKILL:
 * ``before:N`` - just before the N-th object write (every write boundary can be hit);
 * ``torn:N`` - in the middle of the N-th write: half of the bytes are in zarr's temporary file,
   the rename into place never happens (a torn write, as a power cut would leave);
+* ``replace:N`` - just before the N-th `os.replace` (reports rename their files into place);
 * ``time:SECONDS`` - the parent kills the process after a delay (imports, model loading, compute).
 
 After each kill the harness checks: the store opens (or holds nothing yet), every slab it shows
@@ -53,6 +54,15 @@ def _put(path, value, exclusive=False):
         os.kill(os.getpid(), signal.SIGKILL)
     return _orig_put(path, value, exclusive=exclusive)
 _local._put = _put
+if kind == "replace":  # kill just before the N-th os.replace (atomic renames of plain files)
+    _orig_replace = os.replace
+    _renames = [0]
+    def _replace(src, dst, *a, **k):
+        _renames[0] += 1
+        if _renames[0] == int(arg):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _orig_replace(src, dst, *a, **k)
+    os.replace = _replace
 import atexit
 atexit.register(lambda: sys.stderr.write(f"\nZARR_WRITES={_count[0]}\n"))
 from revstats.cli import main

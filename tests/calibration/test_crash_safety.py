@@ -19,7 +19,7 @@ from tests.calibration.crash_harness import CrashLog, crash_campaign, reference_
 pytestmark = pytest.mark.slow
 
 LOG = CrashLog()
-KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16}
+KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "report": 10}
 
 
 def _campaign(name, argv, tmp_path, seed):
@@ -83,6 +83,61 @@ def test_capture_survives_kills(tmp_path):
             "--runs", str(root / "runs" / "*"), "--probes", str(root / "probes.jsonl"),
             "--layers", "0,1,2", "--batch-size", "2", "--quiet"]
     _campaign("capture", argv, tmp_path, 4)
+
+
+def _report_files(out):
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())} if out.exists() else {}
+
+
+def test_report_survives_kills(tmp_path):
+    """`revstats report` renames each finished file into place: after any kill every file in
+    the report directory is whole (byte-identical to an uninterrupted run's), and the rerun
+    completes the report."""
+    pytest.importorskip("analysis.report")
+    from tests.calibration.crash_harness import run
+
+    store = str(tmp_path / "s.zarr")
+    code, _, err = run(["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "20",
+                        "--hidden", "64", "--out", store])
+    assert code == 0, err
+    argv = ["report", store, "--n-resamples", "200", "--out"]
+    ref_out = tmp_path / "ref"
+    import time
+
+    t0 = time.perf_counter()
+    code, _, err = run([*argv, str(ref_out)])
+    seconds = time.perf_counter() - t0
+    assert code == 0, err
+    reference = _report_files(ref_out)
+    assert {"report.html", "report.md", "results.json"} <= set(reference)
+    rng = np.random.default_rng(5)
+    out = tmp_path / "killed"
+    kills = 0
+    while kills < KILLS["report"]:
+        if rng.random() < 0.5:
+            spec = f"replace:{int(rng.integers(1, len(reference) + 1))}"
+        else:
+            spec = f"time:{rng.uniform(0.5, seconds):.2f}"
+        code, _, err = run([*argv, str(out)], spec)
+        files = _report_files(out)
+        for name, data in files.items():  # whole files only, and the right ones
+            assert name in reference, name
+            assert data == reference[name], f"{name} differs from the reference after {spec}"
+        if code == -9:
+            kills += 1
+            LOG.kills += 1
+            LOG.checks += 1
+            LOG.modes[spec.split(":")[0]] = LOG.modes.get(spec.split(":")[0], 0) + 1
+        else:
+            assert code == 0, err
+            assert files == reference
+    code, _, err = run([*argv, str(out)])
+    assert code == 0, err
+    assert _report_files(out) == reference
+    # staging directories of killed writers are removed by the next report
+    debris = [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed.staging.")]
+    assert debris == [], debris
+    print(f"report: {kills} kills survived; no staging directory left behind")
 
 
 def test_total_kills_at_least_50():

@@ -6,6 +6,7 @@ store's checks)."""
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -59,3 +60,18 @@ def test_no_partial_or_temporary_file_is_left(hostile_results, tmp_path):
     leftovers = [p.name for p in tmp_path.rglob("*") if ".staging." in p.name or p.suffix == ".tmp"]
     assert leftovers == []
     assert np.all([p.stat().st_size > 0 for p in out.iterdir()])
+
+
+def test_staging_left_by_a_killed_writer_is_removed(hostile_results, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".report.staging.{dead}.abc123"
+    stale.mkdir()
+    (stale / "report.html").write_text("half")
+    alive = tmp_path / f".report.staging.{os.getppid()}.xyz"  # a live process: left alone
+    alive.mkdir()
+    write_report(hostile_results, tmp_path / "report")
+    assert not stale.exists() and alive.exists()
