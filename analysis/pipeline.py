@@ -166,7 +166,7 @@ _TARGET_CHUNK_BYTES = 64 * 2**20
 
 
 def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
-    """Merge the store's one-slab chunks into ~64 MB blocks (all steps, several runs).
+    """Merge the store's one-slab chunks into ~64 MB blocks (several runs, or steps of one run).
 
     A store keeps one (run, step) slab per chunk so appends are atomic; reducing it slab by
     slab costs ~20 dask tasks per slab, which dominates on small and medium stores. The merge
@@ -178,8 +178,10 @@ def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
         [ds.sizes[d] for d in ("layer", "example", "hidden") if d in ds.sizes]))
     per_run = max(slab * ds.sizes["step"], 1)
     runs = int(max(1, min(ds.sizes["run"], _TARGET_CHUNK_BYTES // per_run)))
+    # a run larger than the target is split along step, so no block outgrows ~64 MB (+ a slab)
+    steps = int(max(1, min(ds.sizes["step"], _TARGET_CHUNK_BYTES // max(slab, 1))))
     out = ds.copy()
-    out["acts"] = ds["acts"].chunk({"run": runs, "step": -1, "example": -1, "hidden": -1})
+    out["acts"] = ds["acts"].chunk({"run": runs, "step": steps, "example": -1, "hidden": -1})
     for name in ("behavior", "task"):
         if name in ds and isinstance(ds[name].data, dask.array.Array):
             out[name] = ds[name].chunk(dict.fromkeys(ds[name].dims, -1))
@@ -259,7 +261,8 @@ def analyze(
         acts = ds["acts"].sel(layer=layer, drop=True)
         witness = ds["witness"].sel(layer=layer, drop=True)
         aligned = acts.isel(step=step0, drop=True)
-        mu = acts.mean("example")
+        # float64 accumulation without a float64 copy; a NaN (masked, incomplete) slab stays NaN
+        mu = acts.mean("example", dtype=np.float64, skipna=False)
         drift = mu - mu.isel(step=step0, drop=True)
         direction = _core.reversion_direction(witness, aligned, dim="example")
         # step 0 has zero drift by definition: its cosine is undefined, not computed

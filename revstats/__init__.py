@@ -6,7 +6,7 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
-from revstats import effects, geometry, intervals, nulls, store
+from revstats import effects, geometry, intervals, nulls, scheduler, store
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 from revstats.geometry import (
@@ -18,7 +18,8 @@ from revstats.geometry import (
     project_out,
     reversion_direction,
 )
-from revstats.store import create_store, open_store, open_writer
+from revstats.scheduler import use_scheduler
+from revstats.store import create_store, open_store, open_writer, read_acts
 
 __all__ = [
     "DegenerateDataWarning",
@@ -38,6 +39,9 @@ __all__ = [
     "open_writer",
     "per_probe_alignment",
     "project_out",
+    "read_acts",
     "reversion_direction",
+    "scheduler",
     "store",
+    "use_scheduler",
 ]

@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "info": "revstats.cli_info:info",
     "ingest": "revstats.cli_capture:ingest_command",
     "monitor-config": "revstats.cli_monitor:monitor_config",
+    "organism": "revstats.cli_organism:organism_command",
     "simulate": "revstats.cli_simulate:simulate",
 }
 

@@ -79,7 +79,7 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.pipeline import MissingDataError, analyze
-    from analysis.scheduler import parse_scheduler, use_scheduler
+    from revstats.scheduler import parse_scheduler, use_scheduler
 
     with contextlib.ExitStack() as stack:
         try:

@@ -139,7 +139,7 @@ class MonitorConfig:
 
     def level(self, k: int) -> float:
         """Per-layer level at look k: alpha_k / L."""
-        return look_level(self.alpha, k, n_looks=self.n_looks, spending=self.spending, rho=self.rho) / len(self.layers)
+        return look_level(self.alpha, k, n_looks=self.n_looks, spending=self.spending, rho=self.rho)  # type: ignore[arg-type]  # validated in build_config / len(self.layers)
 
     def null_law(self, layer: str) -> nulls.CosineNull:
         d = self.null_dim[layer]
@@ -418,21 +418,24 @@ class ReversionMonitor:
     def _write(self, step: int, values: Mapping[str, np.ndarray]) -> None:
         from revstats.store import create_store, open_writer
 
+        if self.store is None:
+            return
+        store = os.fspath(self.store)
         cfg = self.config
         slab = np.stack([values[n] for n in cfg.layers])
-        if not os.path.exists(self.store):  # type: ignore[arg-type]
+        if not os.path.exists(store):
             hidden = {np.shape(cfg.aligned[n])[1] for n in cfg.layers}
             if len(hidden) != 1:
                 raise RevstatsError("the store needs one hidden size for all monitored layers; monitor them in separate stores")
             w = create_store(
-                self.store, runs=[self.run], layers=list(cfg.layers), examples=list(cfg.examples),
+                store, runs=[self.run], layers=list(cfg.layers), examples=list(cfg.examples),
                 hidden=hidden.pop(), behavior=False, source="capture",
                 provenance={"tool": "revstats.monitor", "alpha": cfg.alpha, "spending": cfg.spending, "every": cfg.every},
             )
             with w:
                 w.write_witness(np.stack([cfg.witness[n] for n in cfg.layers]))
                 w.write_slab(self.run, 0, np.stack([cfg.aligned[n] for n in cfg.layers]))
-        with open_writer(self.store) as w:
+        with open_writer(store) as w:
             if not w.has_slab(self.run, step):
                 w.write_slab(self.run, step, slab)
 

@@ -82,5 +82,5 @@ def placebo_direction(
             u = u - (u @ unit_v) * unit_v
         n = np.linalg.norm(u)
         if n > 1e-12 * max(1.0, float(np.abs(u).max(initial=0.0))):
-            return u / n * np.linalg.norm(vec)
+            return np.asarray(u / n * np.linalg.norm(vec))
     raise ValueError("`acts` have no variation outside v: a covariance-matched placebo does not exist")

@@ -48,6 +48,7 @@ __all__ = [
     "describe_store",
     "open_store",
     "open_writer",
+    "read_acts",
     "verify_store",
     "write_dataset",
 ]
@@ -202,6 +203,11 @@ class StoreWriter:
         # while handles obtained later from the group could carry stale shapes.
         self._arr: dict[str, Any] = {name: _array(g, name) for name in ("acts", "witness", "behavior", "task", "complete", "step") if name in g}
         self._acts = self._arr["acts"]
+        self._direct = None
+        if _is_local(self.path):
+            from revstats._chunkio import chunk_reader
+
+            self._direct = chunk_reader(_local_path(self.path), "acts", self._acts)
         self.hidden: int = int(self._acts.shape[-1])
         self.dtype = np.dtype(self._acts.dtype)
         self._run_index = {r: i for i, r in enumerate(self.runs)}
@@ -374,13 +380,32 @@ class StoreWriter:
                     "pass overwrite=True to replace them (or skip them: see `has_slab`)"
                 )
             complete.oindex[ri, idx[done]] = False  # un-publish before rewriting
-        self._acts.oindex[ri, idx] = block
+        if self._direct is not None and self._direct.chunks[:2] == (1, 1) and self._direct.chunks[2:] == block.shape[1:]:
+            self._write_direct(ri, idx, block)
+        else:
+            self._acts.oindex[ri, idx] = block
         if beh is not None:
             self._arr["behavior"].oindex[ri, idx] = beh
         if tk is not None:
             self._arr["task"].oindex[ri, idx] = tk
         # publish: one marker chunk per slab, written only after all of its data
         complete.oindex[ri, idx] = np.ones(n, dtype=bool)
+
+    def _write_direct(self, ri: int, idx: Any, block: np.ndarray) -> None:
+        """One chunk file per slab, written straight from `block` (same bytes zarr writes;
+        ~5x faster than zarr's async pipeline for big slabs, see docs/scaling.md)."""
+        direct = self._direct
+        assert direct is not None
+        jobs = [((ri, int(si)) + (0,) * (direct.ndim - 2), block[k][None, None]) for k, si in enumerate(np.asarray(idx).reshape(-1))]
+        if len(jobs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(4, len(jobs))) as pool:
+                for _ in pool.map(lambda job: direct.write_chunk(*job), jobs):
+                    pass
+        else:
+            for job in jobs:
+                direct.write_chunk(*job)
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -813,6 +838,8 @@ def open_store(
             ds = xr.open_zarr(str(path), **kw)
         except Exception as e:
             raise SchemaError(f"store {path!r} could not be opened by xarray: {e}") from e
+    if _is_local(path):
+        ds = _fast_local_reads(ds, g, _local_path(path))
     for name in ("run", "arm", "layer", "example"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
@@ -822,7 +849,7 @@ def open_store(
             ds = ds.drop_vars("witness")
         notes.append("witness not written")
     if complete_only:
-        complete = ds["complete"].values.astype(bool)  # small bookkeeping array
+        complete = _read_complete(g, ds)  # small bookkeeping array
         steps = ds["step"].values
         keep = complete.any(axis=0) & (steps != _STEP_UNSET)
         if not keep.all():
@@ -842,6 +869,127 @@ def open_store(
     if check_values:
         raise_problems(schema_check_values(ds), where=f"store {path!r}")
     return ds
+
+
+def _read_complete(g: zarr.Group, ds: xr.Dataset) -> np.ndarray:
+    # One zarr call (concurrent chunk reads) instead of one dask task per (1, 1) marker chunk.
+    arr = _array(g, "complete")
+    if tuple(arr.shape) == tuple(ds["complete"].shape):
+        return np.asarray(arr[...], dtype=bool)
+    return np.asarray(ds["complete"].values, dtype=bool)
+
+
+def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str) -> xr.Dataset:
+    """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
+
+    Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
+    faster (see `revstats._chunkio`); arrays with other codecs keep zarr's reader.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    from revstats._chunkio import chunk_reader
+
+    for name in ("acts", "witness"):
+        if name not in ds or name not in g:
+            continue
+        reader = chunk_reader(root, name, _array(g, name))
+        if reader is None or reader.shape != ds[name].shape:
+            continue
+        lazy = da.from_array(
+            reader, chunks=reader.chunks, asarray=False, lock=False, fancy=False,
+            name=f"revstats-{name}-" + tokenize(reader),
+            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+        )
+        ds[name] = ds[name].copy(data=lazy)
+    return ds
+
+
+def _validate_read_acts(ds: xr.Dataset, runs: Any, steps: Any, workers: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    def positions(name: str, labels: Any) -> np.ndarray:
+        index = ds.indexes[name]
+        if labels is None:
+            return np.arange(len(index))
+        if isinstance(labels, (str, bytes)) or np.ndim(labels) == 0:
+            raise TypeError(f"`{name}s` must be a sequence of {name} labels, e.g. [{index[0]!r}]")
+        labels = list(labels)
+        pos = index.get_indexer(labels)
+        if (pos < 0).any():
+            missing = [lab for lab, p in zip(labels, pos, strict=True) if p < 0][:5]
+            raise ValueError(
+                f"`{name}s` has label(s) {missing} not in the store; it has {list(index[:8])}"
+                + (" …" if len(index) > 8 else "")
+            )
+        return pos
+
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer (threads reading chunks), got {workers!r}")
+    return positions("run", runs), positions("step", steps), int(workers)
+
+
+def read_acts(
+    path: str | os.PathLike[str],
+    *,
+    runs: Sequence[str] | None = None,
+    steps: Sequence[int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> xr.DataArray:
+    """Read whole (run, step) slabs of `acts` into memory, as fast as the disk allows.
+
+    The eager counterpart of ``open_store(path)["acts"].sel(...).load()`` (same values, same
+    validation, incomplete slabs as NaN, checksums verified) for when the selection fits in
+    memory. On local stores each chunk file is read straight into its place in the result
+    (`workers` threads), with no dask graph and no concatenation copy; other stores fall back
+    to the lazy path.
+
+    Parameters
+    ----------
+    path : local path or fsspec URL of a store.
+    runs, steps : labels to read (default: all), in the order given.
+    storage_options : fsspec options for remote stores.
+    workers : reader threads (default ``min(4, cpu_count)``).
+    """
+    path = os.fspath(path)
+    ds = open_store(path, storage_options=storage_options)
+    run_pos, step_pos, workers = _validate_read_acts(ds, runs, steps, workers)
+    acts = ds["acts"].isel(run=run_pos, step=step_pos)
+    reader = None
+    if _is_local(path):
+        from revstats._chunkio import chunk_reader
+
+        g = _open_group(path, "r", storage_options, consolidated=None)
+        reader = chunk_reader(_local_path(path), "acts", _array(g, "acts"))
+        store_steps = [int(s) for s in _array(g, "step")[:]]
+    if reader is None:
+        return acts.load()
+    complete = ds["complete"].values[np.ix_(run_pos, step_pos)]
+    where = {s: i for i, s in enumerate(store_steps)}
+    out = np.empty(acts.shape, dtype=reader.dtype)
+    jobs = []
+    for i, r in enumerate(run_pos):
+        for j, s in enumerate(step_pos):
+            if not complete[i, j]:
+                out[i, j] = np.nan
+                continue
+            si = where[int(ds["step"].values[s])]
+            jobs.append(((slice(int(r), int(r) + 1), slice(si, si + 1)), out[i : i + 1, j : j + 1]))
+
+    def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
+        reader.read_into(job[0], job[1])
+
+    if workers > 1 and len(jobs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(one, jobs):
+                pass
+    else:
+        for job in jobs:
+            one(job)
+    return acts.copy(data=out)
 
 
 def write_dataset(

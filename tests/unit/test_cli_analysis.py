@@ -9,9 +9,9 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from analysis.scheduler import parse_scheduler
 from analysis.testing import write_synthetic_store
 from revstats.cli import main
+from revstats.scheduler import parse_scheduler
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "analysis" / "results.schema.json").read_text())
 FAST = ["--n-resamples", "200"]
