@@ -4,8 +4,9 @@ Used by `tests/calibration/test_crash_safety.py` (slow, >= 50 kills) and
 `tests/unit/test_crash_safety_fast.py` (a few kills).
 
 A command runs in a subprocess through `DRIVER`, which wraps zarr's local-store write function
-(`zarr.storage._local._put`, through which every chunk and metadata document goes) and kills its
-own process with SIGKILL:
+(`zarr.storage._local._put`: metadata documents and zarr-written chunks) and revstats' direct
+chunk writer (`revstats._chunkio.ChunkReader.write_chunk`), counting both as object writes, and
+kills its own process with SIGKILL:
 
 * ``before:N`` - just before the N-th object write (every write boundary can be hit);
 * ``torn:N`` - in the middle of the N-th write: half of the bytes are in zarr's temporary file,
@@ -54,6 +55,25 @@ def _put(path, value, exclusive=False):
         os.kill(os.getpid(), signal.SIGKILL)
     return _orig_put(path, value, exclusive=exclusive)
 _local._put = _put
+try:  # revstats' direct chunk writer (local stores) bypasses zarr's store: count it too
+    from revstats import _chunkio
+except ImportError:
+    _chunkio = None
+if _chunkio is not None:
+    _orig_write_chunk = _chunkio.ChunkReader.write_chunk
+    def _write_chunk(self, idx, values):
+        _count[0] += 1
+        if kind == "before" and _count[0] == int(arg):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "torn" and _count[0] == int(arg):
+            path = self._path(idx)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".0123abcd.partial", "wb") as f:
+                f.write(b"\0" * (self._chunk_nbytes // 2))
+                f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _orig_write_chunk(self, idx, values)
+    _chunkio.ChunkReader.write_chunk = _write_chunk
 if kind == "replace":  # kill just before the N-th os.replace (atomic renames of plain files)
     _orig_replace = os.replace
     _renames = [0]
