@@ -10,6 +10,7 @@ after a random delay (see `crash_harness`). The tally is printed (`pytest -s`) a
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from tests.calibration.crash_harness import CrashLog, crash_campaign, reference_
 pytestmark = pytest.mark.slow
 
 LOG = CrashLog()
-KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "report": 10}
+KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "report": 10, "organism": 6}
 
 
 def _campaign(name, argv, tmp_path, seed):
@@ -138,6 +139,33 @@ def test_report_survives_kills(tmp_path):
     debris = [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed.staging.")]
     assert debris == [], debris
     print(f"report: {kills} kills survived; no staging directory left behind")
+
+
+def test_organism_survives_kills(tmp_path):
+    """The organism trains all arms before writing, so it is not resumable: a killed run leaves
+    only whole slabs, a plain rerun is refused (usage error, nothing overwritten) and
+    `--overwrite` redoes the work, giving the reference store exactly."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.calibration.crash_harness import run
+
+    base = ["organism", "--profile", "tiny", "--no-progress", "--out"]
+    ref = str(tmp_path / "ref.zarr")
+    reference, n_writes, seconds = reference_run([*base, ref], ref)
+    out = str(tmp_path / "killed.zarr")
+    before = LOG.kills
+    crash_campaign([*base, out, "--overwrite"], out, reference, n_writes, seconds,
+                   n_kills=KILLS["organism"], rng=np.random.default_rng(7), log=LOG, finish=False)
+    assert LOG.kills - before == KILLS["organism"]
+    if os.path.exists(out):
+        code, _, err = run([*base, out])
+        assert code == 2 and "--overwrite" in err, err
+    code, _, err = run([*base, out, "--overwrite"])
+    assert code == 0, err
+    from tests.calibration.crash_harness import snapshot
+
+    assert snapshot(out) == reference
+    print(f"organism: {KILLS['organism']} kills survived; total {LOG}")
 
 
 def test_total_kills_at_least_50():
