@@ -180,7 +180,8 @@ def monitor_false_alarms(spending: str, n_looks: int, n: int, seed: int, hidden:
     rng = np.random.default_rng(seed)
     aligned = rng.normal(size=(6, hidden))
     witness = aligned + rng.normal(size=hidden)
-    cfg = build_config({"L": witness}, {"L": aligned}, alpha=0.05, n_looks=n_looks, spending=spending)
+    cfg = build_config({"L": witness}, {"L": aligned}, alpha=0.05, n_looks=n_looks,
+                       spending=spending)  # type: ignore[arg-type]  # checked by build_config
     alarms = 0
     for _ in range(n):
         mon = ReversionMonitor(cfg, warn=False)
