@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,6 +229,23 @@ def render_html(results: dict, figs: list[dict]) -> str:
     return "\n".join(parts)
 
 
+def _remove_dead_staging(parent: Path, prefix: str) -> None:
+    """Remove staging directories left by report writers that were killed (their pid, part of
+    the name, no longer runs); a live writer's staging directory is left alone."""
+    import shutil
+
+    for d in parent.glob(f"{prefix}*"):
+        pid = d.name[len(prefix):].split(".", 1)[0]
+        if not (d.is_dir() and pid.isdigit()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:  # alive, owned by someone else
+            continue
+
+
 def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
     """Write report.md, report.html, results.json and PNG figures into `out_dir` atomically.
 
@@ -238,7 +256,9 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
         raise ValueError(f"`out_dir` {str(out_dir)!r} exists and is not a directory: "
                          "pass a directory path")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging.", dir=out_dir.parent))
+    prefix = f".{out_dir.name}.staging."
+    _remove_dead_staging(out_dir.parent, prefix)
+    staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}.", dir=out_dir.parent))
     try:
         figs = figures.render_all(results, staging)
         (staging / "results.json").write_text(results_to_json(results), encoding="utf-8")

@@ -54,6 +54,17 @@ def _warn_zero(count: int, total: int, what: str) -> None:
         )
 
 
+def _warn_nonfinite(count: int, total: int, what: str) -> None:
+    if count:
+        warnings.warn(
+            f"{count} of {total} {what} contain NaN or Inf; the result is NaN there (check the "
+            "activations: the store refuses non-finite values, in-memory inputs are not checked "
+            "until computed)",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
+
+
 def _norm(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("...i,...i->...", x, x))
 
@@ -63,6 +74,8 @@ def normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     n = _norm(x)
     zero = n == 0
+    bad = ~np.isfinite(n)
+    _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vectors")
     _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vectors")
     with np.errstate(invalid="ignore", divide="ignore"):
         out = x / np.where(zero, np.nan, n)[..., None]
@@ -78,6 +91,8 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     b = np.asarray(b, dtype=np.float64)
     na, nb = _norm(a), _norm(b)
     zero = (na == 0) | (nb == 0)
+    bad = ~(np.isfinite(na) & np.isfinite(nb))
+    _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vector pairs (one side or both)")
     _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vector pairs (one side or both)")
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.einsum("...i,...i->...", a, b) / np.where(zero, np.nan, na * nb)

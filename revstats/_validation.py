@@ -71,3 +71,25 @@ def as_finite_array(name: str, x: Any, *, min_size: int = 1, dtype: Any = float)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` contains NaN or infinite values: remove or impute them first")
     return arr
+
+
+def check_nonempty_dims(name: str, obj: Any, dims: str | Sequence[Hashable]) -> tuple[Hashable, ...]:
+    """`check_dims`, and refuse dims of size 0 (an empty probe set has no mean, no direction)."""
+    wanted = check_dims(name, obj, dims)
+    empty = [d for d in wanted if obj.sizes[d] == 0]
+    if empty:
+        raise ValueError(
+            f"`{name}` has no entries along {', '.join(map(repr, empty))} (size 0): an empty "
+            "probe set or vector has no mean and no direction; select at least one entry"
+        )
+    return wanted
+
+
+def check_numeric_dtype(name: str, obj: Any) -> None:
+    """Refuse arrays whose dtype is not real numbers (strings, objects, complex, datetimes)."""
+    kind = np.dtype(obj.dtype).kind
+    if kind not in "fiub":
+        raise TypeError(
+            f"`{name}` must hold real numbers, got dtype {obj.dtype}: convert it with "
+            "`.astype(float)` if the values are numbers"
+        )

@@ -13,6 +13,7 @@ import click
 
 _COMMANDS: dict[str, str] = {
     "analyze": "revstats.cli_analysis:analyze_command",
+    "calibrate": "revstats.cli_calibrate:calibrate",
     "demo": "revstats.cli_analysis:demo_command",
     "report": "revstats.cli_analysis:report_command",
     "capture": "revstats.cli_capture:capture_command",

@@ -26,7 +26,13 @@ import numpy as np
 import xarray as xr
 
 from revstats import _np_geometry as npg
-from revstats._validation import RNGLike, check_confidence, check_dims, normalize_rng
+from revstats._validation import (
+    RNGLike,
+    check_confidence,
+    check_numeric_dtype,
+    normalize_rng,
+)
+from revstats._validation import check_nonempty_dims as check_dims
 from revstats._version import __version__
 
 __all__ = [
@@ -60,6 +66,7 @@ def _check_dataarray(name: str, obj: Any) -> None:
             f"`{name}` must be an xarray.DataArray, got {type(obj).__name__}; wrap arrays with "
             "xr.DataArray(values, dims=...)"
         )
+    check_numeric_dtype(name, obj)
 
 
 def _check_disjoint(**named: tuple[Hashable, ...]) -> None:

@@ -32,6 +32,8 @@ import hashlib
 import os
 import pickle
 import warnings
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,9 +210,23 @@ class _Source:
             f"{self.path}: array {key!r} is an object array; {_PICKLE_HELP}"
         )
 
+    def _unreadable(self, exc: BaseException) -> RevstatsError:
+        return RevstatsError(
+            f"{self.path}: cannot read it as {self.fmt}: the file is truncated or corrupt "
+            f"({type(exc).__name__}: {exc}); re-export it from the source"
+        )
+
     def arrays(self) -> dict[str, Any]:
         if self._arrays is not None:
             return self._arrays
+        try:
+            return self._load()
+        except RevstatsError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+            raise self._unreadable(exc) from None
+
+    def _load(self) -> dict[str, Any]:
         fmt = self.fmt
         if fmt == "npy":
             try:
@@ -276,6 +292,8 @@ class _Source:
     def close(self) -> None:
         if self._h5 is not None:
             self._h5.close()
+        if isinstance(self._arrays, _LazyNpz):
+            self._arrays.close()
 
 
 class _LazyNpz(dict):
@@ -294,9 +312,14 @@ class _LazyNpz(dict):
             except ValueError as exc:
                 if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
                     raise self._source._object_refusal(key) from None
-                raise
+                raise self._source._unreadable(exc) from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise self._source._unreadable(exc) from None
             dict.__setitem__(self, key, value)
         return value
+
+    def close(self) -> None:
+        self._npz.close()
 
 
 def list_arrays(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
@@ -490,11 +513,18 @@ def ingest(
             if "seed" in mp.coords else None,
             dtype=dtype, witness_per_run=witness_per_run, behavior="behavior" in bound,
             task=task_attrs, source="ingest", provenance=provenance, overwrite=overwrite,
+            resume=True,  # rerunning an interrupted ingest finishes it, keeping complete slabs
         )
         w_target = STORE_VAR_DIMS["witness"]
         with writer:
-            if witness_per_run:
+            done_attrs = writer._group.attrs
+            witness_runs = {str(r) for r in done_attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+            if done_attrs.get("witness_complete", False):
+                pass
+            elif witness_per_run:
                 for i, run in enumerate(coords["run"]):
+                    if str(run) in witness_runs:
+                        continue
                     writer.write_witness(to_store_dtype(
                         bound["witness"].slab({"run": i}, w_target), dtype, name="witness"), run=run)
             else:
@@ -502,6 +532,8 @@ def ingest(
                                                     name="witness"))
             for i, run in enumerate(coords["run"]):
                 for j, step in enumerate(coords["step"]):
+                    if writer.has_slab(run, step):
+                        continue
                     fixed = {"run": i, "step": j}
                     acts = to_store_dtype(
                         bound["acts"].slab(fixed, ("layer", "example", "hidden")), dtype,

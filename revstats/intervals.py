@@ -451,7 +451,13 @@ def bootstrap_ci(
 
     attrs = settings_attrs(method, conf, n_resamples=n_resamples, seed=_seed_of(rng))
     if template is None:
-        arr = np.asarray(data, dtype=float)
+        try:
+            arr = np.asarray(data, dtype=float)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`data` must be numeric array-like, got {type(data).__name__} that does not "
+                "convert to floats"
+            ) from None
         if arr.ndim == 0:
             raise ValueError("`data` is a scalar: pass at least 2 observations")
         res = kernel(np.moveaxis(arr, axis, -1))

@@ -591,6 +591,11 @@ def _validate_exceedance(
         obs = np.asarray(observed, dtype=float)
     except (TypeError, ValueError):
         raise TypeError(f"`observed` must be numeric array-like, got {type(observed).__name__}") from None
+    if np.any(np.abs(obs[np.isfinite(obs)]) > 1.0 + 1e-9):
+        raise ValueError(
+            "`observed` must hold cosines in [-1, 1] (NaN allowed for missing ones); got values "
+            "outside: pass alignments, not raw projections"
+        )
     if isinstance(null, EmpiricalNull) and null.batch_shape:
         try:
             np.broadcast_shapes(obs.shape, null.batch_shape)

@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -87,11 +88,37 @@ def _acts_chunks(n_layer: int, n_example: int, hidden: int, itemsize: int) -> tu
     return (1, 1, 1, max(1, MAX_CHUNK_BYTES // per_example), max(hidden, 1))
 
 
+#: Longest id (run, arm, layer, probe) a store accepts.
+MAX_ID_LENGTH = 256
+
+
+def _check_id_text(v: str, name: str) -> None:
+    """Ids travel into file names, tables and HTML reports: refuse the ones that could break
+    or subvert them (control characters such as newlines, path separators and `..`, markup
+    brackets) and empty or huge ones."""
+    shown = repr(v if len(v) <= 40 else v[:40] + "…")
+    if not v.strip():
+        raise ValueError(f"`{name}` has an empty id: give every entry a name")
+    if len(v) > MAX_ID_LENGTH:
+        raise ValueError(f"`{name}` id {shown} is too long ({len(v)} > {MAX_ID_LENGTH} characters)")
+    # run, arm and layer ids may become parts of file names; probe ids (e.g. "suite/001") never do
+    forbidden = "<>" if name == "examples" else "<>/\\"
+    bad = sorted({c for c in v if unicodedata.category(c)[0] == "C" or c in forbidden})
+    if bad:
+        raise ValueError(
+            f"`{name}` id {shown} has forbidden character(s) {''.join(bad)!r}: control characters "
+            f"(newlines, tabs...) and {' '.join(forbidden)} are refused; rename it, e.g. with '-'"
+        )
+    if name != "examples" and v in (".", ".."):
+        raise ValueError(f"`{name}` id {shown} is a path component; rename it")
+
+
 def _string_array(values: Sequence[Any], name: str) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, v in enumerate(values):
         if not isinstance(v, (str, np.str_)):
             raise TypeError(f"`{name}` must hold strings, got {type(v).__name__} ({v!r})")
+        _check_id_text(str(v), name)
         out[i] = str(v)
     if len(set(out.tolist())) != len(out):
         raise ValueError(f"`{name}` has duplicated entries; ids must be unique")
@@ -154,6 +181,14 @@ class StoreWriter:
         self.path = path
         self._group = group
         self._lock_fd = lock_fd
+        if lock_fd is not None:
+            # Under the lock, a zarr temporary file (`*.partial`) can only be a leftover of a
+            # killed writer; at the root it would make every consolidation warn.
+            root = _local_path(path)
+            for entry in os.listdir(root):
+                if entry.endswith(".partial"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(root, entry))
         self._load_index()
         self._repair_step_growth()
 
@@ -422,8 +457,45 @@ def _open_group(
         kwargs["use_consolidated"] = consolidated
     if storage_options:
         kwargs["storage_options"] = dict(storage_options)
-    with _quiet_consolidated():
-        return zarr.open_group(store=str(path), **kwargs)
+    try:
+        with _quiet_consolidated():
+            return zarr.open_group(store=str(path), **kwargs)
+    except (ValueError, TypeError, KeyError) as e:  # zarr's JSON/metadata parse errors
+        bad = _unreadable_metadata(path)
+        if bad:
+            raise SchemaError("; ".join(bad), variable=None) from e
+        raise
+
+
+def _unreadable_metadata(path: str) -> list[str]:
+    """Problems with the zarr.json documents of a local store (truncated, not JSON, not a
+    zarr v3 node); empty for remote stores, which put whole objects."""
+    if not _is_local(path):
+        return []
+    local = _local_path(path)
+    docs = [("root", os.path.join(local, "zarr.json"))]
+    if os.path.isdir(local):
+        docs += [
+            (f"`{name}`", os.path.join(local, name, "zarr.json"))
+            for name in sorted(os.listdir(local))
+            if os.path.isfile(os.path.join(local, name, "zarr.json"))
+        ]
+    problems = []
+    for label, doc in docs:
+        if not os.path.isfile(doc):
+            continue
+        try:
+            with open(doc, encoding="utf-8") as f:
+                meta = json.load(f)
+            ok = isinstance(meta, dict) and meta.get("zarr_format") == 3 and "node_type" in meta
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(
+                f"{label} metadata document {doc!r} is truncated or corrupt (not a valid zarr v3 "
+                "zarr.json): restore it from a backup or recreate the store"
+            )
+    return problems
 
 
 def create_store(
@@ -445,6 +517,7 @@ def create_store(
     overwrite: bool = False,
     compressor: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    resume: bool = False,
 ) -> StoreWriter:
     """Create an empty store and return a writer for it.
 
@@ -464,6 +537,14 @@ def create_store(
     provenance : JSON-serialisable description (command, config, seeds, model ids); the
         revstats version and creation time are added.
     compressor : None (raw bytes + crc32c checksum, the fastest) or "zstd".
+    resume : if `path` already holds a store created with exactly these arguments (layout,
+        coordinates, dtype, source and provenance, apart from the creation time), return a
+        writer on it instead of refusing: slabs already complete are kept (skip them with
+        `StoreWriter.has_slab`), so rerunning a killed command finishes its work without
+        duplicating it. A store created differently is refused, naming what differs.
+
+    A directory left by a writer killed *during* creation (a zarr group without the revstats
+    attributes and holding only revstats arrays) holds no data and is replaced.
     """
     path = os.fspath(path)
     run_ids = _check_ids(runs, "runs")
@@ -482,6 +563,8 @@ def create_store(
         if len(arms) != len(run_ids):
             raise ValueError(f"`arms` needs one entry per run ({len(run_ids)}), got {len(arms)}")
         arm_ids = np.array([str(a) for a in arms], dtype=object)
+        for a in arm_ids:
+            _check_id_text(a, "arms")
     seed_arr = np.full(len(run_ids), -1, dtype=np.int64)
     if seeds is not None:
         if len(seeds) != len(run_ids):
@@ -499,6 +582,22 @@ def create_store(
 
     if _is_local(path):
         local = _local_path(path)
+        if not overwrite and _aborted_creation(local):
+            overwrite = True  # a killed create_store left no data: start it again
+        if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
+            return _resume_writer(
+                path,
+                storage_options,
+                expected={
+                    "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
+                    "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
+                    "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
+                    "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
+                    "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
+                    "source": source,
+                    "provenance": json.loads(prov_text),
+                },
+            )
         if os.path.exists(local) and os.listdir(local) and not overwrite:
             raise RevstatsError(
                 f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to replace "
@@ -563,7 +662,7 @@ def create_store(
             )
         g.create_array(
             "complete", shape=(nR, nS), dtype="bool", chunks=(1, 1), fill_value=False,
-            dimension_names=("run", "step"),
+            dimension_names=("run", "step"), compressors=[Crc32cCodec()],
             attributes={**run_coords, "long_name": "slab fully written"},
         )
         g.attrs.update(
@@ -580,6 +679,78 @@ def create_store(
     except BaseException:
         if lock_fd is not None:
             os.close(lock_fd)
+        raise
+
+
+_STORE_MEMBERS = frozenset(
+    {"run", "arm", "seed", "step", "layer", "example", "acts", "witness", "behavior", "task", "complete"}
+)
+
+
+def _aborted_creation(local: str) -> bool:
+    """True for a directory that a `create_store` killed before it finished left behind.
+
+    Creation writes the root group, then the arrays, then the revstats attributes; until those
+    attributes exist no slab can have been written, so such a directory holds no data.
+    """
+    meta = os.path.join(local, "zarr.json")
+    if not os.path.isfile(meta):
+        return False
+    try:
+        with open(meta, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False  # unreadable metadata: let the caller refuse it, never delete it
+    if not isinstance(doc, dict) or doc.get("node_type") != "group":
+        return False
+    if "revstats_schema" in (doc.get("attributes") or {}):
+        return False
+    for entry in os.listdir(local):
+        if entry == "zarr.json" or entry.endswith(".partial"):
+            continue
+        if entry not in _STORE_MEMBERS:
+            return False
+    return True
+
+
+def _resume_writer(
+    path: str, storage_options: Mapping[str, Any] | None, *, expected: Mapping[str, Any]
+) -> StoreWriter:
+    """Open the existing store at `path` for appending if it was created as `expected` says."""
+    writer = open_writer(path, storage_options=storage_options)
+    try:
+        g = writer._group
+        found: dict[str, Any] = {
+            "runs": writer.runs, "arms": [str(a) for a in _array(g, "arm")[:]],
+            "seeds": [int(s) for s in _array(g, "seed")[:]], "layers": writer.layers,
+            "examples": writer.examples, "steps": writer.steps[: len(expected["steps"])],
+            "hidden": writer.hidden, "dtype": str(writer.dtype),
+            "witness_per_run": len(writer._arr["witness"].shape) == 4,
+            "behavior": "behavior" in writer._arr,
+            "task": None if "task" not in writer._arr else {
+                k: v for k, v in writer._arr["task"].attrs.items() if k != "coordinates"
+            },
+            "source": g.attrs.get("source"),
+        }
+        try:
+            found["provenance"] = json.loads(str(g.attrs.get("provenance", "{}")))
+        except json.JSONDecodeError:
+            found["provenance"] = g.attrs.get("provenance")
+        want = dict(expected)
+        for prov in (found["provenance"], want["provenance"]):
+            if isinstance(prov, dict):  # when and how it was invoked does not change the data
+                prov.pop("created", None)
+                prov.pop("command", None)
+        differ = [k for k in want if found.get(k) != want[k]]
+        if differ:
+            raise RevstatsError(
+                f"store {path!r} exists but was created with different {', '.join(differ)}: "
+                "rerun with the original settings to resume it, or pass overwrite=True "
+                "(--overwrite) / a new path to start over"
+            )
+        return writer
+    except BaseException:
+        writer.close()
         raise
 
 
@@ -656,7 +827,10 @@ def open_store(
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
     _validate_group(g, path)
-    kw: dict[str, Any] = {"consolidated": True, "zarr_format": 3, "chunks": {}}
+    # A writer killed between writing the attributes and the first consolidation leaves no
+    # consolidated view (and no slab either): read the members' own metadata then.
+    consolidated = g.metadata.consolidated_metadata is not None
+    kw: dict[str, Any] = {"consolidated": consolidated, "zarr_format": 3, "chunks": {}}
     if storage_options:
         kw["storage_options"] = dict(storage_options)
     with _quiet_consolidated():
@@ -829,11 +1003,14 @@ def write_dataset(
     compressor: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     progress: Any = None,
+    resume: bool = True,
 ) -> None:
     """Write a schema-conforming `xarray.Dataset` (in memory or dask-backed) to a new store.
 
     Data are written run by run (dask arrays are computed one run at a time, so memory stays
     bounded by one run). `progress`, if given, is called with (done, total) after each run.
+    With `resume` (default), a store at `path` that an interrupted call with the same dataset
+    and provenance left behind is completed: complete slabs are kept, not rewritten.
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"`ds` must be an xarray.Dataset, got {type(ds).__name__}")
@@ -857,17 +1034,22 @@ def write_dataset(
         steps=steps, arms=arms, seeds=seeds, dtype=store_dtype,
         witness_per_run=witness_per_run, behavior="behavior" in ds, task=task_attrs,
         source=source, provenance=provenance, overwrite=overwrite, compressor=compressor,
-        storage_options=storage_options,
+        storage_options=storage_options, resume=resume and not overwrite,
     ) as w:
-        if "witness" in ds:
+        attrs = w._group.attrs
+        witness_done = bool(attrs.get("witness_complete", False))
+        witness_runs = {str(r) for r in attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+        if "witness" in ds and not witness_done:
             if witness_per_run:
                 for r in runs:
+                    if r in witness_runs:
+                        continue
                     w.write_witness(np.asarray(ds["witness"].sel(run=r).transpose("layer", "example", "hidden")), run=r)
             else:
                 w.write_witness(np.asarray(ds["witness"].transpose("layer", "example", "hidden")))
         complete = ds["complete"].values.astype(bool)
         for i, r in enumerate(runs):
-            sel = np.nonzero(complete[i])[0]
+            sel = [j for j in np.nonzero(complete[i])[0] if not w.has_slab(r, steps[j])]
             if len(sel) == 0:
                 continue
             sub = ds.isel(run=i, step=sel)
@@ -890,6 +1072,10 @@ def describe_store(
     info: dict[str, Any] = {"path": path, "problems": []}
     try:
         _check_exists(path)
+        bad = _unreadable_metadata(path)
+        if bad:
+            info["problems"] += bad
+            return info
         g = _open_group(path, "r", storage_options, consolidated=None)
     except (FileNotFoundError, SchemaError, zarr.errors.GroupNotFoundError) as e:
         info["problems"].append(str(e))
@@ -906,10 +1092,16 @@ def describe_store(
     }
     if info["problems"]:
         return info
-    runs = [str(r) for r in _array(g, "run")[:]]
-    arms = [str(a) for a in _array(g, "arm")[:]]
-    steps = [int(s) for s in _array(g, "step")[:]]
-    complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    try:
+        runs = [str(r) for r in _array(g, "run")[:]]
+        arms = [str(a) for a in _array(g, "arm")[:]]
+        steps = [int(s) for s in _array(g, "step")[:]]
+        complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    except Exception as e:  # noqa: BLE001 - a corrupt bookkeeping chunk is a store problem
+        info["problems"].append(
+            f"coordinates or `complete` markers unreadable or corrupt ({type(e).__name__}: {e})"
+        )
+        return info
     info.update(
         runs=runs,
         arms=dict(zip(*np.unique(arms, return_counts=True), strict=True)),
@@ -941,7 +1133,14 @@ def verify_store(
     info = describe_store(path, storage_options=storage_options)
     if info["problems"]:
         return list(info["problems"])
-    g = _open_group(path, "r", storage_options, consolidated=None)
+    try:  # each member's own metadata, not the consolidated copy a reader would use
+        g = _open_group(path, "r", storage_options, consolidated=False)
+        members = dict(g.members())
+    except Exception as e:  # noqa: BLE001 - report any metadata failure
+        return [f"member metadata unreadable or corrupt ({type(e).__name__}: {e})"]
+    missing = sorted({"acts", "witness", "complete", "step"} - set(members))
+    if missing:
+        return [f"{', '.join(f'`{m}`' for m in missing)}: metadata missing (zarr.json deleted?)"]
     problems: list[str] = []
     runs, steps_all = info["runs"], [int(s) for s in _array(g, "step")[:]]
     complete = np.asarray(_array(g, "complete")[:], dtype=bool)
@@ -957,7 +1156,10 @@ def verify_store(
             try:
                 block = np.asarray(arr[ri, si])
             except Exception as e:  # noqa: BLE001 - report any decode failure by location
-                problems.append(f"`{name}` {label}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
+                where = label
+                if name == "acts":
+                    where += f" layer(s) {_corrupt_layers(acts, ri, si, info['layers'])}"
+                problems.append(f"`{name}` {where}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
                 continue
             if name == "acts":
                 bad_layers = [info["layers"][i] for i in np.nonzero(~np.isfinite(block).all(axis=(1, 2)))[0]]
@@ -975,3 +1177,14 @@ def verify_store(
             problems.append(f"`witness`: chunk unreadable or corrupt ({type(e).__name__}: {e})")
     return problems
 
+
+def _corrupt_layers(acts: Any, ri: int, si: int, layers: list[str]) -> list[str]:
+    """Names of the layers of slab (ri, si) whose chunk fails to decode."""
+    step = int(acts.chunks[2])
+    bad: list[str] = []
+    for lo in range(0, len(layers), step):
+        try:
+            np.asarray(acts[ri, si, lo : lo + step])
+        except Exception:  # noqa: BLE001 - any decode failure marks the chunk
+            bad += layers[lo : lo + step]
+    return bad[:8]

@@ -12,6 +12,7 @@ import glob
 import hashlib
 import json
 import os
+import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -247,12 +248,26 @@ def load_causal_lm(
     if given, else the adapter config's ``base_model_name_or_path`` when that is a local dir --
     and merged (``merge_and_unload``), so its residual stream is the merged model's.
     """
-    from transformers import AutoModelForCausalLM
-
     p = Path(path)
     if not p.is_dir():
         raise FileNotFoundError(f"model directory {str(p)!r} does not exist")
     tdtype = torch_dtype(dtype)
+    try:
+        model = _from_pretrained(p, tdtype, adapter_base)
+    except pickle.UnpicklingError as exc:
+        # transformers/peft read *.bin with torch.load(weights_only=True): a file that needs
+        # more than tensors is refused there; say so plainly (never retry without weights_only)
+        raise RevstatsError(
+            f"{p}: refused to load a pickle checkpoint that holds more than tensors (unpickling "
+            "it could run arbitrary code); convert the checkpoint to safetensors "
+            f"(save_pretrained(..., safe_serialization=True)) ({type(exc).__name__})"
+        ) from None
+    return model.to(device).eval()
+
+
+def _from_pretrained(p: Path, tdtype, adapter_base):
+    from transformers import AutoModelForCausalLM
+
     if is_adapter_dir(p):
         from peft import PeftModel
 
@@ -274,7 +289,7 @@ def load_causal_lm(
             raise RevstatsError(f"{p} has neither config.json nor adapter_config.json: not a "
                                 "Hugging Face model or adapter directory")
         model = AutoModelForCausalLM.from_pretrained(str(p), dtype=tdtype)
-    return model.to(device).eval()
+    return model
 
 
 def load_tokenizer(path: str | os.PathLike):

@@ -385,6 +385,17 @@ def _run_capture(model, batches, position, hook_cm, keys, trunk, on_batch=None) 
     batches = list(batches)
     if not batches:
         raise ValueError("`batches` is empty: pass at least one TokenBatch (see `make_batches`)")
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    vocab = getattr(emb, "num_embeddings", None)
+    filled = [b.input_ids for b in batches if b.input_ids.numel()]
+    if vocab is not None and filled:  # an out-of-range id would fail deep inside torch
+        top = max(int(t.max()) for t in filled)
+        low = min(int(t.min()) for t in filled)
+        if top >= vocab or low < 0:
+            raise ValueError(
+                f"token ids must lie in 0..{vocab - 1} (the model's vocabulary), got ids from "
+                f"{low} to {top}: check `prompt_ids`/`response_ids` or use the model's tokenizer"
+            )
     device = _model_device(model)
     current: dict[str, TokenBatch] = {}
     out: list[list[torch.Tensor]] = [[] for _ in keys]

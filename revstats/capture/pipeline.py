@@ -91,7 +91,10 @@ def _free(model) -> None:
 def _store_exists(path: str) -> bool:
     if "://" in path:
         return False if path.startswith("memory://") else True
-    return (Path(path) / "zarr.json").is_file()
+    from revstats.store import _aborted_creation
+
+    # a directory left by a writer killed while creating the store holds no data: start over
+    return (Path(path) / "zarr.json").is_file() and not _aborted_creation(path)
 
 
 def capture_experiment(

@@ -126,7 +126,10 @@ def test_cli_list_and_simulate(tmp_path):
     ds = open_store(out)
     assert ds["step"].values.tolist() == [0, 1, 2, 5]
     assert json.loads(ds.attrs["provenance"])["config"]["lr"] == 0.5
-    res = runner.invoke(main, args)
+    res = runner.invoke(main, args)  # rerunning the same command finishes / keeps the store
+    assert res.exit_code == 0, res.output
+    other_seed = [*args[:args.index("--seed") + 1], "3", *args[args.index("--seed") + 2:]]
+    res = runner.invoke(main, other_seed)  # the same store with another seed: refused
     assert res.exit_code != 0 and "--overwrite" in res.output
     res = runner.invoke(main, [*args, "--overwrite"])
     assert res.exit_code == 0

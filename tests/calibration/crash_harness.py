@@ -1,0 +1,248 @@
+"""SIGKILL a revstats writer at chosen points and check what it leaves behind.
+
+Used by `tests/calibration/test_crash_safety.py` (slow, >= 50 kills) and
+`tests/unit/test_crash_safety_fast.py` (a few kills).
+
+A command runs in a subprocess through `DRIVER`, which wraps zarr's local-store write function
+(`zarr.storage._local._put`: metadata documents and zarr-written chunks) and revstats' direct
+chunk writer (`revstats._chunkio.ChunkReader.write_chunk`), counting both as object writes, and
+kills its own process with SIGKILL:
+
+* ``before:N`` - just before the N-th object write (every write boundary can be hit);
+* ``torn:N`` - in the middle of the N-th write: half of the bytes are in zarr's temporary file,
+  the rename into place never happens (a torn write, as a power cut would leave);
+* ``replace:N`` - just before the N-th `os.replace` (reports rename their files into place);
+* ``time:SECONDS`` - the parent kills the process after a delay (imports, model loading, compute).
+
+After each kill the harness checks: the store opens (or holds nothing yet), every slab it shows
+as complete equals the reference run's slab bit for bit, nothing else is visible, and
+`verify_store` finds no problem; then it reruns the command (possibly killing it again), and at
+the end the store equals the reference exactly - no slab lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DRIVER = r'''
+import os, signal, sys
+spec, argv = sys.argv[1], sys.argv[2:]
+kind, _, arg = spec.partition(":")
+import zarr.storage._local as _local
+_orig_put = _local._put
+_count = [0]
+def _put(path, value, exclusive=False):
+    _count[0] += 1
+    if kind == "before" and _count[0] == int(arg):
+        os.kill(os.getpid(), signal.SIGKILL)
+    if kind == "torn" and _count[0] == int(arg):
+        raw = value.to_bytes()
+        tmp = path.with_suffix(".0123abcd.partial")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(raw[: len(raw) // 2])
+            f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _orig_put(path, value, exclusive=exclusive)
+_local._put = _put
+try:  # revstats' direct chunk writer (local stores) bypasses zarr's store: count it too
+    from revstats import _chunkio
+except ImportError:
+    _chunkio = None
+if _chunkio is not None:
+    _orig_write_chunk = _chunkio.ChunkReader.write_chunk
+    def _write_chunk(self, idx, values):
+        _count[0] += 1
+        if kind == "before" and _count[0] == int(arg):
+            os.kill(os.getpid(), signal.SIGKILL)
+        if kind == "torn" and _count[0] == int(arg):
+            path = self._path(idx)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path + ".0123abcd.partial", "wb") as f:
+                f.write(b"\0" * (self._chunk_nbytes // 2))
+                f.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _orig_write_chunk(self, idx, values)
+    _chunkio.ChunkReader.write_chunk = _write_chunk
+if kind == "replace":  # kill just before the N-th os.replace (atomic renames of plain files)
+    _orig_replace = os.replace
+    _renames = [0]
+    def _replace(src, dst, *a, **k):
+        _renames[0] += 1
+        if _renames[0] == int(arg):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return _orig_replace(src, dst, *a, **k)
+    os.replace = _replace
+import atexit
+atexit.register(lambda: sys.stderr.write(f"\nZARR_WRITES={_count[0]}\n"))
+from revstats.cli import main
+main(argv, prog_name="revstats")
+'''
+
+
+@dataclass
+class CrashLog:
+    """What happened over a crash campaign (summed into the test report)."""
+
+    kills: int = 0
+    checks: int = 0
+    reruns: int = 0
+    slabs_seen_after_kill: int = 0
+    modes: dict[str, int] = field(default_factory=dict)
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env["COLUMNS"] = "120"
+    return env
+
+
+def run(argv: list[str], spec: str = "none:0", *, cwd: str | None = None) -> tuple[int, int, str]:
+    """Run `revstats argv` under the driver; return (returncode, zarr writes, stderr)."""
+    if spec.startswith("time:"):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, "none:0", *argv], env=_env(), cwd=cwd,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            _, err = proc.communicate(timeout=float(spec[5:]))
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate()
+        return proc.returncode, -1, err
+    res = subprocess.run(
+        [sys.executable, "-c", DRIVER, spec, *argv], env=_env(), cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=600,
+    )
+    writes = -1
+    for line in res.stderr.splitlines():
+        if line.startswith("ZARR_WRITES="):
+            writes = int(line.split("=")[1])
+    return res.returncode, writes, res.stderr
+
+
+def snapshot(path: str) -> dict[str, str]:
+    """sha256 of every visible complete slab (acts, behavior, task) and of the witness."""
+    from revstats.store import open_store
+
+    ds = open_store(path)
+    out: dict[str, str] = {}
+    complete = ds["complete"].values
+    steps = [int(s) for s in ds["step"].values]
+    assert len(set(steps)) == len(steps), f"duplicated steps {steps}"
+    for ri, run_id in enumerate(ds["run"].values):
+        for si, step in enumerate(steps):
+            if not complete[ri, si]:
+                # nothing partial is visible: an incomplete slab reads as NaN only
+                assert np.isnan(ds["acts"].isel(run=ri, step=si).values).all()
+                continue
+            h = hashlib.sha256()
+            for name in ("acts", "behavior", "task"):
+                if name in ds:
+                    h.update(np.ascontiguousarray(ds[name].isel(run=ri, step=si).values).tobytes())
+            out[f"{run_id}@{step}"] = h.hexdigest()
+    if "witness" in ds:
+        out["witness"] = hashlib.sha256(np.ascontiguousarray(ds["witness"].values).tobytes()).hexdigest()
+    return out
+
+
+def _holds_nothing(path: str) -> bool:
+    from revstats.store import _aborted_creation
+
+    return (not os.path.exists(path)) or not os.listdir(path) or _aborted_creation(path)
+
+
+def check_after_kill(path: str, reference: dict[str, str], log: CrashLog) -> None:
+    """The store a killed writer left: opens, shows only whole slabs equal to the reference."""
+    from revstats.store import verify_store
+
+    log.checks += 1
+    if _holds_nothing(path):
+        return
+    snap = snapshot(path)
+    for key, digest in snap.items():
+        assert key in reference, f"{key} visible after a kill but not in the reference run"
+        assert digest == reference[key], f"{key} differs from the reference run after a kill"
+    log.slabs_seen_after_kill += len(snap)
+    problems = verify_store(path)
+    assert problems == [], problems
+
+
+def crash_campaign(
+    argv: list[str],
+    out: str,
+    reference: dict[str, str],
+    n_writes: int,
+    ref_seconds: float,
+    *,
+    n_kills: int,
+    rng: np.random.Generator,
+    log: CrashLog,
+    cwd: str | None = None,
+    finish: bool = True,
+) -> None:
+    """Kill `argv` (which writes the store `out`) `n_kills` times.
+
+    Each attempt reruns the command on whatever the previous kill left (so later kills hit a
+    resumed writer); when an attempt completes instead, its store must equal the reference and
+    a fresh chain starts. With `finish`, the last chain is completed and compared, then rerun
+    once more to show a finished store is left untouched.
+    """
+    attempts, kills = 0, 0
+    while kills < n_kills and attempts < 4 * n_kills:
+        attempts += 1
+        mode = str(rng.choice(["before", "before", "torn", "time"]))
+        if mode == "time":
+            spec = f"time:{rng.uniform(0.3, max(ref_seconds, 0.6)):.2f}"
+        else:
+            # a resumed writer has fewer writes left: aim early half the time
+            high = n_writes if rng.random() < 0.5 else max(2, n_writes // 3)
+            spec = f"{mode}:{int(rng.integers(1, high + 1))}"
+        code, _, err = run(argv, spec, cwd=cwd)
+        if code == -signal.SIGKILL:
+            log.kills += 1
+            kills += 1
+            log.modes[mode] = log.modes.get(mode, 0) + 1
+            check_after_kill(out, reference, log)
+        else:  # the kill point lay beyond the work left: the rerun finished it
+            assert code == 0, err[-3000:]
+            log.reruns += 1
+            assert snapshot(out) == reference
+            shutil.rmtree(out)
+    if not finish:
+        return
+    code, _, err = run(argv, cwd=cwd)
+    log.reruns += 1
+    assert code == 0, err[-3000:]
+    assert snapshot(out) == reference
+    assert_rerun_is_noop(argv, out, reference, cwd=cwd)
+
+
+def assert_rerun_is_noop(argv: list[str], out: str, reference: dict[str, str], *, cwd: str | None = None) -> None:
+    """Rerunning a finished command rewrites no data chunk and changes nothing."""
+    before = {p: p.stat().st_mtime_ns for p in Path(out).rglob("c/**/*") if p.is_file()}
+    code, _, err = run(argv, cwd=cwd)
+    assert code == 0, err[-3000:]
+    after = {p: p.stat().st_mtime_ns for p in Path(out).rglob("c/**/*") if p.is_file()}
+    assert before == after, "rerunning a finished command rewrote data chunks"
+    assert snapshot(out) == reference
+
+
+def reference_run(argv: list[str], out: str, *, cwd: str | None = None) -> tuple[dict[str, str], int, float]:
+    """Run `argv` to completion once; return (snapshot, zarr writes, seconds)."""
+    t0 = time.perf_counter()
+    code, writes, err = run(argv, cwd=cwd)
+    assert code == 0, err[-3000:]
+    return snapshot(out), writes, time.perf_counter() - t0

@@ -1,0 +1,176 @@
+"""Crash safety: every writer is SIGKILLed at seeded random points (>= 50 kills in total).
+
+After each kill the store opens (or holds nothing yet), every slab it shows as complete equals
+the uninterrupted reference run bit for bit, no partial slab is visible and `verify_store` is
+clean; rerunning the command completes the work without duplicating or rewriting anything.
+Kill points: before the N-th object write, in the middle of it (a torn temporary file), or
+after a random delay (see `crash_harness`). The tally is printed (`pytest -s`) and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.calibration.crash_harness import CrashLog, crash_campaign, reference_run
+
+pytestmark = pytest.mark.slow
+
+LOG = CrashLog()
+KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "report": 10, "organism": 6}
+
+
+def _campaign(name, argv, tmp_path, seed):
+    ref = str(tmp_path / "ref.zarr")
+    reference, n_writes, seconds = reference_run([*argv, "--out", ref], ref)
+    out = str(tmp_path / "killed.zarr")
+    before = LOG.kills
+    crash_campaign([*argv, "--out", out], out, reference, n_writes, seconds,
+                   n_kills=KILLS[name], rng=np.random.default_rng(seed), log=LOG)
+    assert LOG.kills - before == KILLS[name]
+    print(f"{name}: {KILLS[name]} kills survived; total {LOG}")
+
+
+def test_simulate_survives_kills(tmp_path):
+    argv = ["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "4", "--hidden", "64"]
+    _campaign("simulate", argv, tmp_path, 1)
+
+
+def test_ingest_npz_survives_kills(tmp_path):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "log.npz"
+    np.savez(src, acts=rng.normal(size=(3, 3, 2, 5, 8)).astype(np.float32),
+             base=rng.normal(size=(3, 2, 5, 8)).astype(np.float32),
+             harm=(rng.random((3, 3, 5)) < 0.3).astype(np.float32))
+    argv = ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "run,layer,example,hidden",
+            "--behavior-key", "harm", "--runs", "c0,b0,p0", "--arms", "control,blocked,push"]
+    _campaign("ingest_npz", argv, tmp_path, 2)
+
+
+def test_ingest_h5_survives_kills(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    rng = np.random.default_rng(6)
+    src = tmp_path / "log.h5"
+    with h5py.File(src, "w") as f:
+        f["acts"] = rng.normal(size=(2, 4, 1, 6, 16)).astype(np.float32)
+        f["base"] = rng.normal(size=(1, 6, 16)).astype(np.float32)
+        f["loss"] = rng.random((2, 4))
+    argv = ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "layer,example,hidden", "--task-key", "loss",
+            "--steps", "0,1,2,3"]
+    _campaign("ingest_h5", argv, tmp_path, 3)
+
+
+def test_capture_survives_kills(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from revstats.capture._tiny import build_tiny_model
+
+    root = tmp_path / "exp"
+    build_tiny_model("gpt2", root / "base", seed=0)
+    build_tiny_model("gpt2", root / "aligned", seed=1)
+    for run_name, seed in (("a-seed0", 10), ("b-seed1", 20)):
+        for k, step in enumerate((10, 20)):
+            build_tiny_model("gpt2", root / "runs" / run_name / f"checkpoint-{step}",
+                             seed=seed + k, with_tokenizer=False)
+    probes = [{"id": f"q{i}", "prompt": p, "response": r} for i, (p, r) in enumerate(
+        [("tell me a story", "the cat"), ("how big is the sun", "big"), ("write code", "no")])]
+    (root / "probes.jsonl").write_text("\n".join(json.dumps(p) for p in probes) + "\n")
+    argv = ["capture", "--witness", str(root / "base"), "--aligned", str(root / "aligned"),
+            "--runs", str(root / "runs" / "*"), "--probes", str(root / "probes.jsonl"),
+            "--layers", "0,1,2", "--batch-size", "2", "--quiet"]
+    _campaign("capture", argv, tmp_path, 4)
+
+
+def _report_files(out):
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())} if out.exists() else {}
+
+
+def test_report_survives_kills(tmp_path):
+    """`revstats report` renames each finished file into place: after any kill every file in
+    the report directory is whole (byte-identical to an uninterrupted run's), and the rerun
+    completes the report."""
+    pytest.importorskip("analysis.report")
+    from tests.calibration.crash_harness import run
+
+    store = str(tmp_path / "s.zarr")
+    code, _, err = run(["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "20",
+                        "--hidden", "64", "--out", store])
+    assert code == 0, err
+    argv = ["report", store, "--n-resamples", "200", "--out"]
+    ref_out = tmp_path / "ref"
+    import time
+
+    t0 = time.perf_counter()
+    code, _, err = run([*argv, str(ref_out)])
+    seconds = time.perf_counter() - t0
+    assert code == 0, err
+    reference = _report_files(ref_out)
+    assert {"report.html", "report.md", "results.json"} <= set(reference)
+    rng = np.random.default_rng(5)
+    out = tmp_path / "killed"
+    kills = 0
+    while kills < KILLS["report"]:
+        if rng.random() < 0.5:
+            spec = f"replace:{int(rng.integers(1, len(reference) + 1))}"
+        else:
+            spec = f"time:{rng.uniform(0.5, seconds):.2f}"
+        code, _, err = run([*argv, str(out)], spec)
+        files = _report_files(out)
+        for name, data in files.items():  # whole files only, and the right ones
+            assert name in reference, name
+            assert data == reference[name], f"{name} differs from the reference after {spec}"
+        if code == -9:
+            kills += 1
+            LOG.kills += 1
+            LOG.checks += 1
+            LOG.modes[spec.split(":")[0]] = LOG.modes.get(spec.split(":")[0], 0) + 1
+        else:
+            assert code == 0, err
+            assert files == reference
+    code, _, err = run([*argv, str(out)])
+    assert code == 0, err
+    assert _report_files(out) == reference
+    # staging directories of killed writers are removed by the next report
+    debris = [p.name for p in tmp_path.iterdir() if p.name.startswith(".killed.staging.")]
+    assert debris == [], debris
+    print(f"report: {kills} kills survived; no staging directory left behind")
+
+
+def test_organism_survives_kills(tmp_path):
+    """The organism trains all arms before writing, so it is not resumable: a killed run leaves
+    only whole slabs, a plain rerun is refused (usage error, nothing overwritten) and
+    `--overwrite` redoes the work, giving the reference store exactly."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.calibration.crash_harness import run
+
+    base = ["organism", "--profile", "tiny", "--no-progress", "--out"]
+    ref = str(tmp_path / "ref.zarr")
+    reference, n_writes, seconds = reference_run([*base, ref], ref)
+    out = str(tmp_path / "killed.zarr")
+    before = LOG.kills
+    crash_campaign([*base, out, "--overwrite"], out, reference, n_writes, seconds,
+                   n_kills=KILLS["organism"], rng=np.random.default_rng(7), log=LOG, finish=False)
+    assert LOG.kills - before == KILLS["organism"]
+    if os.path.exists(out):
+        code, _, err = run([*base, out])
+        assert code == 2 and "--overwrite" in err, err
+    code, _, err = run([*base, out, "--overwrite"])
+    assert code == 0, err
+    from tests.calibration.crash_harness import snapshot
+
+    assert snapshot(out) == reference
+    print(f"organism: {KILLS['organism']} kills survived; total {LOG}")
+
+
+def test_total_kills_at_least_50():
+    """Runs last (file order): the campaign above killed writers >= 50 times, losing nothing."""
+    if LOG.kills == 0:
+        pytest.skip("run with the campaigns above")
+    print(f"crash campaign total: {LOG}")
+    assert LOG.kills >= 50

@@ -1,0 +1,58 @@
+"""`revstats calibrate`: the dashboard runs, writes its table atomically, and its checks have
+power (a miscalibrated procedure fails them)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from revstats import _calibration as cal
+from revstats.cli import main
+
+
+def test_quick_nulls_dashboard_writes_a_passing_table(tmp_path):
+    out = tmp_path / "cal.md"
+    res = CliRunner().invoke(main, ["calibrate", "--quick", "--only", "nulls", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text()
+    assert "| isotropic exact, alpha=0.05 |" in text and "| permutation, paired |" in text
+    assert "**NO**" not in text and "0 fail" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["cal.md"]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    ("expect", "k", "n", "target", "ok"),
+    [
+        ("nominal", 50, 1000, 0.05, True),
+        ("nominal", 80, 1000, 0.05, False),  # 8% type-I error at alpha 5%: caught
+        ("nominal", 20, 1000, 0.05, False),  # too conservative for an exact test: caught
+        ("conservative", 990, 1000, 0.95, True),
+        ("conservative", 920, 1000, 0.95, False),
+        ("at most", 10, 1000, 0.05, True),
+        ("at most", 90, 1000, 0.05, False),
+        ("inflated", 300, 1000, 0.05, True),
+        ("inflated", 55, 1000, 0.05, False),  # not a demonstrated failure
+        ("undercover", 800, 1000, 0.95, True),
+        ("report", 0, 1000, 0.05, None),
+    ],
+)
+def test_binomial_checks_have_power(expect, k, n, target, ok):
+    _, passed = cal.binomial_check(expect, k, n, target)
+    assert passed is ok
+
+
+def test_a_broken_null_fails_its_row():
+    """Feed the dashboard a null with the wrong dimension: its row must fail."""
+    from revstats.nulls import isotropic_cosine
+
+    def wrong_d(n, seed):
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        g = rng.standard_normal((n, 64))
+        c = g[:, 0] / np.linalg.norm(g, axis=1)
+        return int(np.sum(isotropic_cosine(256).sf(c) <= 0.05))
+
+    study = cal.Study("nulls", "wrong d", "d=64 tested as d=256", 0, "nominal", 0.05, "type-I error",
+                      wrong_d, full=4000, quick=4000)
+    assert cal.run_study(study).ok is False
