@@ -16,9 +16,9 @@ A count of k out of n is then tested against the nominal rate with an exact bino
   shortfall must be significant, p < 1e-6;
 * ``report``       - an approximation with no exact guarantee: reported, not tested.
 
-Interval rows are those of ``benchmarks/coverage_table.py`` (the intervals' own coverage
-study, also asserted by tests/calibration/test_interval_coverage.py); they are included when
-the source tree's ``benchmarks`` package is importable. Monitor rows need
+Interval rows are those of ``revstats._coverage`` (the intervals' own coverage study, also
+asserted by tests/calibration/test_interval_coverage.py and written to docs/coverage.md by
+``python -m benchmarks.coverage_table``). Monitor rows need
 ``revstats.monitor``. Every row has a fixed seed, so the table is reproducible.
 """
 
@@ -196,7 +196,7 @@ def monitor_false_alarms(spending: str, n_looks: int, n: int, seed: int, hidden:
 # --------------------------------------------------------------------------- the table
 def _interval_studies() -> list[Study]:
     try:
-        table = importlib.import_module("benchmarks.coverage_table")
+        table = importlib.import_module("revstats._coverage")
     except ImportError:
         return []
     out = []

@@ -39,7 +39,7 @@ def calibrate(quick: bool, out: str, only: tuple[str, ...]) -> None:
     missing = []
     for g in groups:
         if g not in present:
-            missing.append({"intervals": "interval rows (need the source tree's `benchmarks` package)",
+            missing.append({"intervals": "interval rows (revstats._coverage could not be imported)",
                             "monitor": "monitor rows (need `revstats.monitor`)"}.get(g, g))
     if not rows:
         raise click.UsageError("nothing to run: " + "; ".join(missing))

@@ -8,7 +8,7 @@ published table is docs/coverage.md.
 
 import pytest
 
-from benchmarks.coverage_table import ROWS, check
+from revstats._coverage import ROWS, check
 
 N_SETS = 2000
 
