@@ -70,6 +70,18 @@ def chunk_reader(local_root: str, name: str, zarr_array: Any) -> ChunkReader | N
     )
 
 
+
+def run_jobs(fn: Any, jobs: list[Any], workers: int) -> None:
+    """Run `fn(job)` for every job, on `workers` threads when there is more than one job
+    (file reads and crc32c release the GIL); exceptions propagate."""
+    if workers > 1 and len(jobs) > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(fn, jobs):
+                pass
+    else:
+        for job in jobs:
+            fn(job)
+
 class ChunkReader:
     """Array-like over one zarr v3 array's chunk files (``__getitem__`` with basic slices).
 
@@ -200,13 +212,7 @@ class ChunkReader:
                 self.read_chunk_into(idx, buf)
                 target[...] = buf[src]
 
-        if workers > 1 and len(jobs) > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                for _ in pool.map(one, jobs):
-                    pass
-        else:
-            for idx in jobs:
-                one(idx)
+        run_jobs(one, jobs, workers)
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:

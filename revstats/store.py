@@ -958,7 +958,7 @@ def read_acts(
     acts = ds["acts"].isel(run=run_pos, step=step_pos)
     reader = None
     if _is_local(path):
-        from revstats._chunkio import chunk_reader
+        from revstats._chunkio import chunk_reader, run_jobs
 
         g = _open_group(path, "r", storage_options, consolidated=None)
         reader = chunk_reader(_local_path(path), "acts", _array(g, "acts"))
@@ -980,15 +980,7 @@ def read_acts(
     def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
         reader.read_into(job[0], job[1])
 
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(one, jobs):
-                pass
-    else:
-        for job in jobs:
-            one(job)
+    run_jobs(one, jobs, workers)
     return acts.copy(data=out)
 
 
