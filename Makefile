@@ -30,7 +30,7 @@ test: $(VENV)/.dev
 	$(PY) -m pytest -m "not slow" -n 2 $(PYTEST_ARGS)
 
 test-slow: $(VENV)/.dev
-	$(PY) -m pytest -m slow -n 2 $(PYTEST_ARGS)
+	$(PY) -m pytest -m slow -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(PY) -m benchmarks
