@@ -789,7 +789,12 @@ def _check_exists(path: str) -> None:
 
 def _array_layout(g: zarr.Group) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]]:
     out: dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]] = {}
-    for name, arr in g.arrays():
+    with warnings.catch_warnings():
+        # a member whose metadata is missing is reported by our own validation (by name), so
+        # zarr's generic warning would only duplicate it on stderr
+        warnings.filterwarnings("ignore", message=".*not recognized as a component", category=UserWarning)
+        members = list(g.arrays())
+    for name, arr in members:
         dims = arr.metadata.dimension_names  # type: ignore[union-attr]
         if dims is None:
             dims = tuple(f"dim_{i}" for i in range(arr.ndim))

@@ -82,7 +82,7 @@ def test_info_check_names_the_damage(store, case):
     import json
     import re
 
-    problems = json.loads(res.output)["problems"]
+    problems = json.loads(res.stdout)["problems"]  # stderr (warnings) is not part of the JSON
     assert any(re.search(message, p) for p in problems), problems
 
 
