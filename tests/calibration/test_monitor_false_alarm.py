@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from revstats._calibration import monitor_false_alarms
 from revstats.monitor import ReversionMonitor, build_config
 
 pytestmark = pytest.mark.slow
@@ -16,21 +17,9 @@ pytestmark = pytest.mark.slow
 
 def null_alarm_rate(n_runs: int, *, spending: str, n_looks: int, hidden: int = 24, seed: int = 0) -> tuple[int, int]:
     """Runs whose drift is an isotropic random walk plus fresh probe noise: no direction is
-    preferred, so every look's p-value is exactly uniform; count runs with any alarm."""
-    rng = np.random.default_rng(seed)
-    n_ex = 6
-    aligned = rng.normal(size=(n_ex, hidden))
-    witness = aligned + rng.normal(size=hidden)
-    cfg = build_config({"L": witness}, {"L": aligned}, alpha=0.05, n_looks=n_looks, spending=spending)
-    alarms = 0
-    for _ in range(n_runs):
-        mon = ReversionMonitor(cfg, warn=False)
-        walk = np.zeros(hidden)
-        for k in range(1, n_looks + 1):
-            walk += rng.normal(size=hidden)
-            mon.check(k, {"L": aligned + walk + 0.3 * rng.normal(size=(n_ex, hidden))})
-        alarms += mon.alarmed
-    return alarms, n_runs
+    preferred, so every look's p-value is exactly uniform; count runs with any alarm (the same
+    study `revstats calibrate` runs)."""
+    return monitor_false_alarms(spending, n_looks, n_runs, seed, hidden), n_runs
 
 
 @pytest.mark.parametrize("spending", ["bonferroni", "power", "harmonic"])
