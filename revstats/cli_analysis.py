@@ -8,7 +8,6 @@ atomically. Domain errors become click usage errors that say the fix. `analysis`
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -234,6 +233,10 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
         )
 
 
+#: What `revstats demo` writes into --out (refused without --overwrite when present).
+_DEMO_OUTPUTS = ("store.zarr", "report.md", "report.html", "results.json")
+
+
 @click.command("demo")
 @click.option("--out", "out_dir", default="revstats-demo", show_default=True,
               type=click.Path(file_okay=False),
@@ -250,8 +253,10 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               help="Bootstrap resamples and Monte Carlo null draws.")
 @click.option("--scheduler", default="threads", show_default=True, metavar="SPEC",
               help=_SCHEDULER_HELP)
+@click.option("--overwrite", is_flag=True,
+              help="Replace the store and report a previous demo left in --out.")
 def demo_command(out_dir: str, runs: int | None, steps: int | None, hidden: int | None,
-                 seed: int, n_resamples: int, scheduler: str) -> None:
+                 seed: int, n_resamples: int, scheduler: str, overwrite: bool) -> None:
     """Simulate the paper preset, analyse it and write the report (the main job).
 
     \b
@@ -268,18 +273,30 @@ def demo_command(out_dir: str, runs: int | None, steps: int | None, hidden: int 
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out_dir!r} exists and is not a directory; pass a new path",
                                  param_hint="--out")
-    out.mkdir(parents=True, exist_ok=True)
+    from revstats.errors import RevstatsError
+    from revstats.store import check_writable, replace_store
+
     store = out / "store.zarr"
+    # check every output before any work: nothing of a previous demo is replaced silently
+    existing = [n for n in _DEMO_OUTPUTS if (out / n).exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        raise click.UsageError(
+            f"{out_dir!r} already holds {', '.join(existing)} (a previous demo?): pass "
+            "--overwrite to replace them, or a new --out directory")
+    try:
+        check_writable(store, overwrite=True)  # refuses a store another writer holds
+    except RevstatsError as err:
+        raise click.UsageError(str(err)) from None
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # simulate into a fresh temporary store, then move it into place whole
     tmp = Path(tempfile.mkdtemp(prefix=".store.", dir=out))
     try:
         _simulate(tmp / "store.zarr", runs, seed, steps, hidden, _console(err=True))
-        if store.exists():
-            import shutil
-
-            shutil.rmtree(store)
-        os.replace(tmp / "store.zarr", store)
+        try:
+            replace_store(tmp / "store.zarr", store)  # under the old store's writer lock
+        except RevstatsError as err:
+            raise click.UsageError(str(err)) from None
     finally:
         import shutil
 

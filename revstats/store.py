@@ -44,6 +44,7 @@ from revstats.schema import (
 
 __all__ = [
     "StoreWriter",
+    "check_writable",
     "create_store",
     "describe_store",
     "open_store",
@@ -444,7 +445,37 @@ def _take_lock(path: str) -> int | None:
             f"store {path!r} is open by another writer; wait for it to finish (one writer at a "
             "time keeps every slab whole)"
         ) from None
+    try:
+        same = os.fstat(fd).st_ino == os.stat(_local_path(path)).st_ino
+    except OSError:
+        same = False
+    if not same:  # the directory was replaced (or removed) between open and lock
+        os.close(fd)
+        raise RevstatsError(
+            f"store {path!r} was replaced by another process while being opened; "
+            "check that no other writer is running and retry"
+        )
     return fd
+
+
+def _clear_store_dir(path: str, local: str) -> None:
+    """Empty the locked store directory for `overwrite` (the directory itself stays: it
+    carries the lock). Refuses a directory that is not a store, so `--overwrite` pointed at
+    the wrong place loses nothing."""
+    entries = os.listdir(local)
+    if "zarr.json" not in entries:
+        raise RevstatsError(
+            f"{path!r} is a non-empty directory but not a store (no zarr.json): refusing to "
+            "delete its contents even with overwrite; pass a new path or remove it yourself"
+        )
+    # metadata first: a kill midway leaves a directory that is visibly not a store
+    for entry in ["zarr.json", *[e for e in entries if e != "zarr.json"]]:
+        full = os.path.join(local, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
 
 
 def _open_group(
@@ -580,33 +611,48 @@ def create_store(
     except TypeError as e:
         raise TypeError(f"`provenance` must be JSON-serialisable: {e}") from None
 
+    lock_fd: int | None = None
     if _is_local(path):
         local = _local_path(path)
-        if not overwrite and _aborted_creation(local):
-            overwrite = True  # a killed create_store left no data: start it again
-        if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
-            return _resume_writer(
-                path,
-                storage_options,
-                expected={
-                    "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
-                    "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
-                    "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
-                    "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
-                    "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
-                    "source": source,
-                    "provenance": json.loads(prov_text),
-                },
-            )
-        if os.path.exists(local) and os.listdir(local) and not overwrite:
+        if os.path.lexists(local) and not os.path.isdir(local):
             raise RevstatsError(
-                f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to replace "
-                "it, or open it with open_writer to append"
+                f"{path!r} exists and is not a directory: pass a new path for the store"
             )
-        if os.path.exists(local) and overwrite:
-            shutil.rmtree(local)
         os.makedirs(local, exist_ok=True)
-    lock_fd = _take_lock(path)
+        handed = False
+        # The lock comes first: nothing inside the directory is looked at, kept or deleted
+        # (not even with `overwrite`) while another writer holds it.
+        lock_fd = _take_lock(path)
+        try:
+            if not overwrite and _aborted_creation(local):
+                overwrite = True  # a killed create_store left no data: start it again
+            if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
+                handed, fd = True, lock_fd  # the writer owns the lock from here on
+                return _resume_writer(
+                    path,
+                    storage_options,
+                    fd,
+                    expected={
+                        "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
+                        "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
+                        "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
+                        "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
+                        "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
+                        "source": source,
+                        "provenance": json.loads(prov_text),
+                    },
+                )
+            if os.listdir(local):
+                if not overwrite:
+                    raise RevstatsError(
+                        f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to "
+                        "replace it, or open it with open_writer to append"
+                    )
+                _clear_store_dir(path, local)
+        except BaseException:
+            if not handed:
+                os.close(lock_fd)
+            raise
     try:
         # zarr's mode "w" would delete and recreate the directory we hold the lock on
         g = _open_group(path, "w-" if lock_fd is not None else "w", storage_options)
@@ -714,10 +760,12 @@ def _aborted_creation(local: str) -> bool:
 
 
 def _resume_writer(
-    path: str, storage_options: Mapping[str, Any] | None, *, expected: Mapping[str, Any]
+    path: str, storage_options: Mapping[str, Any] | None, lock_fd: int | None, *,
+    expected: Mapping[str, Any],
 ) -> StoreWriter:
-    """Open the existing store at `path` for appending if it was created as `expected` says."""
-    writer = open_writer(path, storage_options=storage_options)
+    """Open the existing store at `path` for appending if it was created as `expected` says
+    (`lock_fd`: the writer lock already held; the writer owns it from here on)."""
+    writer = _writer_with_lock(path, storage_options, lock_fd)
     try:
         g = writer._group
         found: dict[str, Any] = {
@@ -754,13 +802,100 @@ def _resume_writer(
         raise
 
 
+def _comparable_provenance(prov: Any) -> Any:
+    if isinstance(prov, str):
+        try:
+            prov = json.loads(prov)
+        except json.JSONDecodeError:
+            return prov
+    if isinstance(prov, dict):  # when and how it was invoked does not change the data
+        prov = {k: v for k, v in prov.items() if k not in ("created", "command", "revstats_version")}
+    return json.loads(json.dumps(prov, default=str))
+
+
+def check_writable(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse, before any work is done, a store path a writer could not use.
+
+    Raises `RevstatsError` naming the fix when `path` is a file, is held by another writer
+    (also with `overwrite`), is a non-empty directory that is not a store, or (without
+    `overwrite`) holds a store whose provenance differs from `provenance` (None: any existing
+    store is refused). Remote paths are not checked.
+    """
+    path = os.fspath(path)
+    if not _is_local(path):
+        return
+    local = _local_path(path)
+    if not os.path.lexists(local):
+        return
+    if not os.path.isdir(local) or os.path.islink(local):
+        raise RevstatsError(f"{path!r} exists and is not a store directory: pass a new path")
+    fd = _take_lock(path)
+    try:
+        entries = os.listdir(local)
+        if not entries or _aborted_creation(local):
+            return
+        if "zarr.json" not in entries:
+            raise RevstatsError(
+                f"{path!r} is a non-empty directory but not a store (no zarr.json): pass a new "
+                "path (--overwrite never deletes a directory that is not a store)"
+            )
+        if overwrite:
+            return
+        if provenance is None:
+            raise RevstatsError(
+                f"{path!r} already holds a store; pass --overwrite to replace it, or a new path"
+            )
+        try:
+            with open(os.path.join(local, "zarr.json"), encoding="utf-8") as f:
+                old = (json.load(f).get("attributes") or {}).get("provenance")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if _comparable_provenance(old) != _comparable_provenance(dict(provenance)):
+            raise RevstatsError(
+                f"store {path!r} exists but was written with different settings (its provenance "
+                "differs): rerun with the original settings to resume it, or pass --overwrite / "
+                "a new path to start over"
+            )
+    finally:
+        os.close(fd)
+
+
+def replace_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the finished local store `src` to `dst`, replacing a store there only while
+    holding its writer lock (refused, with nothing changed, when another writer holds it)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not os.path.lexists(dst):
+        os.replace(src, dst)
+        return
+    fd = _take_lock(dst)
+    try:
+        if "zarr.json" not in os.listdir(dst) and os.listdir(dst):
+            raise RevstatsError(f"{dst!r} is a non-empty directory but not a store: refusing to replace it")
+        trash = f"{dst}.old-{os.getpid()}"
+        os.replace(dst, trash)
+        os.replace(src, dst)
+    finally:
+        os.close(fd)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def open_writer(
     path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
 ) -> StoreWriter:
     """Open an existing store to append slabs (resuming an interrupted writer)."""
     path = os.fspath(path)
     _check_exists(path)
-    lock_fd = _take_lock(path)
+    return _writer_with_lock(path, storage_options, _take_lock(path))
+
+
+def _writer_with_lock(
+    path: str, storage_options: Mapping[str, Any] | None, lock_fd: int | None
+) -> StoreWriter:
     try:
         g = _open_group(path, "r+", storage_options)
         if "revstats_schema" not in g.attrs or "acts" not in g or "step" not in g:

@@ -195,9 +195,13 @@ def simulate_to_store(
 
     Returns the in-memory Dataset that was written. ``runs`` is per arm.
     """
-    from revstats.store import write_dataset
+    from revstats.store import check_writable, write_dataset
 
     cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)
+    # refuse a busy or mismatched store before the (long) simulation, not after it
+    ids, _, _ = run_layout(validate_config(cfg))
+    expected = provenance(cfg, seed=seed, preset=preset, run_seeds=experiment_seeds(seed, len(ids))[1])
+    check_writable(out, overwrite=overwrite, provenance=expected)
     ds = simulate(cfg, seed=seed, preset=preset, progress=progress)
     prov = json.loads(ds.attrs["provenance"])
     write_dataset(ds, out, source="simulator", provenance=prov, overwrite=overwrite,

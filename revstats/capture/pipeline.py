@@ -124,9 +124,12 @@ def capture_experiment(
     with step 0 = the aligned model (the same vectors for every run) and layer names
     ``hidden_states.L``. Parameters mirror ``revstats capture`` (see its ``--help``).
     """
-    from revstats.store import create_store, open_store, open_writer
+    from revstats.store import check_writable, create_store, open_store, open_writer
 
     out = str(out)
+    # busy store or a directory that is not a store: refused before any model is loaded
+    # (`overwrite=True` here only skips the provenance check, which happens below)
+    check_writable(out, overwrite=True)
     witness, aligned = str(witness), str(aligned)
     _validate_capture(witness, aligned, checkpoints, layers, batch_size, store_dtype, padding_side)
     pos = parse_position(position)

@@ -467,6 +467,51 @@ def _capture_cases() -> list[Case]:
     ]
 
 
+def _held_overwrite(p):
+    from revstats.store import create_store, open_writer
+
+    path = _store_for_cli(p)
+    with open_writer(path):
+        create_store(path, runs=["x"], layers=["l"], examples=["e"], hidden=2, source="ingest",
+                     provenance={}, overwrite=True)
+
+
+def _overwrite_non_store(p):
+    from revstats.store import create_store
+
+    (p / "d").mkdir()
+    (p / "d" / "notes.txt").write_text("keep me")
+    create_store(p / "d", runs=["x"], layers=["l"], examples=["e"], hidden=2, source="ingest",
+                 provenance={}, overwrite=True)
+
+
+def _demo_existing(p):
+    (p / "demo").mkdir()
+    (p / "demo" / "report.md").write_text("an earlier report")
+    return _cli("demo", "--out", str(p / "demo"), "--runs", "2", "--steps", "20")
+
+
+def _simulate_mismatch(p):
+    _store_for_cli(p)  # a store written by something else
+    return _cli("simulate", "--runs", "2", "--steps", "20", "--out", str(p / "s.zarr"))
+
+
+def _hostile_cases() -> list[Case]:
+    """Issue 14 (hostile stores, files and concurrent writers) and 19.1/19.3."""
+    return [
+        Case("store-overwrite-held", "store", "`overwrite=True` on a store another writer holds",
+             _held_overwrite, RevstatsError, "open by another writer"),
+        Case("store-overwrite-not-a-store", "store",
+             "`overwrite=True` on a non-empty directory that is not a store",
+             _overwrite_non_store, RevstatsError, "not a store .*refusing to delete"),
+        Case("cli-demo-existing-out", "cli", "`revstats demo --out` a directory with a report",
+             _demo_existing, SystemExit, "already holds report.md .*--overwrite", cli=True),
+        Case("cli-simulate-mismatch-first", "cli",
+             "`revstats simulate --out` a store written with other settings (refused before simulating)",
+             _simulate_mismatch, SystemExit, "written with different settings", cli=True),
+    ]
+
+
 def _load_probes(path):
     from revstats.capture.checkpoints import load_probes
 
@@ -475,7 +520,7 @@ def _load_probes(path):
 
 def all_cases() -> list[Case]:
     cases = [*_geometry_cases(), *_stats_cases(), *_store_cases(), *_ingest_cases(),
-             *_capture_cases(), *_cli_cases()]
+             *_capture_cases(), *_cli_cases(), *_hostile_cases()]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "duplicated case ids"
     return cases
