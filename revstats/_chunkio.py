@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,15 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-__all__ = ["ChunkReader", "chunk_reader"]
+from revstats.errors import CorruptStoreError
+
+__all__ = ["ChunkError", "ChunkReader", "chunk_reader"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+ChunkError = CorruptStoreError  # a damaged, misplaced, missing or non-regular chunk file
 
 
 def _eligible_codecs(meta: Any) -> bool:
@@ -113,12 +122,24 @@ class ChunkReader:
     def read_chunk_into(self, idx: tuple[int, ...], out: np.ndarray) -> None:
         """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`."""
         view = out.reshape(-1).view(np.uint8)
+        path = self._path(idx)
         try:
-            f = open(self._path(idx), "rb", buffering=0)
+            # never follow a link, never block on a FIFO: only regular files are chunks
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
         except FileNotFoundError:
             out[...] = self.fill_value
             return
-        with f:
+        except OSError as e:
+            raise ChunkError(f"chunk {path} cannot be opened as a regular file ({e}): the store is "
+                             "damaged or hostile; run `revstats info --check` on it") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size != self._chunk_nbytes + 4:
+            os.close(fd)
+            what = "is not a regular file" if not stat.S_ISREG(st.st_mode) else (
+                f"has {st.st_size} bytes; expected {self._chunk_nbytes + 4} (raw values + crc32c)")
+            raise ChunkError(f"chunk {path} {what}: the store is damaged or hostile; restore "
+                             "the chunk from a backup or recreate the store")
+        with open(fd, "rb", buffering=0, closefd=True) as f:
             got = 0
             while got < self._chunk_nbytes:  # readinto may return short counts
                 n = f.readinto(view[got:])  # type: ignore[arg-type]  # ndarray is a buffer
@@ -127,13 +148,13 @@ class ChunkReader:
                 got += n
             stored = f.read(8)
         if got != self._chunk_nbytes or len(stored) != 4:
-            raise ValueError(
+            raise ChunkError(
                 f"chunk {self._path(idx)} has {got + len(stored)} bytes; expected "
                 f"{self._chunk_nbytes + 4} (raw values + crc32c): the store is damaged"
             )
         computed = np.uint32(google_crc32c.value(view)).tobytes()
         if computed != stored:
-            raise ValueError(
+            raise ChunkError(
                 f"Stored and computed checksum do not match. Stored: {stored!r}. "
                 f"Computed: {computed!r}. (chunk {self._path(idx)})"
             )

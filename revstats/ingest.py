@@ -199,8 +199,11 @@ class _Source:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"input file {str(self.path)!r} does not exist")
+        if not self.path.is_file():
+            raise RevstatsError(f"input {str(self.path)!r} is not a regular file (a directory, "
+                                "FIFO or device): pass the logged array file itself")
         self.fmt = _format(self.path)
         self._h5 = None
         self._arrays: dict[str, Any] | None = None
@@ -242,13 +245,17 @@ class _Source:
 
             out: dict[str, Any] = {}
             try:
-                with safe_open(str(self.path), framework="np") as f:
-                    for k in f.keys():
-                        out[k] = f.get_tensor(k)
-            except (TypeError, ValueError):  # bfloat16 has no numpy dtype: go through torch
-                with safe_open(str(self.path), framework="pt") as f:
-                    for k in f.keys():
-                        out[k] = f.get_tensor(k).float().numpy()
+                try:
+                    with safe_open(str(self.path), framework="np") as f:
+                        for k in f.keys():
+                            out[k] = f.get_tensor(k)
+                except (TypeError, ValueError):  # bfloat16 has no numpy dtype: go through torch
+                    with safe_open(str(self.path), framework="pt") as f:
+                        for k in f.keys():
+                            out[k] = f.get_tensor(k).float().numpy()
+            except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+                # a malformed header (bad length, not JSON, offsets past the end) lands here
+                raise self._unreadable(exc) from None
             self._arrays = out
         elif fmt == "pt":
             self._arrays = _load_pt(self.path)
@@ -256,14 +263,7 @@ class _Source:
             import h5py
 
             h5 = self._h5 = h5py.File(self.path, "r")
-            found: dict[str, Any] = {}
-
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    found[name] = obj
-
-            h5.visititems(visit)
-            self._arrays = found
+            self._arrays = _h5_datasets(h5, self.path)
         return self._arrays
 
     def get(self, key: str | None, role: str) -> Any:
@@ -294,6 +294,48 @@ class _Source:
             self._h5.close()
         if isinstance(self._arrays, _LazyNpz):
             self._arrays.close()
+
+
+def _h5_datasets(h5: Any, path: Path) -> dict[str, Any]:
+    """Every dataset of an HDF5 file by name, refusing anything that reads outside the file.
+
+    External links, external raw storage and virtual datasets make HDF5 read other files (an
+    ``.h5`` could pull ``/etc/passwd`` into a store that is then shared): all are refused, by
+    name, before any data is read. Soft links inside the file are skipped (their targets are
+    visited under their own names).
+    """
+    import h5py
+
+    found: dict[str, Any] = {}
+    fix = ("copy the data into the file itself (e.g. `h5py` `f.copy`, or `h5repack`) and "
+           "ingest that copy")
+    stack = [("", h5["/"])]
+    while stack:
+        prefix, group = stack.pop()
+        for name in group:
+            full = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise RevstatsError(
+                    f"{path}: {full!r} is an external link to {link.filename}:{link.path}; "
+                    f"ingest reads only data stored in the file itself: {fix}")
+            if isinstance(link, h5py.SoftLink):
+                continue
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                stack.append((f"{full}/", obj))
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise RevstatsError(
+                        f"{path}: dataset {full!r} is a virtual dataset (its data live in other "
+                        f"files); ingest reads only data stored in the file itself: {fix}")
+                if obj.external:
+                    files = sorted({str(e[0]) for e in obj.external})
+                    raise RevstatsError(
+                        f"{path}: dataset {full!r} keeps its data in external file(s) {files}; "
+                        f"ingest reads only data stored in the file itself: {fix}")
+                found[full] = obj
+    return found
 
 
 class _LazyNpz(dict):

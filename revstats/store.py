@@ -897,6 +897,7 @@ def _writer_with_lock(
     path: str, storage_options: Mapping[str, Any] | None, lock_fd: int | None
 ) -> StoreWriter:
     try:
+        _scan_store(path)  # a writer must never write through a link out of the store
         g = _open_group(path, "r+", storage_options)
         if "revstats_schema" not in g.attrs or "acts" not in g or "step" not in g:
             _validate_group(g, path)  # not a revstats store at all: say so before touching it
@@ -909,17 +910,122 @@ def _writer_with_lock(
         raise
 
 
+#: Largest zarr.json a store may hold (the consolidated root document of a big store is ~1 MB).
+MAX_METADATA_BYTES = 64 * 2**20
+
+
+def _chunk_size_bound(meta: Mapping[str, Any]) -> int | None:
+    """Largest size a chunk object of the array described by `meta` (its zarr.json) can have,
+    or None when the layout is not one this store writes (then only the metadata bound holds)."""
+    try:
+        chunk = [int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"]]
+        dtype = str(meta["data_type"])
+        codecs = [str(c["name"]) for c in meta["codecs"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    n = int(np.prod(chunk)) if chunk else 1
+    if dtype == "string":
+        # vlen-utf8: a 4-byte length per item, then the bytes (ids are <= MAX_ID_LENGTH chars)
+        return 64 + n * (4 + 4 * MAX_ID_LENGTH) + 4 * len(codecs)
+    try:
+        raw = n * np.dtype(dtype).itemsize
+    except TypeError:
+        return None
+    if codecs == ["bytes", "crc32c"]:
+        return raw + 4
+    return raw + raw // 64 + 4096  # zstd frames never grow incompressible data by more
+
+
+def _scan_store(path: str) -> None:
+    """Refuse a local store holding anything but regular files and directories inside its
+    root (symlinks, FIFOs, devices, sockets), or files larger than their metadata allows.
+
+    Readers (ours and zarr's) open chunk files by name: a FIFO would hang them, a symlink to
+    /dev/zero would feed them forever, a symlink out of the store would read (or, for a
+    writer, write) files elsewhere. Only `lstat` is used here, so nothing is opened or followed.
+    """
+    if not _is_local(path):
+        return
+    root = _local_path(path)
+    bounds: dict[str, int | None] = {}
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as e:
+            raise SchemaError(f"store {path!r}: cannot list {d!r} ({e})", variable=None) from None
+        for e in entries:
+            rel = os.path.relpath(e.path, root)
+            if e.is_symlink():
+                raise SchemaError(
+                    f"store {path!r} holds a symbolic link {rel!r} -> {os.readlink(e.path)!r}: "
+                    "stores are read only from regular files inside their directory; replace the "
+                    "link with the file it points to (or recreate the store)",
+                    variable=None,
+                )
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+                continue
+            if not e.is_file(follow_symlinks=False):
+                raise SchemaError(
+                    f"store {path!r} holds {rel!r}, which is not a regular file (a FIFO, device or "
+                    "socket): refusing to read it; remove it and restore the chunk from a backup",
+                    variable=None,
+                )
+            size = e.stat(follow_symlinks=False).st_size
+            parts = rel.split(os.sep)
+            if parts[-1] == "zarr.json":
+                if size > MAX_METADATA_BYTES:
+                    raise SchemaError(
+                        f"store {path!r}: metadata document {rel!r} is {size} bytes (more than "
+                        f"{MAX_METADATA_BYTES}): not a revstats store's metadata; recreate the store",
+                        variable=None,
+                    )
+                continue
+            if len(parts) >= 3 and parts[1] == "c":
+                member = parts[0]
+                if member not in bounds:
+                    bounds[member] = _member_bound(os.path.join(root, member, "zarr.json"))
+                bound = bounds[member]
+                if bound is not None and size > bound:
+                    raise SchemaError(
+                        f"store {path!r}: chunk {rel!r} is {size} bytes, more than the {bound} "
+                        f"bytes a chunk of `{member}` can hold (per its metadata): the store is "
+                        "damaged or hostile; restore the chunk from a backup or recreate the store",
+                        variable=member,
+                    )
+
+
+def _member_bound(doc: str) -> int | None:
+    try:
+        if os.path.getsize(doc) > MAX_METADATA_BYTES:
+            return None
+        with open(doc, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return _chunk_size_bound(meta) if isinstance(meta, dict) else None
+
+
 def _check_exists(path: str) -> None:
     if _is_local(path):
         local = _local_path(path)
         if not os.path.exists(local):
             raise FileNotFoundError(f"no store at {path!r}: check the path")
+        if not os.path.isdir(local):
+            raise SchemaError(
+                f"{path!r} is not a store directory (it is a file): point at the store "
+                "directory itself",
+                variable=None,
+            )
         if not os.path.exists(os.path.join(local, "zarr.json")):
             raise SchemaError(
                 f"{path!r} is not a zarr v3 store (no zarr.json): point at the store directory, "
                 "or create one with `revstats simulate`, `revstats capture` or `revstats ingest`",
                 variable=None,
             )
+        _scan_store(path)
 
 
 def _array_layout(g: zarr.Group) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]]:

@@ -496,9 +496,95 @@ def _simulate_mismatch(p):
     return _cli("simulate", "--runs", "2", "--steps", "20", "--out", str(p / "s.zarr"))
 
 
+def _h5_with(p, kind):
+    import h5py
+
+    secret = p / "secret.bin"
+    secret.write_bytes(np.arange(24, dtype=np.float32).tobytes())  # stands for /etc/passwd
+    f = p / "log.h5"
+    with h5py.File(f, "w") as h:
+        h["base"] = np.zeros((1, 3, 4), np.float32)
+        if kind == "external-storage":
+            h.create_dataset("acts", shape=(1, 2, 1, 3, 4), dtype="f4",
+                             external=[(str(secret), 0, 96)])
+        elif kind == "external-link":
+            with h5py.File(p / "other.h5", "w") as o:
+                o["data"] = np.zeros((1, 2, 1, 3, 4), np.float32)
+            h["acts"] = h5py.ExternalLink(str(p / "other.h5"), "/data")
+        else:
+            with h5py.File(p / "other.h5", "w") as o:
+                o["data"] = np.zeros((1, 2, 1, 3, 4), np.float32)
+            layout = h5py.VirtualLayout(shape=(1, 2, 1, 3, 4), dtype="f4")
+            layout[...] = h5py.VirtualSource(str(p / "other.h5"), "data", shape=(1, 2, 1, 3, 4))
+            h.create_virtual_dataset("acts", layout)
+    return _ingest(str(f), p)
+
+
+def _bad_safetensors(p):
+    f = p / "log.safetensors"
+    f.write_bytes((10**12).to_bytes(8, "little") + b"{}")  # header length past the end
+    return _ingest(str(f), p)
+
+
+def _hostile_chunk(p, kind):
+    import os
+
+    store = _store_for_cli(p)
+    chunk = next((store / "acts" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.unlink()
+    if kind == "fifo":
+        os.mkfifo(chunk)
+    elif kind == "dev-zero":
+        os.symlink("/dev/zero", chunk)
+    elif kind == "outside":
+        (p / "elsewhere").mkdir()
+        (p / "elsewhere" / "0").write_bytes(b"x" * 36)
+        top = store / "acts" / "c" / "0"
+        import shutil
+
+        shutil.rmtree(top)
+        os.symlink(p / "elsewhere", top)
+    else:  # oversized
+        chunk.write_bytes(b"\0" * (1 << 20))
+    return store
+
+
+def _hostile_open(kind):
+    from revstats.store import open_store
+
+    return lambda p: open_store(_hostile_chunk(p, kind))
+
+
 def _hostile_cases() -> list[Case]:
     """Issue 14 (hostile stores, files and concurrent writers) and 19.1/19.3."""
     return [
+        Case("ingest-h5-external-storage", "ingest",
+             "HDF5 dataset whose raw data live in another file (`external=`, e.g. /etc/passwd)",
+             lambda p: _h5_with(p, "external-storage"), RevstatsError,
+             "keeps its data in external file"),
+        Case("ingest-h5-external-link", "ingest", "HDF5 external link to another file",
+             lambda p: _h5_with(p, "external-link"), RevstatsError, "is an external link"),
+        Case("ingest-h5-virtual", "ingest", "HDF5 virtual dataset mapping another file",
+             lambda p: _h5_with(p, "virtual"), RevstatsError, "is a virtual dataset"),
+        Case("ingest-safetensors-bad-header", "ingest",
+             ".safetensors whose header length points past the end", _bad_safetensors,
+             RevstatsError, "cannot read it as safetensors: the file is truncated or corrupt"),
+        Case("store-chunk-fifo", "store", "a chunk file that is a FIFO (would hang readers)",
+             _hostile_open("fifo"), SchemaError, "not a regular file"),
+        Case("store-chunk-dev-zero", "store", "a chunk symlinked to /dev/zero (endless read)",
+             _hostile_open("dev-zero"), SchemaError, "symbolic link .* -> '/dev/zero'"),
+        Case("store-symlink-outside", "store", "a chunk directory symlinked out of the store",
+             _hostile_open("outside"), SchemaError, "holds a symbolic link"),
+        Case("store-chunk-oversized", "store", "a chunk file larger than its metadata allows",
+             _hostile_open("oversized"), SchemaError, "more than the .* bytes a chunk of `acts`"),
+        Case("cli-info-check-fifo", "cli", "`revstats info --check` on a store with a FIFO chunk",
+             lambda p: _cli("info", "--check", str(_hostile_chunk(p, "fifo"))), SystemExit,
+             "not a regular file", cli=True),
+        Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
+             lambda p: _cli("analyze", str(_hostile_chunk(p, "dev-zero"))), SystemExit,
+             "symbolic link", cli=True),
         Case("store-overwrite-held", "store", "`overwrite=True` on a store another writer holds",
              _held_overwrite, RevstatsError, "open by another writer"),
         Case("store-overwrite-not-a-store", "store",
