@@ -33,7 +33,7 @@ class Case:
     area: str
     bad_input: str
     run: Callable[[Path], Any]
-    expect: type[BaseException] | type[Warning]
+    expect: type[BaseException] | type[Warning] | None  # None: handled, `run` checks the output
     match: str
     cli: bool = False
 
@@ -557,9 +557,34 @@ def _hostile_open(kind):
     return lambda p: open_store(_hostile_chunk(p, kind))
 
 
+MD_INJECTION = "L](javascript:alert(1)) | **b** |"
+
+
+def _markdown_injection(p):
+    """A legal layer id that is Markdown markup: report.md must render it as literal text."""
+    from markdown_it import MarkdownIt
+
+    from analysis.pipeline import AnalysisSettings, analyze
+    from analysis.report import render_markdown
+
+    from analysis.testing import make_synthetic_store
+
+    ds = make_synthetic_store(layers=(MD_INJECTION,), runs_per_arm=3, steps=(0, 1, 2), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = analyze(ds, settings=AnalysisSettings(n_resamples=100, n_null_draws=100))
+    html = MarkdownIt("commonmark").enable("table").render(render_markdown(results, []))
+    assert 'href="javascript' not in html and "<strong>b</strong>" not in html, html
+    assert "L](javascript:alert(1))" in html  # shown as the literal id
+    return "escaped: " + "L](javascript:alert(1))"
+
+
 def _hostile_cases() -> list[Case]:
     """Issue 14 (hostile stores, files and concurrent writers) and 19.1/19.3."""
     return [
+        Case("report-markdown-injection", "report",
+             f"layer id `{MD_INJECTION}` (Markdown link and emphasis) in report.md",
+             _markdown_injection, None, "escaped: L\\]\\(javascript"),
         Case("ingest-h5-external-storage", "ingest",
              "HDF5 dataset whose raw data live in another file (`external=`, e.g. /etc/passwd)",
              lambda p: _h5_with(p, "external-storage"), RevstatsError,
@@ -613,6 +638,8 @@ def all_cases() -> list[Case]:
 
 
 def _outcome(case: Case) -> str:
+    if case.expect is None:
+        return "accepted, rendered inert (output checked)"
     if case.cli:
         return "CLI error, exit status ≠ 0, no traceback"
     if issubclass(case.expect, Warning):
