@@ -37,6 +37,8 @@ _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 ChunkError = CorruptStoreError  # a damaged, misplaced, missing or non-regular chunk file
+#: Manifest values that are not digests: no entry recorded; a fill-only chunk (no object).
+UNSET, EMPTY = -1, -2
 
 
 def _eligible_codecs(meta: Any) -> bool:
@@ -109,6 +111,13 @@ class ChunkReader:
         self.ndim = len(shape)
         self.fill_value = fill_value
         self._chunk_nbytes = int(np.prod(chunks)) * dtype.itemsize
+        #: `bind(idx)`: the digest recorded for chunk `idx` in the store's manifest (None: the
+        #: chunk is not bound, e.g. its slab is not complete); `where(idx)` names its place.
+        self.bind: Any = None
+        self.where: Any = None
+
+    def _place(self, idx: tuple[int, ...]) -> str:
+        return self.where(idx) if self.where is not None else "chunk " + "/".join(map(str, idx))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # the array's metadata file changes whenever the array is resized
@@ -123,16 +132,33 @@ class ChunkReader:
         """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`."""
         view = out.reshape(-1).view(np.uint8)
         path = self._path(idx)
+        expected = self.bind(idx) if self.bind is not None else None
+        if expected == UNSET:
+            raise ChunkError(
+                f"{self._place(idx)}: the digest manifest has no entry for this chunk although its "
+                "slab is marked complete (manifest or marker edited?); rewrite the slab (rerun the "
+                "writer with --overwrite) or restore the store from a backup")
         try:
             # never follow a link, never block on a FIFO: only regular files are chunks
             fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
         except FileNotFoundError:
+            if expected is not None and expected != EMPTY:
+                raise ChunkError(
+                    f"{self._place(idx)}: chunk file {path} is missing although its slab is "
+                    "complete (deleted?); restore it from a backup, or rewrite the slab "
+                    "(rerun the writer with --overwrite)") from None
             out[...] = self.fill_value
             return
         except OSError as e:
             raise ChunkError(f"chunk {path} cannot be opened as a regular file ({e}): the store is "
                              "damaged or hostile; run `revstats info --check` on it") from None
         st = os.fstat(fd)
+        if expected == EMPTY and stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ChunkError(
+                f"{self._place(idx)}: chunk {path} exists where the manifest records a chunk "
+                "holding only the fill value (no object): it was added after the slab was "
+                "written; remove it or rewrite the slab")
         if not stat.S_ISREG(st.st_mode) or st.st_size != self._chunk_nbytes + 4:
             os.close(fd)
             what = "is not a regular file" if not stat.S_ISREG(st.st_mode) else (
@@ -156,18 +182,26 @@ class ChunkReader:
         if computed != stored:
             raise ChunkError(
                 f"Stored and computed checksum do not match. Stored: {stored!r}. "
-                f"Computed: {computed!r}. (chunk {self._path(idx)})"
+                f"Computed: {computed!r}. ({self._place(idx)}, chunk {path}): the chunk is "
+                "damaged; restore it from a backup or rewrite the slab"
+            )
+        if expected is not None and int(np.frombuffer(stored, "<u4")[0]) != expected:
+            raise ChunkError(
+                f"{self._place(idx)}: chunk {path} is intact but is not the chunk written at this "
+                "place (its checksum differs from the digest the manifest records here: copied "
+                "from another slab?); restore it from a backup or rewrite the slab"
             )
 
-    def write_chunk(self, idx: tuple[int, ...], values: np.ndarray) -> None:
+    def write_chunk(self, idx: tuple[int, ...], values: np.ndarray) -> int:
         """Write one whole chunk atomically: raw little-endian values + crc32c, to a temporary
         file renamed into place (as zarr's LocalStore does), so a reader or a killed writer
-        never sees half a chunk."""
+        never sees half a chunk. Returns the crc32c (the chunk's digest)."""
         arr = np.ascontiguousarray(values, dtype=self.dtype)
         if arr.shape != self.chunks:
             raise ValueError(f"chunk values have shape {arr.shape}; the chunk shape is {self.chunks}")
         raw = arr.reshape(-1).view(np.uint8)
-        crc = np.uint32(google_crc32c.value(raw)).tobytes()
+        digest = int(google_crc32c.value(raw))
+        crc = np.uint32(digest).tobytes()
         path = self._path(idx)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
@@ -183,6 +217,7 @@ class ChunkReader:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return digest
 
     def _chunk_ranges(self, key: tuple[slice, ...]) -> Iterator[tuple[int, ...]]:
         ranges = []
@@ -195,6 +230,8 @@ class ChunkReader:
     def _normalize(self, key: Any) -> tuple[slice, ...]:
         if not isinstance(key, tuple):
             key = (key,)
+        if key and key[0] is Ellipsis and len(key) == 1:
+            key = ()
         if len(key) < self.ndim:
             key = key + (slice(None),) * (self.ndim - len(key))
         out = []

@@ -34,6 +34,9 @@ def _common_options(f):
                           "(default: 20% of the control arm's task change over fine-tuning).")(f)
     f = click.option("--layer", "layers", multiple=True, metavar="NAME",
                      help="Layer to analyse (repeatable); all layers by default.")(f)
+    f = click.option("--allow-incomplete", is_flag=True,
+                     help="Analyse an interrupted store's complete slabs only (says which are "
+                          "missing) instead of refusing it.")(f)
     return f
 
 
@@ -46,9 +49,9 @@ def _console(err: bool = False):
     return con
 
 
-def _open(store: str):
+def _open(store: str, allow_incomplete: bool = False):
     from analysis import _core
-    from revstats.errors import SchemaError
+    from revstats.errors import CorruptStoreError, SchemaError
 
     is_url = "://" in store
     if not is_url and not Path(store).exists():
@@ -56,14 +59,51 @@ def _open(store: str):
             f"no store at {store!r}: check the path, or make one with "
             f"`revstats simulate --preset paper-main-track --out {store}` (or `revstats demo`)")
     try:
-        return _core.open_store(store)
+        ds = _core.open_store(store)
+    except CorruptStoreError as err:
+        raise click.UsageError(f"{store!r} is damaged: {err}") from None
     except SchemaError as err:
-        raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from err
+        raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from None
     except (FileNotFoundError, KeyError, ValueError, OSError) as err:
         raise click.UsageError(
             f"cannot open {store!r} as a revstats store ({type(err).__name__}: {err}); "
             "point STORE at the zarr directory written by `revstats simulate`, `capture` or "
-            "`ingest`") from err
+            "`ingest`") from None
+    return _complete_part(ds, store, allow_incomplete)
+
+
+def _complete_part(ds: Any, store: str, allow_incomplete: bool):
+    """Refuse an incomplete store (an interrupted writer), or keep its complete part."""
+    import json
+
+    import numpy as np
+
+    gap = ds.attrs.get("revstats_incomplete")
+    if not gap:
+        return ds
+    gap = json.loads(gap)
+    if not allow_incomplete:
+        raise click.UsageError(
+            f"{store!r}: {gap['message']}. Finish it first, or pass --allow-incomplete to analyse "
+            "its complete slabs only")
+    complete = np.asarray(ds["complete"].values, dtype=bool)
+    runs = complete.all(axis=1)
+    if runs.any():
+        dropped = [str(r) for r in ds["run"].values[~runs]]
+        ds = ds.isel(run=np.nonzero(runs)[0])
+        what = f"run(s) {', '.join(dropped[:8])}{' …' if len(dropped) > 8 else ''} left out"
+    else:
+        steps = complete.all(axis=0)
+        if not steps.any():
+            raise click.UsageError(f"{store!r}: no run has all of its slabs and no step is complete "
+                                   f"in every run: nothing to analyse. {gap['resume']}")
+        dropped = [str(int(x)) for x in ds["step"].values[~steps]]
+        ds = ds.isel(step=np.nonzero(steps)[0])
+        what = f"step(s) {', '.join(dropped[:8])}{' …' if len(dropped) > 8 else ''} left out"
+    _console(err=True).print(
+        f"[yellow]note:[/] --allow-incomplete: {gap['n_missing']} slab(s) missing; analysing "
+        f"the complete part only ({what}). {gap['resume']}", highlight=False)
+    return ds
 
 
 def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None):
@@ -78,6 +118,7 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from analysis.pipeline import MissingDataError, analyze
+    from revstats.errors import CorruptStoreError, SchemaError
     from revstats.scheduler import parse_scheduler, use_scheduler
 
     with contextlib.ExitStack() as stack:
@@ -96,6 +137,8 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
                            progress=lambda msg: prog.update(task, description=msg))
         except MissingDataError as err:
             raise click.UsageError(f"{store!r}: {err}") from err
+        except (CorruptStoreError, SchemaError) as err:  # found while reading the chunks
+            raise click.UsageError(f"{store!r} is damaged: {err}") from None
         except ValueError as err:
             if "`layers`" in str(err):
                 raise click.BadParameter(str(err), param_hint="--layer") from err
@@ -164,7 +207,7 @@ def _headline_tables(results: dict):
 @_common_options
 def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
                     ni_margin: float | None, n_resamples: int, confidence: float, seed: int,
-                    scheduler: str) -> None:
+                    scheduler: str, allow_incomplete: bool) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
 
     \b
@@ -176,7 +219,7 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
 
     from analysis.io import write_results
 
-    ds = _open(store)
+    ds = _open(store, allow_incomplete)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
                             scheduler)
     con = _console()
@@ -194,7 +237,8 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
               help="Directory for report.md, report.html, results.json and the PNG figures.")
 @_common_options
 def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin: float | None,
-                   n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
+                   n_resamples: int, confidence: float, seed: int, scheduler: str,
+                   allow_incomplete: bool) -> None:
     """Write the significance report for STORE into --out DIR.
 
     \b
@@ -206,7 +250,7 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
 
     from analysis.report import write_report
 
-    ds = _open(store)
+    ds = _open(store, allow_incomplete)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
                             scheduler)
     _warn_skipped(results)

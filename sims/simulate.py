@@ -190,10 +190,12 @@ def simulate_to_store(
     progress: Callable[[int], None] | None = None,
     write_progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
+    command: str | None = None,
 ) -> xr.Dataset:
     """Simulate a preset and write it to the store ``out`` (source="simulator").
 
-    Returns the in-memory Dataset that was written. ``runs`` is per arm.
+    Returns the in-memory Dataset that was written. ``runs`` is per arm. ``command`` (the
+    command line) goes into the provenance, so `revstats info` can say how to resume.
     """
     from revstats.store import check_writable, write_dataset
 
@@ -204,6 +206,8 @@ def simulate_to_store(
     check_writable(out, overwrite=overwrite, provenance=expected)
     ds = simulate(cfg, seed=seed, preset=preset, progress=progress)
     prov = json.loads(ds.attrs["provenance"])
+    if command:
+        prov["command"] = command
     write_dataset(ds, out, source="simulator", provenance=prov, overwrite=overwrite,
                   progress=write_progress)
     return ds

@@ -216,6 +216,7 @@ def capture_experiment(
             acts = capture(spec.path, f"{spec.run} step {spec.step}")
             writer.write_slab(spec.run, spec.step, acts)
             summary.written.append((spec.run, spec.step))
+        writer.finish()  # runs without a checkpoint at some step leave those slabs unplanned
     return summary
 
 

@@ -566,7 +566,6 @@ def _markdown_injection(p):
 
     from analysis.pipeline import AnalysisSettings, analyze
     from analysis.report import render_markdown
-
     from analysis.testing import make_synthetic_store
 
     ds = make_synthetic_store(layers=(MD_INJECTION,), runs_per_arm=3, steps=(0, 1, 2), seed=3)
@@ -577,6 +576,119 @@ def _markdown_injection(p):
     assert 'href="javascript' not in html and "<strong>b</strong>" not in html, html
     assert "L](javascript:alert(1))" in html  # shown as the literal id
     return "escaped: " + "L](javascript:alert(1))"
+
+
+def _finished_store(p: Path, *, steps=(0, 1), runs=("r0", "r1")) -> Path:
+    """A small finished schema-2 store: 2 runs x 2 steps, behaviour and task, witness."""
+    from revstats.store import create_store
+
+    rng = np.random.default_rng(0)
+    with create_store(p / "s.zarr", runs=list(runs), layers=["L0"], examples=["e0", "e1"],
+                      hidden=4, steps=list(steps), source="ingest", provenance={},
+                      task={"metric": "loss", "higher_is_better": False}) as w:
+        w.write_witness(rng.normal(size=(1, 2, 4)))
+        for r in runs:
+            for s in steps:
+                w.write_slab(r, s, rng.normal(size=(1, 2, 4)), behavior=[0.0, 1.0], task=1.0)
+        w.finish()
+    return p / "s.zarr"
+
+
+def _zarr_edit(store: Path, name: str, index, value, *, rebind: bool = True) -> None:
+    """Edit an array behind revstats' back (as an attacker would), optionally updating the
+    manifest digest too, so that only the value-domain check stands in the way."""
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r+", use_consolidated=False)
+    g[name][index] = value
+    if rebind and name in ("behavior", "task") and "digest" in g:
+        from revstats.store import _digest_index, _tail_digests
+
+        ri, si = index[0], index[1]
+        key = (ri, si, 0) if name == "behavior" else (ri, si)
+        k = _digest_index(g["digest"])[(name, key[2:])]
+        g["digest"][ri, si, k] = _tail_digests(str(store), g, name, [key])[0]
+    zarr.consolidate_metadata(str(store))
+
+
+def _edit_json(doc: Path, edit) -> None:
+    meta = json.loads(doc.read_text())
+    edit(meta)
+    doc.write_text(json.dumps(meta))
+
+
+def _copied_chunk(p, source="acts"):
+    import shutil
+
+    store = _finished_store(p)
+    src = store / ("acts/c/1/1/0/0/0" if source == "acts" else "witness/c/0/0/0")
+    shutil.copyfile(src, store / "acts/c/0/0/0/0/0")
+    return store
+
+
+def _read_acts_values(store):
+    from revstats.store import open_store
+
+    return open_store(store)["acts"].values
+
+
+def _fill_zero(p):
+    store = _finished_store(p)
+    for doc in (store / "acts" / "zarr.json",):
+        _edit_json(doc, lambda m: m.update(fill_value=0.0))
+    _edit_json(store / "zarr.json", lambda m: m["consolidated_metadata"]["metadata"]["acts"].update(fill_value=0.0))
+    (store / "acts/c/0/0/0/0/0").unlink()
+    return _read_acts_values(store)
+
+
+def _no_crc(p):
+    store = _finished_store(p)
+
+    def drop(m):
+        m["codecs"] = [c for c in m["codecs"] if c["name"] != "crc32c"]
+    _edit_json(store / "acts" / "zarr.json", drop)
+    _edit_json(store / "zarr.json", lambda m: drop(m["consolidated_metadata"]["metadata"]["acts"]))
+    return _read_acts_values(store)
+
+
+def _marker_vanished(p):
+    store = _finished_store(p)
+    _zarr_edit(store, "complete", (0, 1), False)
+    return _read_acts_values(store)
+
+
+def _consolidated_disagrees(p):
+    store = _finished_store(p)
+    _edit_json(store / "zarr.json", lambda m: m["consolidated_metadata"]["metadata"]["task"]["attributes"].update(higher_is_better=True))
+    return _read_acts_values(store)
+
+
+def _domain(p, name, index, value):
+    store = _finished_store(p)
+    _zarr_edit(store, name, index, value)
+    return _read_acts_values(store)
+
+
+def _task_attr(p):
+    import zarr
+
+    store = _finished_store(p)
+    zarr.open_array(str(store / "task"), mode="r+").attrs["higher_is_better"] = "no"
+    zarr.consolidate_metadata(str(store))
+    return _read_acts_values(store)
+
+
+def _interrupted(p) -> Path:
+    """A store whose writer stopped half way (as after Ctrl-C), with its resume command."""
+    from revstats.store import create_store
+
+    with create_store(p / "s.zarr", runs=["r0", "r1"], layers=["L0"], examples=["e0", "e1"],
+                      hidden=4, steps=[0, 1], source="ingest",
+                      provenance={"command": "revstats ingest log.npz --out s.zarr"}) as w:
+        w.write_witness(np.ones((1, 2, 4)))
+        w.write_slab("r0", 0, np.zeros((1, 2, 4)))
+        w.write_slab("r0", 1, np.ones((1, 2, 4)))
+    return p / "s.zarr"
 
 
 def _hostile_cases() -> list[Case]:
@@ -607,6 +719,85 @@ def _hostile_cases() -> list[Case]:
         Case("cli-info-check-fifo", "cli", "`revstats info --check` on a store with a FIFO chunk",
              lambda p: _cli("info", "--check", str(_hostile_chunk(p, "fifo"))), SystemExit,
              "not a regular file", cli=True),
+        Case("store-chunk-copied", "store",
+             "an acts chunk replaced by a copy of another slab's (valid checksum, wrong place)",
+             lambda p: _read_acts_values(_copied_chunk(p)), RevstatsError,
+             "run=r0 step=0 .*not the (chunk|one) written at this place"),
+        Case("store-witness-chunk-as-acts", "store",
+             "an acts chunk replaced by a copy of the witness chunk (same size)",
+             lambda p: _read_acts_values(_copied_chunk(p, "witness")), RevstatsError,
+             "run=r0 step=0 .*not the (chunk|one) written at this place"),
+        Case("store-fill-value-zero", "store", "`fill_value` edited to 0 and a chunk deleted",
+             _fill_zero, SchemaError, "`acts`: fill value 0.0 is not the schema's 'nan'"),
+        Case("store-no-crc-codec", "store", "the crc32c codec removed from `acts`",
+             _no_crc, SchemaError, "`acts`: its codecs .* have no crc32c checksum"),
+        Case("store-marker-vanished", "store", "a completion marker deleted in a finished store",
+             _marker_vanished, SchemaError, "run=r0 step=1: written .* completion marker vanished"),
+        Case("store-consolidated-disagrees", "store",
+             "consolidated metadata edited so it disagrees with the array's own zarr.json",
+             _consolidated_disagrees, SchemaError,
+             "`task`: the consolidated metadata .* disagree .* \\(in attributes\\)"),
+        Case("store-behavior-5", "store", "`behavior` value 5 (digest updated too)",
+             lambda p: _domain(p, "behavior", (0, 1, 0), 5.0), SchemaError,
+             "`behavior` has 1 outcomes other than 0, 1 or NaN"),
+        Case("store-behavior-half", "store", "`behavior` value 0.5 (digest updated too)",
+             lambda p: _domain(p, "behavior", (1, 0, 1), 0.5), SchemaError,
+             "`behavior` has 1 outcomes other than 0, 1 or NaN"),
+        Case("store-task-inf", "store", "`task` value Inf (digest updated too)",
+             lambda p: _domain(p, "task", (0, 0), np.inf), SchemaError, "`task` has 1 infinite"),
+        Case("store-steps-unsorted", "store", "`step` coordinate edited to 1, 0",
+             lambda p: _domain(p, "step", slice(None), [1, 0]), SchemaError,
+             "`step` is not strictly increasing"),
+        Case("store-steps-duplicated", "store", "`step` coordinate edited to 3, 3",
+             lambda p: _domain(p, "step", slice(None), [3, 3]), SchemaError,
+             "`step` is not strictly increasing"),
+        Case("store-steps-negative", "store", "`step` coordinate edited to -5, 1",
+             lambda p: _domain(p, "step", slice(None), [-5, 1]), SchemaError,
+             "`step` has values outside 0"),
+        Case("store-steps-huge", "store", "`step` coordinate edited to 0, 10**15",
+             lambda p: _domain(p, "step", slice(None), [0, 10**15]), SchemaError,
+             "`step` has values outside 0"),
+        Case("store-run-ids-duplicated", "store", "`run` coordinate edited to r0, r0",
+             lambda p: _domain(p, "run", slice(None), np.array(["r0", "r0"], dtype=object)),
+             SchemaError, "coordinate `run` has duplicated values"),
+        Case("store-higher-is-better-string", "store", "`task` attr `higher_is_better: \"no\"`",
+             _task_attr, SchemaError, "`higher_is_better` must be true or false, got 'no'"),
+        Case("store-write-higher-is-better-string", "store",
+             "create a store with `task={'higher_is_better': 'no'}`",
+             lambda p: _create(p, task={"metric": "loss", "higher_is_better": "no"}), ValueError,
+             "must be True or False, got 'no'"),
+        Case("store-write-unsorted-steps", "store", "create with steps 3, 1, 2",
+             lambda p: _create(p, steps=[3, 1, 2]), ValueError, "increasing training order"),
+        Case("store-write-huge-step", "store", "create with step 10**15",
+             lambda p: _create(p, steps=[0, 10**15]), ValueError, "`steps` has a step above"),
+        Case("store-append-earlier-step", "store", "append step 1 after step 5",
+             lambda p: _create(p, steps=[5]).write_slab("r0", 1, np.zeros((1, 2, 4))),
+             ValueError, "must come after the store's last step"),
+        Case("store-write-inf-task", "store", "write a slab with task = Inf",
+             lambda p: _create(p, task={"metric": "loss"}).write_slab("r0", 0, np.zeros((1, 2, 4)), task=np.inf),
+             ValueError, "`task` has infinite value"),
+        Case("ingest-unsorted-steps", "cli", "`revstats ingest --steps 3,1`",
+             lambda p: _cli("ingest", _good_log(p), "--out", str(p / "o.zarr"), "--acts-key", "acts",
+                            "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                            "--witness-dims", "layer,example,hidden", "--steps", "3,1"),
+             SystemExit, "increasing training order", cli=True),
+        Case("ingest-inf-task", "ingest", "an Inf task value in the logged file",
+             lambda p: _ingest(_good_log(p, task=np.array([[0.0, np.inf]])), p,
+                               task={"key": "task", "dims": ["run", "step"]}),
+             ValueError, "`task` has infinite value"),
+        Case("cli-analyze-copied-chunk", "cli", "`revstats analyze` of a store with a misplaced chunk",
+             lambda p: _cli("analyze", str(_copied_chunk(p))), SystemExit,
+             "is damaged: .*not the (chunk|one) written at this place", cli=True),
+        Case("cli-report-copied-chunk", "cli", "`revstats report` of a store with a misplaced chunk",
+             lambda p: _cli("report", str(_copied_chunk(p)), "--out", str(p / "rep")), SystemExit,
+             "is damaged: .*not the (chunk|one) written at this place", cli=True),
+        Case("cli-info-incomplete", "cli", "`revstats info` of an interrupted store",
+             lambda p: _cli("info", str(_interrupted(p))), SystemExit,
+             "incomplete: .*2 slab\\(s\\) not written .*rerunning exactly: revstats ingest log.npz",
+             cli=True),
+        Case("cli-analyze-incomplete", "cli", "`revstats analyze` of an interrupted store",
+             lambda p: _cli("analyze", str(_interrupted(p))), SystemExit,
+             "incomplete: .*revstats ingest log.npz .*--allow-incomplete", cli=True),
         Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
              lambda p: _cli("analyze", str(_hostile_chunk(p, "dev-zero"))), SystemExit,
              "symbolic link", cli=True),
