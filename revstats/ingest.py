@@ -127,6 +127,12 @@ def mapping_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike | 
         if f is not None and base_dir is not None and not Path(f).is_absolute():
             f = str(Path(base_dir) / f)
         dims = sec.get("dims")
+        if isinstance(dims, str):  # "run,step" (as on the command line), not characters
+            dims = [d.strip() for d in dims.split(",") if d.strip()]
+        elif dims is not None and (not isinstance(dims, (list, tuple))
+                                   or not all(isinstance(d, str) for d in dims)):
+            raise RevstatsError(f"mapping `{name}.dims` must be a list of axis names such as "
+                                f"[\"run\", \"step\"], got {dims!r}")
         attrs = {k: v for k, v in sec.items() if k not in ("key", "dims", "file")}
         return VariableMapping(sec.get("key"), tuple(dims) if dims is not None else None, f, attrs)
 
@@ -138,8 +144,14 @@ def mapping_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike | 
         witness=var("witness") or VariableMapping(),
         behavior=var("behavior"),
         task=var("task"),
-        coords={k: list(v) for k, v in coords.items()},
+        coords={k: _coord_list(k, v) for k, v in coords.items()},
     )
+
+
+def _coord_list(name: str, v: Any) -> list[Any]:
+    if isinstance(v, str) or not isinstance(v, (list, tuple)):
+        raise RevstatsError(f"mapping `coords.{name}` must be a list, got {v!r}")
+    return list(v)
 
 
 # --------------------------------------------------------------------------- readers
@@ -586,6 +598,11 @@ def ingest(
                             np.float32)
                     if "task" in bound:
                         kwargs["task"] = float(bound["task"].slab(fixed, ()))
+                        if not np.isfinite(kwargs["task"]):
+                            raise RevstatsError(
+                                f"`task` in {bound['task'].where} is {kwargs['task']} at run "
+                                f"{run!r} step {step}: logged task values must be finite; fix "
+                                "the log or drop the task mapping")
                     writer.write_slab(run, step, acts, **kwargs)
                     if progress is not None:
                         progress(1)

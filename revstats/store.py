@@ -143,9 +143,15 @@ def _check_ids(values: Sequence[Any], name: str, *, allow_empty: bool = False) -
 
 
 def _check_steps(steps: Sequence[int]) -> np.ndarray:
-    arr = np.asarray(list(steps))
+    try:
+        arr = np.asarray(list(steps))
+    except OverflowError:
+        raise ValueError(f"`steps` must be at most {MAX_STEP} (training steps)") from None
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"`steps` must be integers, got {arr.dtype}")
+    if arr.size and int(arr.max()) > MAX_STEP:
+        raise ValueError(f"`steps` has a step above {MAX_STEP} ({int(arr.max())}): steps are "
+                         "training steps, not timestamps")
     arr = arr.astype(np.int64)
     if np.any(arr < 0):
         raise ValueError("`steps` must be non-negative training steps")
@@ -184,6 +190,9 @@ def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) 
             f"`{name}` has values beyond the float16 range (|x| > {_F16_MAX:g}); storing them would "
             "overflow to inf. Create the store with dtype='float32' instead"
         )
+    from revstats._dtypes import warn_underflow
+
+    warn_underflow(arr, dtype, f"`{name}`")
     return arr.astype(dtype, copy=False)
 
 
@@ -723,7 +732,10 @@ def create_store(
     if seeds is not None:
         if len(seeds) != len(run_ids):
             raise ValueError(f"`seeds` needs one entry per run ({len(run_ids)}), got {len(seeds)}")
-        seed_arr = np.asarray(seeds, dtype=np.int64)
+        try:
+            seed_arr = np.asarray([int(x) for x in seeds], dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):
+            raise ValueError(f"`seeds` must be integers that fit 64 bits, got {list(seeds)[:4]}") from None
     if task is not None and "higher_is_better" in task and not isinstance(task["higher_is_better"], (bool, np.bool_)):
         raise ValueError(f"`task['higher_is_better']` must be True or False, got "
                          f"{task['higher_is_better']!r}: a string such as 'no' would read as true")

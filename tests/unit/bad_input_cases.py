@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
+from revstats.errors import DegenerateDataWarning, RevstatsError, RevstatsWarning, SchemaError
 
 RNG_SEED = 0
 H = 8
@@ -467,6 +467,12 @@ def _capture_cases() -> list[Case]:
     ]
 
 
+def intervals_bootstrap(x, *, confidence, n=100):
+    from revstats import intervals
+
+    return intervals.bootstrap_ci(x, "mean", n_resamples=n, confidence=confidence, rng=0)
+
+
 def _held_overwrite(p):
     from revstats.store import create_store, open_writer
 
@@ -691,6 +697,102 @@ def _interrupted(p) -> Path:
     return p / "s.zarr"
 
 
+def _no_warning(f):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return f()
+
+
+def _alignment_extreme(scale):
+    import revstats as rs
+
+    got = _no_warning(lambda: float(rs.alignment(_vec([scale, scale, 0.0]), _vec([scale, 0.0, 0.0]))))
+    assert abs(got - 2**-0.5) < 1e-12, got
+    return f"cos = {got:.6f}"
+
+
+def _adjust_nan():
+    from revstats import nulls
+
+    got = nulls.adjust_pvalues([0.01, np.nan, 0.04], method="holm")
+    assert np.isnan(got[1]) and np.allclose(got[[0, 2]], [0.02, 0.04]), got
+    return "NaN stays NaN and is not counted in m (documented)"
+
+
+def _tiny(path, **kw):
+    from revstats.capture._tiny import build_tiny_model
+
+    build_tiny_model("gpt2", path, **kw)
+    return path
+
+
+def _lora(p, base, *, seed=1):
+    import peft
+    import torch
+
+    from revstats.capture.checkpoints import load_causal_lm
+
+    torch.manual_seed(seed)
+    model = peft.get_peft_model(load_causal_lm(base), peft.LoraConfig(
+        r=2, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False))
+    model.save_pretrained(str(p / "adapter"))
+    return p / "adapter"
+
+
+def _lora_wrong_base(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    adapter = _lora(p, _tiny(p / "base_a", seed=0))
+    return load_causal_lm(adapter, adapter_base=_tiny(p / "base_b", seed=5))
+
+
+def _lora_other_width(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    adapter = _lora(p, _tiny(p / "base16", hidden=16))
+    return load_causal_lm(adapter, adapter_base=_tiny(p / "base32", hidden=32))
+
+
+def _truncated_weights(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    d = _tiny(p / "m")
+    f = d / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return load_causal_lm(d)
+
+
+def _probe_file(p, content: bytes, name="pr.jsonl"):
+    (p / name).write_bytes(content)
+    return _load_probes(p / name)
+
+
+def _bom_probes(p):
+    ps = _probe_file(p, b"\xef\xbb\xbf" + b'{"id": "a", "prompt_ids": [1, 2]}\n')
+    assert ps.ids == ["a"], ps.ids
+    return "accepted: " + ps.ids[0]
+
+
+def _long_probe(p):
+    _tiny(p / "m", seed=0)
+    _tiny(p / "runs" / "r0" / "checkpoint-1", seed=1)
+    (p / "pr.jsonl").write_text(json.dumps({"id": "long", "prompt_ids": [5] * 5000}) + "\n")
+    return _cli("capture", "--witness", str(p / "m"), "--aligned", str(p / "m"), "--runs",
+                str(p / "runs" / "*"), "--probes", str(p / "pr.jsonl"), "--layers", "0",
+                "--out", str(p / "o.zarr"), "--quiet")
+
+
+def _dims_string(p):
+    path = _ingest(_good_log(p), p, acts={"key": "acts", "dims": "run,step,layer,example,hidden"})
+    return "accepted as " + str(__import__("revstats").open_store(path)["acts"].dims)
+
+
+def _ingest_cli(p, *extra):
+    return _cli("ingest", _good_log(p), "--out", str(p / "o.zarr"), "--acts-key", "acts",
+                "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                "--witness-dims", "layer,example,hidden", *extra)
+
+
 def _hostile_cases() -> list[Case]:
     """Issue 14 (hostile stores, files and concurrent writers) and 19.1/19.3."""
     return [
@@ -798,6 +900,67 @@ def _hostile_cases() -> list[Case]:
         Case("cli-analyze-incomplete", "cli", "`revstats analyze` of an interrupted store",
              lambda p: _cli("analyze", str(_interrupted(p))), SystemExit,
              "incomplete: .*revstats ingest log.npz .*--allow-incomplete", cli=True),
+        Case("alignment-huge-norms", "geometry", "alignment of vectors with norms ~1e200",
+             lambda p: _alignment_extreme(1e200), None, "cos = 0.707107"),
+        Case("alignment-tiny-norms", "geometry", "alignment of vectors with norms ~1e-200",
+             lambda p: _alignment_extreme(1e-200), None, "cos = 0.707107"),
+        Case("bootstrap-confidence-needs-resamples", "intervals",
+             "99.999999% bootstrap interval from 100 resamples",
+             lambda p: intervals_bootstrap([1.0, 2, 3, 4, 5], confidence=0.99999999), ValueError,
+             "`confidence` 0.99999999 needs at least .* resamples"),
+        Case("bootstrap-confidence-few-resamples", "intervals",
+             "99% bootstrap interval from 150 resamples (about 0.8 beyond each end)",
+             lambda p: intervals_bootstrap([1.0, 2, 3, 4, 5], confidence=0.99, n=300),
+             DegenerateDataWarning, "its ends are unstable"),
+        Case("adjust-pvalues-nan", "nulls", "a NaN among the p-values to adjust",
+             lambda p: _adjust_nan(), None, "NaN stays NaN"),
+        Case("store-float32-underflow", "store", "float64 value 1e-320 written to a float32 store",
+             lambda p: _write(p, np.array([[[1e-320, 1.0, 1.0, 1.0]] * 2])), RevstatsWarning,
+             "below float32's smallest subnormal .* become 0"),
+        Case("ingest-float32-underflow", "ingest", "float64 log with values ~1e-320",
+             lambda p: _ingest(_good_log(p, acts=np.full((1, 2, 1, 3, 4), 1e-320)), p),
+             RevstatsWarning, "below float32's smallest subnormal"),
+        Case("cli-ingest-20-digit-steps", "cli", "`revstats ingest --steps` with a 20-digit step",
+             lambda p: _ingest_cli(p, "--steps", "0,12345678901234567890"), SystemExit,
+             "does not fit a 64-bit integer", cli=True),
+        Case("cli-ingest-huge-step", "cli", "`revstats ingest --steps 0,10**15`",
+             lambda p: _ingest_cli(p, "--steps", f"0,{10**15}"), SystemExit,
+             "`steps` has a step above", cli=True),
+        Case("cli-ingest-huge-seeds", "cli", "`revstats ingest --seeds` beyond 64 bits",
+             lambda p: _ingest_cli(p, "--seeds", str(10**30)), SystemExit,
+             "does not fit a 64-bit integer", cli=True),
+        Case("cli-ingest-out-is-file", "cli", "`revstats ingest --out` an existing file",
+             lambda p: (p / "f.zarr").write_text("x") and _cli(
+                 "ingest", _good_log(p), "--out", str(p / "f.zarr"), "--acts-key", "acts",
+                 "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                 "--witness-dims", "layer,example,hidden"), SystemExit,
+             "exists and is not a directory", cli=True),
+        Case("ingest-dims-string", "ingest", "mapping `dims = \"run,step,...\"` as one string",
+             _dims_string, None, "accepted as \\('run', 'step', 'layer', 'example', 'hidden'\\)"),
+        Case("capture-probes-not-utf8", "capture", "a probe file with a non-UTF-8 byte on line 2",
+             lambda p: _probe_file(p, b'{"prompt_ids": [1]}\n{"prompt": "caf\xe9"}\n'),
+             RevstatsError, "pr.jsonl:2: not UTF-8 text \\(byte 0xe9 at column 16\\)"),
+        Case("capture-probes-bom", "capture", "a probe file starting with a UTF-8 BOM",
+             _bom_probes, None, "accepted: a"),
+        Case("capture-probes-array-line", "capture", "a JSONL line that is an array",
+             lambda p: _probe_file(p, b"[1, 2, 3]\n"), RevstatsError,
+             "pr.jsonl:1: each line must be a JSON object .* got a JSON list"),
+        Case("capture-probes-deep-json", "capture", "a JSONL line nested 100,000 deep",
+             lambda p: _probe_file(p, b"[" * 100_000 + b"\n"), RevstatsError,
+             "pr.jsonl:1: JSON nested too deeply"),
+        Case("capture-probes-bad-token-ids", "capture", "`prompt_ids` holding a nested list",
+             lambda p: _probe_file(p, b'{"prompt_ids": [[1, 2]]}\n'), RevstatsError,
+             "`prompt_ids` must be a list of integer token ids"),
+        Case("capture-probe-longer-than-context", "cli",
+             "`revstats capture` with a 5000-token probe (context 64)", _long_probe, SystemExit,
+             "longer than the model's context of .* tokens: long \\(5000 tokens\\)", cli=True),
+        Case("capture-lora-wrong-base", "capture",
+             "a LoRA adapter applied to a base with other weights than the one it names",
+             _lora_wrong_base, RevstatsError, "names .* as its base, but .* whose weights differ"),
+        Case("capture-lora-other-width", "capture", "a LoRA adapter made for another width",
+             _lora_other_width, RevstatsError, "another architecture|do not fit"),
+        Case("capture-truncated-weights", "capture", "a truncated model.safetensors",
+             _truncated_weights, RevstatsError, "cannot load the model .*truncated"),
         Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
              lambda p: _cli("analyze", str(_hostile_chunk(p, "dev-zero"))), SystemExit,
              "symbolic link", cli=True),
@@ -834,7 +997,8 @@ def _outcome(case: Case) -> str:
     if case.cli:
         return "CLI error, exit status ≠ 0, no traceback"
     if issubclass(case.expect, Warning):
-        return f"warns `{case.expect.__name__}`, result NaN"
+        nan = ", result NaN" if case.area == "geometry" else ""
+        return f"warns `{case.expect.__name__}`{nan}"
     return f"raises `{case.expect.__name__}`"
 
 

@@ -21,7 +21,11 @@ OURS = ("/revstats/", "/sims/")
 def _needs(case):
     if case.area == "report":
         pytest.importorskip("markdown_it")
-    if case.area == "capture" and case.id not in ("capture-empty-probes", "capture-duplicate-probe-ids"):
+    if case.id.startswith("capture-lora"):
+        pytest.importorskip("peft")
+    if (case.area == "capture" and not case.id.startswith("capture-probes")
+            and case.id not in ("capture-empty-probes", "capture-duplicate-probe-ids")) or \
+            case.id == "capture-probe-longer-than-context":
         pytest.importorskip("torch")
         pytest.importorskip("transformers")
     if case.id in ("ingest-truncated-h5", "ingest-h5-strings") or case.id.startswith("ingest-h5-"):
