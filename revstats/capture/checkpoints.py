@@ -355,13 +355,13 @@ def _from_pretrained(p: Path, tdtype, adapter_base):
                 "`--adapter-base PATH` (usually the aligned model)"
             )
         _check_adapter_base(p, Path(base_path))
-        base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=tdtype)
+        base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=tdtype, trust_remote_code=False)
         model = PeftModel.from_pretrained(base, str(p)).merge_and_unload()
     else:
         if not (p / "config.json").is_file():
             raise RevstatsError(f"{p} has neither config.json nor adapter_config.json: not a "
                                 "Hugging Face model or adapter directory")
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=tdtype)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=tdtype, trust_remote_code=False)
     return model
 
 
@@ -369,7 +369,7 @@ def load_tokenizer(path: str | os.PathLike):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise RevstatsError(
             f"no tokenizer in {path}: save one beside the model or pass `--tokenizer DIR` "

@@ -76,7 +76,7 @@ def _check_context(probe_set: ProbeSet, model_dir: str) -> None:
     from transformers import AutoConfig
 
     try:
-        cfg = AutoConfig.from_pretrained(model_dir)
+        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError):
         return  # loading the model reports it
     ctx = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
@@ -94,7 +94,7 @@ def _check_context(probe_set: ProbeSet, model_dir: str) -> None:
 def _hidden_size(path: str) -> int:
     from transformers import AutoConfig
 
-    return int(AutoConfig.from_pretrained(path).hidden_size)
+    return int(AutoConfig.from_pretrained(path, trust_remote_code=False).hidden_size)
 
 
 def _free(model) -> None:

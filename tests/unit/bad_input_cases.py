@@ -762,6 +762,17 @@ def _truncated_weights(p):
     return load_causal_lm(d)
 
 
+def _remote_code_model(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    (p / "m").mkdir()
+    (p / "m" / "config.json").write_text(json.dumps({
+        "model_type": "mymodel", "architectures": ["MyModel"],
+        "auto_map": {"AutoConfig": "configuration_my.MyConfig",
+                     "AutoModelForCausalLM": "modeling_my.MyModel"}}))
+    return load_causal_lm(p / "m")
+
+
 def _probe_file(p, content: bytes, name="pr.jsonl"):
     (p / name).write_bytes(content)
     return _load_probes(p / name)
@@ -959,6 +970,8 @@ def _hostile_cases() -> list[Case]:
              _lora_wrong_base, RevstatsError, "names .* as its base, but .* whose weights differ"),
         Case("capture-lora-other-width", "capture", "a LoRA adapter made for another width",
              _lora_other_width, RevstatsError, "another architecture|do not fit"),
+        Case("capture-remote-code", "capture", "a model whose config needs its own Python code",
+             _remote_code_model, RevstatsError, "needs Python code shipped with it .*never enables"),
         Case("capture-truncated-weights", "capture", "a truncated model.safetensors",
              _truncated_weights, RevstatsError, "cannot load the model .*truncated"),
         Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
