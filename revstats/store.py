@@ -1348,6 +1348,8 @@ def _incomplete(g: zarr.Group, manifest: Any) -> dict[str, Any] | None:
 
     if manifest is not None:
         missing = manifest.missing()
+    elif g.attrs.get("finished"):  # a schema 1 store appended to by this revstats
+        missing = []
     else:  # schema 1: no `finished` attribute, every (run, step) slab is planned
         complete = np.asarray(_array(g, "complete")[...], dtype=bool)
         runs = [str(r) for r in _array(g, "run")[:]]
