@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from sims.organism.language import Sequences
+from revstats.sims.organism.language import Sequences
 
 __all__ = [
     "ActivationProjection",
