@@ -54,9 +54,9 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from revstats import blocking
-from revstats.training._probes import as_tensor, first_tensor, replace_first, resolve_module
 from revstats.capture.hooks import capture_modules
 from revstats.capture.probes import PROBE_POSITIONS, read_layers
+from revstats.training._probes import as_tensor, first_tensor, replace_first, resolve_module
 
 __all__ = [
     "ParameterDirections",

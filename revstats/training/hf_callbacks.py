@@ -24,8 +24,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from revstats.training import blocking as tb
 from revstats.monitor import MonitorConfig
+from revstats.training import blocking as tb
 from revstats.training.monitor import TorchMonitor
 
 __all__ = ["BlockingCallback", "ReversionMonitorCallback"]
