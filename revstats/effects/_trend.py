@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-from revstats._results import Effect
+from revstats.intervals._results import Effect
 
 EXACT_MAX_N = 100
 

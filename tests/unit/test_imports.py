@@ -13,7 +13,7 @@ HEAVY = ("torch", "click", "matplotlib", "sims", "analysis", "transformers", "pe
 
 def test_import_revstats_is_light():
     code = (
-        "import sys, revstats, revstats.store, revstats.schema\n"
+        "import sys, revstats, revstats.store, revstats.store.schema\n"
         f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )
