@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from revstats._lazy import scipy_stats as stats
 
 EXPECTATIONS = ("nominal", "conservative", "at most", "inflated", "undercover", "report")
 

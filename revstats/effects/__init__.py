@@ -11,8 +11,9 @@ import warnings
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import RNGLike, check_choice, check_confidence, normalize_rng
 from revstats.effects._trend import jonckheere_terpstra
 from revstats.errors import DegenerateDataWarning

@@ -12,8 +12,8 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import RNGLike, check_choice, check_confidence, check_dims, normalize_rng
 from revstats.errors import DegenerateDataWarning
 from revstats.intervals import _bootstrap as _bs
