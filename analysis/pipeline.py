@@ -486,7 +486,7 @@ def analyze(
         "details": details,
         "skipped": list(skipped),
     }
-    from analysis.paper import paper_table
+    from revstats.analysis.paper import paper_table
 
     results["paper_table"] = paper_table(results)
     return results

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.pipeline import AnalysisSettings, analyze
+from revstats.analysis.pipeline import AnalysisSettings, analyze
 
 GOLDEN = Path(__file__).parent / "golden"
 REGEN = os.environ.get("REVSTATS_REGEN_GOLDEN") == "1"
@@ -63,7 +63,7 @@ def _check(name: str, results: dict) -> None:
 
 
 def test_demo_store_results_are_fixed(tmp_path):
-    sims = pytest.importorskip("sims")
+    sims = pytest.importorskip("revstats.sims")
     from revstats.store import open_store
 
     store = tmp_path / "demo.zarr"
