@@ -35,6 +35,7 @@ MOVED_PRIVATE: dict[str, str] = {
     "revstats._proportions": "revstats.intervals._proportions",
     "revstats._summary": "revstats.intervals._summary",
     "revstats._results": "revstats.intervals._results",
+    "revstats._cluster_proportion": "revstats.intervals._cluster_proportion",
     "revstats._trend": "revstats.effects._trend",
     "revstats._calibration": "revstats.calibration",
     "revstats._coverage": "revstats.calibration._coverage",
