@@ -41,7 +41,7 @@ def capture_steps(ft_steps: int, every: int) -> list[int]:
     return steps
 
 
-def validate_setting(cfg: Any, cls: type, valid_kinds: Sequence[str]) -> None:
+def validate_setting(cfg: Any, cls: Any, valid_kinds: Sequence[str]) -> None:
     """Errors naming the field and the fix (shared by both settings)."""
     if not isinstance(cfg, cls):
         raise TypeError(f"`config` must be a {cls.__name__} (see the setting's PROFILES), got "
