@@ -96,7 +96,7 @@ class TraitConfig:
 
 PROFILES: dict[str, TraitConfig] = {
     "traits-tiny": TraitConfig(
-        seeds=(0, 1), hidden=32, n_heads=2, pretrain_examples=3000, pretrain_steps=150,
+        seeds=(0, 1), hidden=32, n_heads=2, pretrain_examples=2000, pretrain_steps=60,
         trait_examples=64, trait_steps=10, n_generate=200, ft_steps=4, capture_every=2,
         n_probes=16, n_anchors=8, n_task_eval=64),
     "traits": TraitConfig(),

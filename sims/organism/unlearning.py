@@ -103,7 +103,7 @@ class UnlearningConfig:
 
 PROFILES: dict[str, UnlearningConfig] = {
     "unlearning-tiny": UnlearningConfig(
-        seeds=(0, 1), hidden=32, n_heads=2, pretrain_examples=3000, pretrain_steps=150,
+        seeds=(0, 1), hidden=32, n_heads=2, pretrain_examples=2000, pretrain_steps=60,
         unlearn_examples=64, unlearn_steps=10, benign_examples=400, benign_eval=64, ft_steps=4,
         capture_every=2, n_probes=16, n_anchors=8),
     "unlearning": UnlearningConfig(),
