@@ -21,9 +21,9 @@ import dask.array
 import numpy as np
 import xarray as xr
 
-from analysis import _core
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
+from revstats.analysis import _core
 from revstats.errors import RevstatsError
 
 __all__ = [
@@ -377,7 +377,7 @@ def analyze(
         "details": details,
         "skipped": skipped,
     }
-    from analysis.paper import paper_table
+    from revstats.analysis.paper import paper_table
 
     results["paper_table"] = paper_table(results)
     return results

@@ -47,7 +47,7 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
     """
     import dataclasses
 
-    from sims.organism import PROFILES, run_organism, total_units
+    from revstats.sims.organism import PROFILES, run_organism, total_units
 
     cfg = PROFILES[profile] if profile in PROFILES else SETTING_PROFILES[profile].config
     if profile in SETTING_PROFILES:  # another setting: same command, its own run function
