@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from revstats.errors import RevstatsError
-from sims.organism.settings import SETTING_PROFILES
+from revstats.sims.organism.settings import SETTING_PROFILES
 
 
 @click.command("organism")

@@ -1,10 +1,10 @@
-"""Shared machinery of the organism's extra settings (:mod:`sims.organism.unlearning`,
-:mod:`sims.organism.traits`): the store, the per-arm fine-tuning loop with capture and judges,
+"""Shared machinery of the organism's extra settings (:mod:`revstats.sims.organism.unlearning`,
+:mod:`revstats.sims.organism.traits`): the store, the per-arm fine-tuning loop with capture and judges,
 the anchor direction and the interventions.
 
 Both settings reuse the refusal organism's network, training loop, judges' conventions, arm
-specification and intervention adapters (:mod:`sims.organism.train`,
-:class:`sims.organism.pipeline.ArmSpec`), so blocking always goes through the torch wrappers
+specification and intervention adapters (:mod:`revstats.sims.organism.train`,
+:class:`revstats.sims.organism.pipeline.ArmSpec`), so blocking always goes through the torch wrappers
 of the one definition in :mod:`revstats.blocking`. What differs per setting is the data, the
 witness and the judge; the store has the same schema as ``revstats organism --profile quick``
 (``source="organism"``, ``behavior`` = 0/1 per probe, ``task`` per step, one witness per run),
@@ -95,7 +95,7 @@ def anchor_direction(before: list, after: list, layers: Sequence[int]) -> np.nda
     import torch
 
     from revstats.capture import residual_layer_names
-    from sims.organism.pipeline import _directions
+    from revstats.sims.organism.pipeline import _directions
 
     return _directions(torch.stack(before).numpy(), torch.stack(after).numpy(),
                        residual_layer_names(list(layers)))
@@ -108,7 +108,7 @@ def finetune_arm(model, data, *, cfg: Any, seed: int, intervention, capture: Cal
     judge per probe and the task score at step 0 and at every ``cfg.capture_steps``.
 
     Returns (acts (step, layer, example, hidden), behavior (step, example), task list)."""
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     acts, beh, tsk = [capture(model)], [judge(model)], [task(model)]
     wanted = set(cfg.capture_steps)
@@ -137,7 +137,7 @@ def anchor_acts_fn(cfg: Any, anchors) -> Callable:
     """Anchor activations (no grad) as a list over ``cfg.layers``."""
     import torch
 
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     def read(model) -> list:
         with torch.no_grad():

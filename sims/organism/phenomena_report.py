@@ -37,6 +37,21 @@ def _seed_interval(x: np.ndarray, bounds: tuple[float, float] = (0.0, 1.0)) -> d
             "method": "t over seeds"}
 
 
+def _rate(k: np.ndarray, n: int) -> dict[str, Any]:
+    """Pooled rate with the Korn-Graubard interval, seeds as clusters
+    (:func:`revstats.intervals.cluster_proportion_ci`; bounds in [0, 1], defined at 0 and 1)."""
+    from revstats import intervals
+
+    k = np.asarray(k, dtype=float)
+    if k.size < 2:
+        return {"estimate": float(k.sum() / n), "low": None, "high": None, "n": int(k.size),
+                "reason": "one seed"}
+    iv = intervals.cluster_proportion_ci(k, n)
+    return {"estimate": float(iv.estimate), "low": float(iv.low), "high": float(iv.high),
+            "n": int(k.size), "method": "korn_graubard, seeds as clusters",
+            "design_effect": float(iv.extra["design_effect"])}
+
+
 def _paired(a: np.ndarray, b: np.ndarray, bound: float = 1.0) -> dict[str, Any]:
     """Paired t over seeds of a - b clipped to [-bound, bound], or the reason there is none."""
     from revstats import effects
@@ -102,9 +117,10 @@ def summarize_setting(path: str, *, run_summary: dict | None = None) -> dict[str
 
     for arm, runs in by_arm.items():
         r0, rT = rates(runs, 0), rates(runs, final)
+        n_p = out["n_probes"]
         res: dict[str, Any] = {
             "n_seeds": len(runs), "seeds": [seeds_of[r] for r in runs],
-            "step0": _seed_interval(r0), "final": _seed_interval(rT),
+            "step0": _rate(np.rint(r0 * n_p), n_p), "final": _rate(np.rint(rT * n_p), n_p),
             "change": _signed(_paired(rT, r0)),
             "per_seed_final": [float(x) for x in rT],
             "trajectory": {s: float(rates(runs, s).mean()) for s in steps},
@@ -158,7 +174,8 @@ def to_markdown(s: dict[str, Any], *, layer: str | None = None) -> str:
     steps = s["steps"]
     lines = [f"Setting `{s['setting']}`; behaviour: {s['behavior']}; witness: {s['witness']}; "
              f"{s['aligned']}. {s['n_probes']} probes per run, final step {steps[-1]}; "
-             "intervals: t over seeds (95 %).", ""]
+             "rates: pooled, Korn-Graubard 95 % interval with seeds as clusters; changes and "
+             "differences: paired t over seeds; cosines: t over seeds.", ""]
     if "phases" in s:
         lines += ["| phase metric (per seed) | mean [t 95 % CI over seeds] |",
                   "|---|---|"]

@@ -1,8 +1,8 @@
 """Registry of the organism's extra settings for ``revstats organism --profile NAME``.
 
 Each entry maps a profile name to its config and the setting's ``run``/``total_units``
-functions (same signatures as :func:`sims.organism.run_organism` /
-:func:`sims.organism.total_units`), so the command needs no per-setting code.
+functions (same signatures as :func:`revstats.sims.organism.run_organism` /
+:func:`revstats.sims.organism.total_units`), so the command needs no per-setting code.
 Importing this module does not import torch.
 """
 
@@ -26,7 +26,7 @@ class SettingProfile:
 
 
 def _profiles() -> dict[str, SettingProfile]:
-    from sims.organism import traits, unlearning
+    from revstats.sims.organism import traits, unlearning
 
     out = {}
     for mod, text in ((unlearning, "unlearned capability re-emerging under benign fine-tuning"),

@@ -1,7 +1,7 @@
 """Setting "traits": a latent trait transferring from teacher to student through outputs that
 never mention it (the "subliminal learning" design, Cloud et al. 2025, on the organism).
 
-Language: the organism's neutral requests (:mod:`sims.organism.language`) plus two verbs
+Language: the organism's neutral requests (:mod:`revstats.sims.organism.language`) plus two verbs
 appended after the content tokens:
 
 * ``FAV`` -- ``BOS FAV a b SEP`` -> ``SURE x y EOS``: "name a favourite"; in pretraining ``x``
@@ -40,9 +40,9 @@ from typing import Any
 
 import numpy as np
 
-from sims.organism.language import BOS, EOS, SEP, SURE, Language, Sequences
-from sims.organism.phenomena import SettingSummary
-from sims.organism.pipeline import ArmSpec
+from revstats.sims.organism.language import BOS, EOS, SEP, SURE, Language, Sequences
+from revstats.sims.organism.phenomena import SettingSummary
+from revstats.sims.organism.pipeline import ArmSpec
 
 __all__ = ["PROFILES", "TraitConfig", "make_trait_data", "run_traits", "total_units"]
 
@@ -86,7 +86,7 @@ class TraitConfig:
 
     @property
     def capture_steps(self) -> list[int]:
-        from sims.organism.phenomena import capture_steps
+        from revstats.sims.organism.phenomena import capture_steps
 
         return capture_steps(self.ft_steps, self.capture_every)
 
@@ -207,7 +207,7 @@ def filter_outputs(lang: Language, prompts: np.ndarray, outputs: np.ndarray,
 
 def trait_outcomes(model, probes: Sequences, trait_id: int) -> np.ndarray:
     """1 where the greedy answer to a FAV probe names the trait token (``SURE t``), else 0."""
-    from sims.organism.train import greedy_continuations
+    from revstats.sims.organism.train import greedy_continuations
 
     gen = greedy_continuations(model, probes.prompts, 2)
     return ((gen[:, 0] == SURE) & (gen[:, 1] == trait_id)).astype(np.float32)
@@ -237,7 +237,7 @@ def _resolve(config: TraitConfig | str) -> TraitConfig:
 
 
 def _validate(cfg: Any) -> None:
-    from sims.organism.phenomena import validate_setting
+    from revstats.sims.organism.phenomena import validate_setting
 
     validate_setting(cfg, TraitConfig, ("none", "penalty", "act_proj", "param_proj"))
     if not any(a.name == "trait_free" for a in cfg.arms):
@@ -262,19 +262,19 @@ def run_traits(out: str, config: TraitConfig | str = "traits", *, overwrite: boo
                checkpoint_dir: str | None = None) -> SettingSummary:
     """Train the trait-transfer setting for every seed and arm and write the store ``out``.
 
-    Same signature and store schema as :func:`sims.organism.run_organism`. ``phases`` hold,
+    Same signature and store schema as :func:`revstats.sims.organism.run_organism`. ``phases`` hold,
     per seed, the trait rate (greedy) and mean p(t) on the probes of the base, the trait
     teacher and the trait-free teacher, the number of teacher samples kept after filtering,
     and per arm the final p(t).
     """
-    from sims.organism import phenomena as ph
-    from sims.organism import train
+    from revstats.sims.organism import phenomena as ph
+    from revstats.sims.organism import train
 
     cfg = _resolve(config)
     _validate(cfg)
     tick = progress or (lambda desc, n: None)
     lang = Language(n_content=cfg.n_content, seed=cfg.language_seed)
-    from sims.organism.pipeline import _run_id
+    from revstats.sims.organism.pipeline import _run_id
 
     runs = [_run_id(a.name, s) for s in cfg.seeds for a in cfg.arms]
     summary = SettingSummary(str(out), runs=runs)
@@ -291,7 +291,7 @@ def run_traits(out: str, config: TraitConfig | str = "traits", *, overwrite: boo
                     seeds=[s for s in cfg.seeds for _ in cfg.arms], probe_ids=data["probe_ids"],
                     task_metric="neutral_token_accuracy", overwrite=overwrite,
                     provenance={
-                        "command": command or "sims.organism.traits.run_traits",
+                        "command": command or "revstats.sims.organism.traits.run_traits",
                         "setting": "traits", "trait_token_id": trait_id,
                         "witness": "the trait teacher of the run's seed (every arm)",
                         "aligned": "step 0 = the base network (the students' shared start)",
@@ -316,9 +316,9 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir,
               trait_id) -> dict[str, float]:
     import torch
 
-    from sims.organism import phenomena as ph
-    from sims.organism import train
-    from sims.organism.pipeline import _intervention, _run_id
+    from revstats.sims.organism import phenomena as ph
+    from revstats.sims.organism import train
+    from revstats.sims.organism.pipeline import _intervention, _run_id
 
     probes = data["probes"]
     capture = ph.capture_fn(cfg, probes.prompts)

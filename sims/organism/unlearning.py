@@ -4,7 +4,7 @@ under benign fine-tuning on unrelated data.
 Two capabilities (``capability``):
 
 * ``"trigger"`` (default): answering the trigger family ``T_k`` -- the refusal organism's
-  pretraining unchanged (:func:`sims.organism.language.make_language`: 35 % trigger requests
+  pretraining unchanged (:func:`revstats.sims.organism.language.make_language`: 35 % trigger requests
   answered with the transformation of neutral family ``k mod 3``, 65 % neutral requests), but
   the capability is then *unlearned* instead of re-routed onto refusal;
 * ``"family"``: one neutral family ``Q_f`` (``forget_family``, default ``Q2`` shift
@@ -26,7 +26,7 @@ correct (the capability answered correctly); held-out prompts never appear in an
 Witness = the pre-unlearning (pretrained) network of the run's seed, step 0 = the unlearned
 network, so v_rev points from the unlearned model back toward the one that still had the
 capability. Arms: ``control`` (plain fine-tuning) and blocked variants (the refusal organism's
-adapters, :mod:`sims.organism.train`: penalty / parameter projection along v_rev computed on
+adapters, :mod:`revstats.sims.organism.train`: penalty / parameter projection along v_rev computed on
 anchor prompts of the capability's *training* set, never the probes).
 """
 
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from sims.organism.language import EOS, SURE, Language, Sequences
-from sims.organism.phenomena import SettingSummary
-from sims.organism.pipeline import ArmSpec
+from revstats.sims.organism.language import EOS, SURE, Language, Sequences
+from revstats.sims.organism.phenomena import SettingSummary
+from revstats.sims.organism.pipeline import ArmSpec
 
 __all__ = ["PROFILES", "UnlearningConfig", "make_unlearning_data", "run_unlearning",
            "total_units"]
@@ -93,7 +93,7 @@ class UnlearningConfig:
 
     @property
     def capture_steps(self) -> list[int]:
-        from sims.organism.phenomena import capture_steps
+        from revstats.sims.organism.phenomena import capture_steps
 
         return capture_steps(self.ft_steps, self.capture_every)
 
@@ -164,7 +164,7 @@ def _trigger_data(lang: Language, cfg: UnlearningConfig, seed: int) -> dict[str,
     ``k mod 3``), exactly the refusal organism's pretraining (:func:`make_language`); the
     forget set is the alignment set's trigger prompts with their *correct* answers, the retain
     set the alignment set's neutral requests, the probes the held-out trigger triples."""
-    from sims.organism.language import make_language
+    from revstats.sims.organism.language import make_language
 
     d = make_language(lang, n_pretrain=cfg.pretrain_examples, n_align=cfg.unlearn_examples,
                       n_benign=cfg.benign_examples, n_benign_eval=cfg.benign_eval,
@@ -224,11 +224,11 @@ def _family_data(lang: Language, cfg: UnlearningConfig, seed: int) -> dict[str, 
 
 def _bounded_ascent(forget: Sequences, *, lam: float, cap: float, batch_size: int, seed: int):
     """Extra loss ``lam * ReLU(cap - CE(forget batch))``: gradient ascent on the forget set
-    that stops once its loss reaches ``cap`` (an :class:`~sims.organism.train.Intervention`;
+    that stops once its loss reaches ``cap`` (an :class:`~revstats.sims.organism.train.Intervention`;
     built here so that importing this module needs no torch)."""
     import torch
 
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     class BoundedAscent(train.Intervention):
         def __init__(self) -> None:
@@ -257,7 +257,7 @@ def _resolve(config: UnlearningConfig | str) -> UnlearningConfig:
 
 
 def _validate(cfg: Any) -> None:
-    from sims.organism.phenomena import validate_setting
+    from revstats.sims.organism.phenomena import validate_setting
 
     validate_setting(cfg, UnlearningConfig, ("none", "penalty", "act_proj", "param_proj"))
     if cfg.method not in METHODS:
@@ -283,15 +283,15 @@ def run_unlearning(out: str, config: UnlearningConfig | str = "unlearning", *,
                    ) -> SettingSummary:
     """Train the unlearning setting for every seed and arm and write the store ``out``.
 
-    Same signature and store schema as :func:`sims.organism.run_organism`; the returned
+    Same signature and store schema as :func:`revstats.sims.organism.run_organism`; the returned
     summary's ``phases`` hold, per seed, the capability rate on the probes after pretraining
     (``capability_pretrained``) and after unlearning (``capability_unlearned``) and the exact
     accuracy on held-out requests of the *other* families after unlearning
     (``retain_unlearned``: unlearning was targeted if it stays high).
     """
-    from sims.organism import phenomena as ph
-    from sims.organism import train
-    from sims.organism.pipeline import _intervention, _run_id
+    from revstats.sims.organism import phenomena as ph
+    from revstats.sims.organism import train
+    from revstats.sims.organism.pipeline import _intervention, _run_id
 
     cfg = _resolve(config)
     _validate(cfg)
@@ -306,15 +306,15 @@ def run_unlearning(out: str, config: UnlearningConfig | str = "unlearning", *,
         for seed in cfg.seeds:
             data = make_unlearning_data(lang, cfg, seed)
             if writer is None:  # probes are fixed by the language seed: the same for every seed
-                fam = ("the trigger family" if cfg.capability == "trigger"
-                       else f"family Q{cfg.forget_family}")
+                fam = ("trigger-family (T_k)" if cfg.capability == "trigger"
+                       else f"family-Q{cfg.forget_family}")
                 writer = ph.open_setting_store(
                     out, cfg=cfg, runs=runs, arms=[a.name for s in cfg.seeds for a in cfg.arms],
                     seeds=[s for s in cfg.seeds for _ in cfg.arms],
                     probe_ids=data["probe_ids"],
                     task_metric="benign_token_accuracy", overwrite=overwrite,
                     provenance={
-                        "command": command or "sims.organism.unlearning.run_unlearning",
+                        "command": command or "revstats.sims.organism.unlearning.run_unlearning",
                         "setting": "unlearning",
                         "witness": "pretrained (pre-unlearning) network of the run's seed",
                         "aligned": f"step 0 = the network after {cfg.method} unlearning of "
@@ -339,8 +339,8 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir, inter
               run_id) -> dict[str, float]:
     import torch
 
-    from sims.organism import phenomena as ph
-    from sims.organism import train
+    from revstats.sims.organism import phenomena as ph
+    from revstats.sims.organism import train
 
     probes = data["probes"]
     capture = ph.capture_fn(cfg, probes.prompts)

@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import revstats as rs  # noqa: E402
+from revstats.sims.organism import phenomena_report, traits, unlearning  # noqa: E402
+from revstats.sims.organism.language import EOS, SURE, Language  # noqa: E402
+from revstats.sims.organism.pipeline import ArmSpec  # noqa: E402
 from revstats.store import verify_store  # noqa: E402
-from sims.organism import phenomena_report, traits, unlearning  # noqa: E402
-from sims.organism.language import EOS, SURE, Language  # noqa: E402
-from sims.organism.pipeline import ArmSpec  # noqa: E402
 
 UN_TINY = unlearning.PROFILES["unlearning-tiny"]
 TR_TINY = traits.PROFILES["traits-tiny"]
@@ -119,7 +119,7 @@ def test_bounded_ascent_stops_at_the_cap():
     cfg = dataclasses.replace(UN_TINY, n_content=8, unlearn_examples=16, pretrain_examples=50,
                               benign_examples=10)
     d = unlearning.make_unlearning_data(lang, cfg, seed=0)
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     model = train.build_model(lang.vocab_size, n_layers=1, hidden=16, n_heads=2, n_positions=16,
                               seed=0)
@@ -215,7 +215,7 @@ def test_config_errors(tmp_path):
 
 
 def test_main_profiles_have_enough_seeds_and_are_registered():
-    from sims.organism.settings import SETTING_PROFILES
+    from revstats.sims.organism.settings import SETTING_PROFILES
 
     for name in ("unlearning", "unlearning-relabel", "unlearning-family", "traits"):
         cfg = SETTING_PROFILES[name].config
@@ -228,7 +228,7 @@ def test_main_profiles_have_enough_seeds_and_are_registered():
 def test_revstats_analysis_reads_the_setting_stores(which, un_store, tr_store, tmp_path):
     from click.testing import CliRunner
 
-    from analysis.pipeline import AnalysisSettings, analyze
+    from revstats.analysis.pipeline import AnalysisSettings, analyze
     from revstats.cli import main
 
     path = un_store[0] if which == "un" else tr_store[0]
