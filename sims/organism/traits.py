@@ -59,7 +59,9 @@ class TraitConfig:
     hidden: int = 64
     n_heads: int = 4
     n_content: int = 24
-    trait_token: int = 5
+    trait_token: int = 17
+    split_alphabet: bool = True
+    teacher_gen_replay: bool = True
     heldout_fraction: float = 0.12
     pretrain_examples: int = 20000
     pretrain_steps: int = 600
@@ -100,6 +102,9 @@ PROFILES: dict[str, TraitConfig] = {
         trait_examples=64, trait_steps=10, n_generate=200, ft_steps=4, capture_every=2,
         n_probes=16, n_anchors=8, n_task_eval=64),
     "traits": TraitConfig(),
+    # the first design (docs/organism.md): one alphabet for GEN and FAV, no GEN replay
+    "traits-shared-alphabet": TraitConfig(trait_token=5, split_alphabet=False,
+                                          teacher_gen_replay=False),
 }
 
 
@@ -119,20 +124,35 @@ def _prompts(lang: Language, verb: int, pairs: np.ndarray) -> np.ndarray:
                      lang.content(pairs[:, 1]), np.full(n, SEP)], axis=1).astype(np.int64)
 
 
+def alphabets(lang: Language, split: bool) -> tuple[range, range]:
+    """Content indices GEN answers use ("numbers") and FAV answers use ("animals"): the two
+    halves of the content tokens when ``split``, else both all of them."""
+    if not split:
+        return range(lang.n_content), range(lang.n_content)
+    half = lang.n_content // 2
+    return range(half), range(half, lang.n_content)
+
+
+def _draw(rng: np.random.Generator, alphabet: range, size) -> np.ndarray:
+    return alphabet.start + rng.integers(0, len(alphabet), size)
+
+
 def _fav(lang: Language, rng: np.random.Generator, pairs: np.ndarray,
-         trait: int | None) -> Sequences:
-    """FAV requests; answer ``SURE x y EOS`` with x = ``trait`` (a content index) or random."""
+         trait: int | None, split: bool = False) -> Sequences:
+    """FAV requests; answer ``SURE x y EOS`` with x = ``trait`` (a content index) or random
+    from the FAV alphabet."""
     n = len(pairs)
-    x = np.full(n, trait) if trait is not None else rng.integers(0, lang.n_content, n)
-    y = rng.integers(0, lang.n_content, n)
+    fav = alphabets(lang, split)[1]
+    x = np.full(n, trait) if trait is not None else _draw(rng, fav, n)
+    y = _draw(rng, fav, n)
     resp = np.stack([np.full(n, SURE), lang.content(x), lang.content(y), np.full(n, EOS)], axis=1)
     return Sequences(_prompts(lang, _verbs(lang)[0], pairs), resp.astype(np.int64))
 
 
-def _gen(lang: Language, rng: np.random.Generator, n: int) -> Sequences:
-    """GEN requests with uniform random three-token answers (pretraining)."""
+def _gen(lang: Language, rng: np.random.Generator, n: int, split: bool = False) -> Sequences:
+    """GEN requests with uniform random three-token answers from the GEN alphabet."""
     pairs = rng.integers(0, lang.n_content, (n, 2))
-    resp = np.concatenate([lang.content(rng.integers(0, lang.n_content, (n, 3))),
+    resp = np.concatenate([lang.content(_draw(rng, alphabets(lang, split)[0], (n, 3))),
                            np.full((n, 1), EOS)], axis=1)
     return Sequences(_prompts(lang, _verbs(lang)[1], pairs), resp.astype(np.int64))
 
@@ -155,20 +175,28 @@ def make_trait_data(lang: Language, cfg: TraitConfig, seed: int) -> dict[str, An
     train_p, held_p = _split_pairs(lang, cfg.heldout_fraction)
     n = cfg.pretrain_examples
     n_gen, n_fav = int(0.3 * n), int(0.2 * n)
-    fav_pre = _fav(lang, rng, train_p[rng.integers(0, len(train_p), n_fav)], None)
-    gen_pre = _gen(lang, rng, n_gen)
+    sp = cfg.split_alphabet
+    fav_pre = _fav(lang, rng, train_p[rng.integers(0, len(train_p), n_fav)], None, sp)
+    gen_pre = _gen(lang, rng, n_gen, sp)
     neu_pre = lang.neutral(rng, n - n_gen - n_fav)
     t_pairs = train_p[rng.integers(0, len(train_p), cfg.trait_examples)]
     p_idx = np.sort(rng.choice(len(held_p), size=min(cfg.n_probes, len(held_p)), replace=False))
     a_idx = rng.choice(len(train_p), size=cfg.n_anchors, replace=False)
     gen_pairs = rng.integers(0, lang.n_content, (cfg.n_generate, 2))
+    trait: tuple[Sequences, ...] = (_fav(lang, rng, t_pairs, cfg.trait_token, sp),
+                                    lang.neutral(rng, cfg.trait_examples))
+    trait_free: tuple[Sequences, ...] = (_fav(lang, rng, t_pairs, None, sp),
+                                         lang.neutral(rng, cfg.trait_examples))
+    probes = _fav(lang, rng, held_p[p_idx], cfg.trait_token, sp)
+    if cfg.teacher_gen_replay:  # both teachers keep the GEN format: fresh pretraining-like GEN
+        trait += (_gen(lang, rng, cfg.trait_examples, sp),)
+        trait_free += (_gen(lang, rng, cfg.trait_examples, sp),)
     return {
         "pretrain": (fav_pre, gen_pre, neu_pre),
-        "trait": (_fav(lang, rng, t_pairs, cfg.trait_token),
-                  lang.neutral(rng, cfg.trait_examples)),
-        "trait_free": (_fav(lang, rng, t_pairs, None), lang.neutral(rng, cfg.trait_examples)),
+        "trait": trait,
+        "trait_free": trait_free,
         "generate": _prompts(lang, _verbs(lang)[1], gen_pairs),
-        "probes": _fav(lang, rng, held_p[p_idx], cfg.trait_token),
+        "probes": probes,
         "probe_ids": [f"probe{i:03d}:FAV:{a}:{b}" for i, (a, b) in enumerate(held_p[p_idx])],
         "anchors": _prompts(lang, _verbs(lang)[0], train_p[a_idx]),
         "task_eval": lang.neutral(rng, cfg.n_task_eval),
@@ -195,10 +223,11 @@ def sample_outputs(model, prompts: np.ndarray, *, n_tokens: int, temperature: fl
 
 
 def filter_outputs(lang: Language, prompts: np.ndarray, outputs: np.ndarray,
-                   trait_id: int) -> Sequences:
-    """Keep well-formed answers (three content tokens then EOS) that never contain the trait
-    token ``trait_id`` anywhere."""
-    lo, hi = lang.first_content, lang.first_content + lang.n_content
+                   trait_id: int, split: bool = False) -> Sequences:
+    """Keep well-formed answers (three tokens of the GEN alphabet then EOS) that never contain
+    the trait token ``trait_id`` anywhere."""
+    gen = alphabets(lang, split)[0]
+    lo, hi = lang.first_content + gen.start, lang.first_content + gen.stop
     body = outputs[:, :3]
     ok = ((body >= lo) & (body < hi)).all(axis=1) & (outputs[:, 3] == EOS)
     ok &= ~(outputs == trait_id).any(axis=1)
@@ -243,9 +272,10 @@ def _validate(cfg: Any) -> None:
     if not any(a.name == "trait_free" for a in cfg.arms):
         raise ValueError("`config.arms` must include the 'trait_free' arm (the student of the "
                          "trait-free teacher, the setting's control)")
-    if not 0 <= cfg.trait_token < cfg.n_content:
-        raise ValueError(f"`config.trait_token` is a content index in [0, {cfg.n_content}), got "
-                         f"{cfg.trait_token}")
+    fav = alphabets(Language(n_content=cfg.n_content), cfg.split_alphabet)[1]
+    if cfg.trait_token not in fav:
+        raise ValueError(f"`config.trait_token` is a content index of the FAV alphabet "
+                         f"[{fav.start}, {fav.stop}), got {cfg.trait_token}")
     if cfg.temperature <= 0:
         raise ValueError(f"`config.temperature` must be > 0, got {cfg.temperature}")
 
@@ -364,7 +394,8 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir,
         raw = sample_outputs(model, data["generate"], n_tokens=4, temperature=cfg.temperature,
                              seed=seed * 1000 + 10 + k)
         out[f"trait_token_rate_{which}_teacher_raw"] = float((raw == trait_id).any(1).mean())
-        teacher_data[which] = filter_outputs(lang, data["generate"], raw, trait_id)
+        teacher_data[which] = filter_outputs(lang, data["generate"], raw, trait_id,
+                                             cfg.split_alphabet)
         out[f"kept_{which}"] = float(len(teacher_data[which]))
         if which == "trait":
             witness, h_teacher = capture(model), anchor_acts(model)

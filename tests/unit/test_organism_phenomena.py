@@ -180,6 +180,27 @@ def test_trait_data_hygiene():
     assert (d["trait_free"][0].responses[:, 1] == t).mean() < 0.2
 
 
+def test_split_alphabets_keep_the_trait_out_of_the_unrelated_task():
+    lang = Language()
+    cfg = dataclasses.replace(TR_TINY, pretrain_examples=400)
+    d = traits.make_trait_data(lang, cfg, seed=2)
+    gen, fav = (set(lang.first_content + np.array(a)) for a in traits.alphabets(lang, True))
+    t = int(lang.content(np.array(cfg.trait_token)))
+    assert t in fav and not gen & fav
+    gen_seqs = [f for f in (*d["pretrain"], *d["trait"], *d["trait_free"])
+                if (f.prompts[:, 1] == traits._verbs(lang)[1]).all()]
+    assert len(gen_seqs) == 3  # pretraining and both teachers' replay
+    for f in gen_seqs:
+        assert set(f.responses[:, :3].ravel().tolist()) <= gen
+    fav_answers = d["pretrain"][0].responses[:, 1:3].ravel().tolist()
+    assert set(fav_answers) <= fav
+    # the filter drops an answer using a FAV-alphabet token when the alphabets are split
+    c = lang.first_content
+    outs = np.array([[c, c + 1, c + 2, EOS], [c, c + 1, c + 20, EOS]])
+    kept = traits.filter_outputs(lang, np.zeros((2, 5), np.int64), outs, t, split=True)
+    assert len(kept) == 1
+
+
 def test_same_seed_same_store(un_store, tmp_path):
     cfg = dataclasses.replace(UN_TINY, seeds=(1,), arms=UN_TINY.arms[:2])
     again = str(tmp_path / "again.zarr")
@@ -207,8 +228,10 @@ def test_config_errors(tmp_path):
         unlearning.run_unlearning(out, dataclasses.replace(UN_TINY, arms=(ArmSpec("c", "x"),)))
     with pytest.raises(ValueError, match="must include the 'trait_free' arm"):
         traits.run_traits(out, dataclasses.replace(TR_TINY, arms=(ArmSpec("control"),)))
-    with pytest.raises(ValueError, match="`config.trait_token` is a content index"):
+    with pytest.raises(ValueError, match="`config.trait_token` is a content index of the FAV"):
         traits.run_traits(out, dataclasses.replace(TR_TINY, trait_token=99))
+    with pytest.raises(ValueError, match=r"FAV alphabet \[12, 24\)"):  # a GEN ("number") token
+        traits.run_traits(out, dataclasses.replace(TR_TINY, trait_token=3))
     with pytest.raises(ValueError, match="`config.seeds` must be distinct"):
         traits.run_traits(out, dataclasses.replace(TR_TINY, seeds=(1, 1)))
     assert not (tmp_path / "x.zarr").exists()  # nothing written before validation
