@@ -48,8 +48,8 @@ def _console(err: bool = False):
 
 
 def _open(store: str):
-    from revstats.analysis import _core
     from revstats.errors import SchemaError
+    from revstats.store import open_store
 
     is_url = "://" in store
     if not is_url and not Path(store).exists():
@@ -57,7 +57,7 @@ def _open(store: str):
             f"no store at {store!r}: check the path, or make one with "
             f"`revstats simulate --preset paper-main-track --out {store}` (or `revstats demo`)")
     try:
-        return _core.open_store(store)
+        return open_store(store)
     except SchemaError as err:
         raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from err
     except (FileNotFoundError, KeyError, ValueError, OSError) as err:

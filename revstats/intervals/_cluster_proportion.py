@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from revstats._results import Interval
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import check_confidence
+from revstats.intervals._results import Interval
 
 __all__ = ["cluster_proportion_ci"]
 
