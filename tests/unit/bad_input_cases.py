@@ -101,7 +101,7 @@ def _npz(path: Path, **arrays) -> str:
 
 
 def _ingest(src, out, **mapping):
-    from revstats.ingest import ingest
+    from revstats.store.ingest import ingest
 
     mp = {"acts": {"key": "acts", "dims": ["run", "step", "layer", "example", "hidden"]},
           "witness": {"key": "base", "dims": ["layer", "example", "hidden"]}}
@@ -570,9 +570,9 @@ def _markdown_injection(p):
     """A legal layer id that is Markdown markup: report.md must render it as literal text."""
     from markdown_it import MarkdownIt
 
-    from analysis.pipeline import AnalysisSettings, analyze
-    from analysis.report import render_markdown
-    from analysis.testing import make_synthetic_store
+    from revstats.analysis.pipeline import AnalysisSettings, analyze
+    from revstats.analysis.report import render_markdown
+    from revstats.analysis.testing import make_synthetic_store
 
     ds = make_synthetic_store(layers=(MD_INJECTION,), runs_per_arm=3, steps=(0, 1, 2), seed=3)
     with warnings.catch_warnings():
@@ -897,7 +897,7 @@ def _hostile_cases() -> list[Case]:
         Case("ingest-inf-task", "ingest", "an Inf task value in the logged file",
              lambda p: _ingest(_good_log(p, task=np.array([[0.0, np.inf]])), p,
                                task={"key": "task", "dims": ["run", "step"]}),
-             ValueError, "`task` has infinite value"),
+             RevstatsError, "`task` in .*log.npz is inf at run 'run0' step 1: logged task values must be finite"),
         Case("cli-analyze-copied-chunk", "cli", "`revstats analyze` of a store with a misplaced chunk",
              lambda p: _cli("analyze", str(_copied_chunk(p))), SystemExit,
              "is damaged: .*not the (chunk|one) written at this place", cli=True),
