@@ -23,9 +23,9 @@ def info(store: str, check: bool, as_json: bool) -> None:
     the message gives the command that resumes it).
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
-    from rich.markup import escape
 
     from revstats.store import describe_store, verify_store
 
