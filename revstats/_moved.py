@@ -21,7 +21,29 @@ MOVED: dict[str, str] = {
     "revstats.torch_blocking": "revstats.training.blocking",
     "revstats.torch_monitor": "revstats.training.monitor",
     "revstats.hf_callbacks": "revstats.training.hf_callbacks",
+    "revstats.schema": "revstats.store.schema",
+    "revstats.ingest": "revstats.store.ingest",
 }
+# Private modules regrouped into their concept's package (issue 15.3). Not public API: these
+# aliases only keep code written against the old layout working while branches merge; remove
+# them once nothing in the repository warns.
+MOVED_PRIVATE: dict[str, str] = {
+    "revstats._np_geometry": "revstats.geometry._np",
+    "revstats._null_types": "revstats.nulls._types",
+    "revstats._cosine_law": "revstats.nulls._cosine_law",
+    "revstats._bootstrap": "revstats.intervals._bootstrap",
+    "revstats._proportions": "revstats.intervals._proportions",
+    "revstats._summary": "revstats.intervals._summary",
+    "revstats._results": "revstats.intervals._results",
+    "revstats._cluster_proportion": "revstats.intervals._cluster_proportion",
+    "revstats._trend": "revstats.effects._trend",
+    "revstats._calibration": "revstats.calibration",
+    "revstats._coverage": "revstats.calibration._coverage",
+    "revstats._chunkio": "revstats.store._chunkio",
+    "revstats._dtypes": "revstats.store._dtypes",
+    "revstats._torch_probes": "revstats.training._probes",
+}
+_ALL = {**MOVED, **MOVED_PRIVATE}
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -42,7 +64,7 @@ class _AliasLoader(importlib.abc.Loader):
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
-        new = MOVED.get(fullname)
+        new = _ALL.get(fullname)
         if new is None:
             return None
         return importlib.util.spec_from_loader(fullname, _AliasLoader(new))

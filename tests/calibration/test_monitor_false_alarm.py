@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from revstats._calibration import monitor_false_alarms
+from revstats.calibration import monitor_false_alarms
 from revstats.monitor import ReversionMonitor, build_config
 
 pytestmark = pytest.mark.slow

@@ -21,10 +21,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from revstats._results import Effect, Interval
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import check_confidence
+from revstats.intervals._results import Effect, Interval
 
 __all__ = ["cluster_proportion_ci", "cluster_rate_comparison"]
 
@@ -116,8 +116,6 @@ def cluster_rate_comparison(k1: Any, n1: Any, k2: Any, n2: Any, *,
     ``standard_error`` (log scale for the ratio), ``method`` naming the measure,
     ``n`` = ((C1, N1), (C2, N2)) and ``extra["df"]``.
     """
-    from scipy import stats as _st
-
     if measure not in ("difference", "ratio"):
         raise ValueError(f"`measure` must be 'difference' or 'ratio', got {measure!r}")
     a_k, a_n, conf = _validate(k1, n1, confidence)
@@ -138,10 +136,10 @@ def cluster_rate_comparison(k1: Any, n1: Any, k2: Any, n2: Any, *,
                          "variance; report the rates themselves")
     df = var**2 / (u1**2 / (a_k.size - 1) + u2**2 / (b_k.size - 1))
     se = float(np.sqrt(var))
-    tq = float(_st.t.ppf(0.5 + conf / 2, df))
+    tq = float(stats.t.ppf(0.5 + conf / 2, df))
     lo, hi = est - tq * se, est + tq * se
     tstat = est / se
-    pvalue = float(2 * _st.t.sf(abs(tstat), df))
+    pvalue = float(2 * stats.t.sf(abs(tstat), df))
     if measure == "ratio":
         est, lo, hi = float(np.exp(est)), float(np.exp(lo)), float(np.exp(hi))
         method = "cluster risk ratio (runs as clusters, log scale, Welch t)"
