@@ -179,8 +179,6 @@ def conclusion(results: dict) -> str:
 def _sections(results: dict, figs: list[dict]) -> list[_Section]:
     st = results["store"]
     se = results["settings"]
-    conf = int(round(100 * se["confidence"]))
-    alpha = 1 - se["confidence"]
     out: list[_Section] = [_Section("Conclusion", [conclusion(results)])]
     overview = _Section("Store and settings")
     overview.tables.append(_Table(["field", "value"], [
@@ -220,116 +218,8 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
     out.append(sec)
 
     for layer in se["layers"]:
-        h = results["headline"]["layers"][layer]
-        d = results["details"]["layers"][layer]
-        sec = _Section(f"Layer {layer}")
-        rows = []
-        for arm, e in h["arms"].items():
-            first = next((r for r in e["alignment"] if r["step"] > 0), None)
-            s20 = next((r for r in e["alignment"] if r["step"] == 20), None)
-            rows.append([arm, str(e["n_runs"]), _ci(first), _ci(s20), _ci(e["final_alignment"]),
-                         _ci(e["final_alignment_debiased"]),
-                         _ci(e["behavior_rate"], 100, "{:.1f}"), _ci(e["task"], fmt="{:.3g}")])
-        beh_method = next((e["behavior_rate"]["method"] for e in h["arms"].values()
-                           if e.get("behavior_rate")), None)
-        align_method = _interval_method(next(iter(h["arms"].values()))["final_alignment"])
-        sec.paragraphs.append(
-            f"Alignment cos(drift, v_rev): mean ± sd across runs [{conf}% "
-            + (f"interval: {align_method}" if align_method else "t interval of the mean")
-            + "]; debiased = cross-fitted over probe halves."
-            + (f" Behaviour rate in %: mean ± sd across runs [{beh_method}]; the pooled "
-               "Wilson interval, which treats probes as independent, is in results.json "
-               "(pooled_ci)." if beh_method else ""))
-        sec.tables.append(_Table(
-            ["arm", "runs", "first update", "step 20", "final", "final (debiased)",
-             "behaviour %", "task"], rows))
-        out.append(sec)
-        sec = _Section(f"Layer {layer}: nulls")
-        nrows = []
-        notes_null = []
-        for arm, e in h["arms"].items():
-            for name, n in e["null_p99"].items():
-                nrows.append([arm, _NULL_LABEL.get(name, name), _f(n["p99"]),
-                              f"{n['n_above']} of {n['n_pairs']}",
-                              f"{n['n_above_first_step']} of {n['n_runs_first_step']}",
-                              null_significance(n, alpha),
-                              _f(n["max_adjusted_pvalue"], "{:.2g}"),
-                              _f(n.get("pvalue_adjusted_layers"), "{:.2g}"), n["method"]])
-                if n.get("approximate") and n.get("note"):
-                    notes_null.append(f"{_NULL_LABEL.get(name, name)}: {n['note']}")
-        sec.paragraphs.append(
-            f"Nulls: a run-step pair is above when its cosine exceeds the null's p99. "
-            f"'significant' counts pairs whose p-value, {se['p_adjust']}-adjusted across the "
-            f"arm's pairs, is below {alpha:.2g}. 'max {se['p_adjust']}-adjusted p' is the "
-            f"largest of those adjusted p-values: below {alpha:.2g} means every pair of the arm "
-            "exceeds the null on its own. 'across layers' is the arm-level test (smallest "
-            f"adjusted p) adjusted again over layers x tests. A Monte Carlo null cannot give a "
-            "p-value below its floor, 1/(draws + 1) before adjustment (times the number of "
-            "pairs after Holm); where that floor binds, 'significant' says so: the count is "
-            "limited by the number of draws, not by the data.")
-        sec.paragraphs.extend(sorted(set(notes_null)))
-        sec.tables.append(_Table(
-            ["arm", "null", "p99", "run-step pairs above", "at first update", "significant",
-             f"max {se['p_adjust']}-adjusted p", "across layers", "method"], nrows))
-        out.append(sec)
-        sec = _Section(f"Layer {layer}: effects, ordering, correlation")
-        erows = []
-        for comp, effs in h["effects"].items():
-            for name, e in effs.items():
-                n = e["n"]
-                extra = ""
-                if name == "task_noninferiority":
-                    extra = (f" (margin {_f(e['margin'], '{:.3g}')}; "
-                             + ("non-inferior" if e["noninferior"] else "not shown")
-                             + "; treatment − control, sign set so that larger is better)")
-                fmt = "{:.3g}" if name == "task_noninferiority" else "{:.3f}"
-                size = " vs ".join(map(str, n)) if isinstance(n, list) else str(n)
-                if e.get("n_runs"):
-                    size = f"{' vs '.join(map(str, e['n_runs']))} runs ({size} probes)"
-                erows.append([comp.replace("_", " "), name.replace("_", " "),
-                              _effect(e, fmt) + extra,
-                              _f(e.get("pvalue_adjusted_layers"), "{:.2g}"), e["method"], size])
-        if erows:
-            sec.paragraphs.append(
-                "Effects are treatment minus control at the final step (ratios: treatment over "
-                "control). Behaviour effects lead with runs as clusters; rows marked 'probes "
-                "independent' pool runs x probes and are too narrow when runs differ.")
-            sec.tables.append(_Table(["comparison", "effect", f"estimate [{conf}% CI]",
-                                      "p across layers", "method", "n"], erows))
-        notes = []
-        tr = d.get("trend")
-        if tr:
-            for key in ("final_alignment", "behavior_rate"):
-                t = tr.get(key)
-                if not t:
-                    continue
-                steps = "; ".join(f"{p['contrast']} = {_effect(p, '{:.3g}')}"
-                                  for p in t.get("pairwise", []))
-                notes.append(
-                    f"Ordering for {key.replace('_', ' ')}: "
-                    + (t.get("statement") or " < ".join(tr["order"]))
-                    + (f" (pairwise, {conf}% CI: {steps})." if steps else ".")
-                    + f" Secondary: {t['method']}, one-sided p = {_f(t['pvalue'], '{:.2g}')}"
-                    + (f" — {t['what_it_measures']}." if t.get("what_it_measures") else "."))
-        sp = d.get("spearman")
-        if sp:
-            within = "; ".join(f"{arm} {_effect(w)} (n = {w['n']})"
-                               for arm, w in (sp.get("within_arm") or {}).items() if w)
-            notes.append(f"Spearman correlation of final alignment with final behaviour rate "
-                         f"over {sp['n']} runs, pooled across arms: {_effect(sp)} "
-                         f"({sp['method']}, seed {sp['seed']})."
-                         + (f" What it measures: {sp['what_it_measures']}."
-                            if sp.get("what_it_measures") else "")
-                         + (f" Within arms: {within}." if within else ""))
-        ds_ = d.get("direction_stability") or {}
-        bc = ds_.get("bootstrap_cosine")
-        if bc:
-            notes.append(f"Direction stability: bootstrap over probes, cos(v*, v) = "
-                         f"{_effect(bc)} ({bc.get('method')}); split-half cosine "
-                         f"{_f(ds_.get('split_half_cosine'))}.")
-        sec.paragraphs.extend(notes)
-        sec.figures = [f for f in figs if f["layer"] == layer]
-        out.append(sec)
+        out += [_alignment_section(results, layer), _null_section(results, layer),
+                _effects_section(results, layer, figs)]
 
     mult = results.get("multiplicity")
     if mult:
@@ -348,6 +238,136 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
         sk.paragraphs.append("Nothing was skipped: the store had every input.")
     out.append(sk)
     return out
+
+
+def _alignment_section(results: dict, layer: str) -> _Section:
+    """Alignment trajectories and final-step rates of one layer."""
+    h = results["headline"]["layers"][layer]
+    se = results["settings"]
+    conf = int(round(100 * se["confidence"]))
+    sec = _Section(f"Layer {layer}")
+    rows = []
+    for arm, e in h["arms"].items():
+        first = next((r for r in e["alignment"] if r["step"] > 0), None)
+        s20 = next((r for r in e["alignment"] if r["step"] == 20), None)
+        rows.append([arm, str(e["n_runs"]), _ci(first), _ci(s20), _ci(e["final_alignment"]),
+                     _ci(e["final_alignment_debiased"]),
+                     _ci(e["behavior_rate"], 100, "{:.1f}"), _ci(e["task"], fmt="{:.3g}")])
+    beh_method = next((e["behavior_rate"]["method"] for e in h["arms"].values()
+                       if e.get("behavior_rate")), None)
+    align_method = _interval_method(next(iter(h["arms"].values()))["final_alignment"])
+    sec.paragraphs.append(
+        f"Alignment cos(drift, v_rev): mean ± sd across runs [{conf}% "
+        + (f"interval: {align_method}" if align_method else "t interval of the mean")
+        + "]; debiased = cross-fitted over probe halves."
+        + (f" Behaviour rate in %: mean ± sd across runs [{beh_method}]; the pooled "
+           "Wilson interval, which treats probes as independent, is in results.json "
+           "(pooled_ci)." if beh_method else ""))
+    sec.tables.append(_Table(
+        ["arm", "runs", "first update", "step 20", "final", "final (debiased)",
+         "behaviour %", "task"], rows))
+    return sec
+
+
+def _null_section(results: dict, layer: str) -> _Section:
+    """Every null side by side for one layer, with what the columns mean."""
+    h = results["headline"]["layers"][layer]
+    se = results["settings"]
+    alpha = 1 - se["confidence"]
+    sec = _Section(f"Layer {layer}: nulls")
+    nrows = []
+    notes_null = []
+    for arm, e in h["arms"].items():
+        for name, n in e["null_p99"].items():
+            nrows.append([arm, _NULL_LABEL.get(name, name), _f(n["p99"]),
+                          f"{n['n_above']} of {n['n_pairs']}",
+                          f"{n['n_above_first_step']} of {n['n_runs_first_step']}",
+                          null_significance(n, alpha),
+                          _f(n["max_adjusted_pvalue"], "{:.2g}"),
+                          _f(n.get("pvalue_adjusted_layers"), "{:.2g}"), n["method"]])
+            if n.get("approximate") and n.get("note"):
+                notes_null.append(f"{_NULL_LABEL.get(name, name)}: {n['note']}")
+    sec.paragraphs.append(
+        f"Nulls: a run-step pair is above when its cosine exceeds the null's p99. "
+        f"'significant' counts pairs whose p-value, {se['p_adjust']}-adjusted across the "
+        f"arm's pairs, is below {alpha:.2g}. 'max {se['p_adjust']}-adjusted p' is the "
+        f"largest of those adjusted p-values: below {alpha:.2g} means every pair of the arm "
+        "exceeds the null on its own. 'across layers' is the arm-level test (smallest "
+        f"adjusted p) adjusted again over layers x tests. A Monte Carlo null cannot give a "
+        "p-value below its floor, 1/(draws + 1) before adjustment (times the number of "
+        "pairs after Holm); where that floor binds, 'significant' says so: the count is "
+        "limited by the number of draws, not by the data.")
+    sec.paragraphs.extend(sorted(set(notes_null)))
+    sec.tables.append(_Table(
+        ["arm", "null", "p99", "run-step pairs above", "at first update", "significant",
+         f"max {se['p_adjust']}-adjusted p", "across layers", "method"], nrows))
+    return sec
+
+
+def _effects_section(results: dict, layer: str, figs: list[dict]) -> _Section:
+    """Effects, the ordering contrasts, the correlations and the figures of one layer."""
+    h = results["headline"]["layers"][layer]
+    d = results["details"]["layers"][layer]
+    se = results["settings"]
+    conf = int(round(100 * se["confidence"]))
+    sec = _Section(f"Layer {layer}: effects, ordering, correlation")
+    erows = []
+    for comp, effs in h["effects"].items():
+        for name, e in effs.items():
+            n = e["n"]
+            extra = ""
+            if name == "task_noninferiority":
+                extra = (f" (margin {_f(e['margin'], '{:.3g}')}; "
+                         + ("non-inferior" if e["noninferior"] else "not shown")
+                         + "; treatment − control, sign set so that larger is better)")
+            fmt = "{:.3g}" if name == "task_noninferiority" else "{:.3f}"
+            size = " vs ".join(map(str, n)) if isinstance(n, list) else str(n)
+            if e.get("n_runs"):
+                size = f"{' vs '.join(map(str, e['n_runs']))} runs ({size} probes)"
+            erows.append([comp.replace("_", " "), name.replace("_", " "),
+                          _effect(e, fmt) + extra,
+                          _f(e.get("pvalue_adjusted_layers"), "{:.2g}"), e["method"], size])
+    if erows:
+        sec.paragraphs.append(
+            "Effects are treatment minus control at the final step (ratios: treatment over "
+            "control). Behaviour effects lead with runs as clusters; rows marked 'probes "
+            "independent' pool runs x probes and are too narrow when runs differ.")
+        sec.tables.append(_Table(["comparison", "effect", f"estimate [{conf}% CI]",
+                                  "p across layers", "method", "n"], erows))
+    notes = []
+    tr = d.get("trend")
+    if tr:
+        for key in ("final_alignment", "behavior_rate"):
+            t = tr.get(key)
+            if not t:
+                continue
+            steps = "; ".join(f"{p['contrast']} = {_effect(p, '{:.3g}')}"
+                              for p in t.get("pairwise", []))
+            notes.append(
+                f"Ordering for {key.replace('_', ' ')}: "
+                + (t.get("statement") or " < ".join(tr["order"]))
+                + (f" (pairwise, {conf}% CI: {steps})." if steps else ".")
+                + f" Secondary: {t['method']}, one-sided p = {_f(t['pvalue'], '{:.2g}')}"
+                + (f" — {t['what_it_measures']}." if t.get("what_it_measures") else "."))
+    sp = d.get("spearman")
+    if sp:
+        within = "; ".join(f"{arm} {_effect(w)} (n = {w['n']})"
+                           for arm, w in (sp.get("within_arm") or {}).items() if w)
+        notes.append(f"Spearman correlation of final alignment with final behaviour rate "
+                     f"over {sp['n']} runs, pooled across arms: {_effect(sp)} "
+                     f"({sp['method']}, seed {sp['seed']})."
+                     + (f" What it measures: {sp['what_it_measures']}."
+                        if sp.get("what_it_measures") else "")
+                     + (f" Within arms: {within}." if within else ""))
+    ds_ = d.get("direction_stability") or {}
+    bc = ds_.get("bootstrap_cosine")
+    if bc:
+        notes.append(f"Direction stability: bootstrap over probes, cos(v*, v) = "
+                     f"{_effect(bc)} ({bc.get('method')}); split-half cosine "
+                     f"{_f(ds_.get('split_half_cosine'))}.")
+    sec.paragraphs.extend(notes)
+    sec.figures = [f for f in figs if f["layer"] == layer]
+    return sec
 
 
 def _md(s: str) -> str:
