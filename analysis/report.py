@@ -141,7 +141,11 @@ def conclusion(results: dict) -> str:
         if n.get("approximate"):
             sig = ", approximate null: no significance claimed"
         else:
-            sig = f", {null_significance(n, alpha)} significant after {n['p_adjust']}"
+            sig = (f", {n['n_significant_adjusted']} of {n['n_pairs']} significant after "
+                   f"{n['p_adjust']}")
+            if p_floor_binds(n, alpha):
+                sig += (f" (its p floor {adjusted_p_floor(n):.2g} binds: the count is limited "
+                        "by the Monte Carlo draws)")
         parts.append(f"{label} {n['n_above']} above{gap}{sig}")
     if parts:
         out.append(f"Run-step pairs above each null's p99 ({ref_name}, {n_pairs} pairs): "
@@ -153,8 +157,9 @@ def conclusion(results: dict) -> str:
         bits.append(f"final alignment by {e['estimate']:+.3f} [{e['low']:.3f}, {e['high']:.3f}]")
     if eff.get("behavior_risk_difference"):
         e = eff["behavior_risk_difference"]
+        how = ("runs as clusters" if "cluster" in e["method"] else "probes independent")
         bits.append(f"the behaviour rate by {100 * e['estimate']:+.1f} points "
-                    f"[{100 * e['low']:.1f}, {100 * e['high']:.1f}] ({e['method']})")
+                    f"[{100 * e['low']:.1f}, {100 * e['high']:.1f}] ({how})")
     if eff.get("task_noninferiority"):
         e = eff["task_noninferiority"]
         bits.append("the task metric "
