@@ -53,9 +53,9 @@ import numpy as np
 import xarray as xr
 
 from revstats import geometry, nulls
-from revstats._null_types import CosineNull
 from revstats._validation import as_finite_array, check_choice
 from revstats.errors import DegenerateDataWarning, RevstatsError, RevstatsWarning
+from revstats.nulls._types import CosineNull
 
 __all__ = [
     "Check",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from revstats import _calibration as cal
+from revstats import calibration as cal
 from revstats.cli import main
 
 

@@ -31,7 +31,7 @@ def calibrate(quick: bool, out: str, only: tuple[str, ...]) -> None:
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from revstats import _calibration as cal
+    from revstats import calibration as cal
 
     groups = only or _GROUPS
     rows = cal.studies(groups)
@@ -39,7 +39,7 @@ def calibrate(quick: bool, out: str, only: tuple[str, ...]) -> None:
     missing = []
     for g in groups:
         if g not in present:
-            missing.append({"intervals": "interval rows (revstats._coverage could not be imported)",
+            missing.append({"intervals": "interval rows (revstats.calibration._coverage could not be imported)",
                             "monitor": "monitor rows (need `revstats.monitor`)"}.get(g, g))
     if not rows:
         raise click.UsageError("nothing to run: " + "; ".join(missing))
