@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from revstats import _bootstrap as bs
+from revstats.intervals import _bootstrap as bs
 from revstats.intervals import bootstrap_ci
 
 
