@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -49,7 +50,7 @@ def _direct_source(ds: xr.Dataset):
 
         from revstats.store._chunkio import chunk_reader
 
-        g = zarr.open_group(str(path), mode="r")
+        g: Any = zarr.open_group(str(path), mode="r")
         arr = g["acts"]
         reader = chunk_reader(str(path), "acts", arr)
         if reader is None:
@@ -66,7 +67,7 @@ def _direct_source(ds: xr.Dataset):
         run_at = [store_runs.index(str(r)) for r in ds["run"].values]
         step_at = [store_steps.index(int(s)) for s in ds["step"].values]
         layer_at = [store_layers.index(str(x)) for x in ds["layer"].values]
-    except Exception:  # anything unexpected: the caller uses the dask graph, which is exact
+    except Exception:  # noqa: BLE001  # anything unexpected: the caller uses the dask graph
         return None
     complete = (np.asarray(ds["complete"].values, dtype=bool) if "complete" in ds
                 else np.ones((ds.sizes["run"], ds.sizes["step"]), dtype=bool))
@@ -106,20 +107,33 @@ def _row_blocks(n: int, p: int) -> list[tuple[int, int]]:
     return [(a, min(a + rows, n)) for a in range(0, n, rows)]
 
 
-def _diag_sums(a: np.ndarray, al: np.ndarray, wi: np.ndarray) -> tuple[float, float, np.ndarray]:
-    """(sum_i <a_i - al_i, wi_i - al_i>, sum_i ||a_i - al_i||^2, sum_i a_i) in float64."""
+def _diag_sums(a: np.ndarray, al: np.ndarray, wi: np.ndarray,
+               al64: np.ndarray | None = None, w64: np.ndarray | None = None,
+               ) -> tuple[float, float, np.ndarray]:
+    """(sum_i <a_i - al_i, wi_i - al_i>, sum_i ||a_i - al_i||^2, sum_i a_i) in float64.
+
+    `al64`, `w64` (optional): the run's float64 ``al`` and ``wi - al``, when they fit the memory
+    budget; otherwise each row block converts them again."""
     n, p = a.shape
     dw = dd = 0.0
     total = np.zeros(p)
     for lo, hi in _row_blocks(n, p):
         blk = a[lo:hi].astype(np.float64)
         total += blk.sum(axis=0)
-        blk -= al[lo:hi]
-        w = wi[lo:hi].astype(np.float64)
-        w -= al[lo:hi]
-        dw += float(np.einsum("ij,ij->", blk, w))
-        dd += float(np.einsum("ij,ij->", blk, blk))
+        if al64 is not None and w64 is not None:
+            blk -= al64[lo:hi]
+            w = w64[lo:hi]
+        else:
+            blk -= al[lo:hi]
+            w = wi[lo:hi].astype(np.float64)
+            w -= al[lo:hi]
+        dw += float(np.vdot(blk, w))
+        dd += float(np.vdot(blk, blk))
     return dw, dd, total
+
+
+#: float64 copies of the run's aligned slab and witness difference kept for its steps
+_RUN_CACHE_BYTES = 256 * 2**20
 
 
 def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx: Sequence[int]) -> dict:
@@ -148,13 +162,16 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     al_cnt = np.zeros((n_layer, n, p), dtype=np.int64)
     order = [(r, s) for r in range(n_run) for s in [step0] + [t for t in range(n_step) if t != step0]]
 
-    with ThreadPoolExecutor(2) as pool:
-        pending = [pool.submit(read, *order[0])] if order else []
+    cache = 2 * n_layer * n * p * 8 <= _RUN_CACHE_BYTES
+    workers = max(1, min(n_layer, os.cpu_count() or 1))
+    with ThreadPoolExecutor(2) as io, ThreadPoolExecutor(workers) as cpu:
+        pending = [io.submit(read, *o) for o in order[:2]]  # two slabs read ahead
         aligned = None
+        run_cache: list[tuple[np.ndarray | None, np.ndarray | None]] = []
         for k, (r, s) in enumerate(order):
             slab = pending.pop(0).result()
-            if k + 1 < len(order):
-                pending.append(pool.submit(read, *order[k + 1]))  # read ahead while reducing
+            if k + 2 < len(order):
+                pending.append(io.submit(read, *order[k + 2]))  # read ahead while reducing
             wi_r = wit_np[r] if wit_runs else wit_np
             if s == step0:
                 aligned = slab
@@ -164,14 +181,29 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
                 part = np.where(seen, aligned, 0).astype(aligned.dtype, copy=False)
                 al_sum = part.copy() if al_sum is None else al_sum + part
                 al_cnt += seen
-                for li in range(n_layer):
-                    al64 = aligned[li]
-                    _, ww, _ = _diag_sums(wi_r[li], al64, wi_r[li])
+
+                def prepare(li: int, al_r: np.ndarray = aligned, wi_l: np.ndarray = wi_r):
+                    _, ww, _ = _diag_sums(wi_l[li], al_r[li], wi_l[li])
+                    col = wi_l[li].sum(axis=0, dtype=np.float64) - al_r[li].sum(axis=0, dtype=np.float64)
+                    if not cache:
+                        return ww, col, (None, None)
+                    al64 = al_r[li].astype(np.float64)
+                    w64 = wi_l[li].astype(np.float64)
+                    w64 -= al64
+                    return ww, col, (al64, w64)
+
+                prepared = list(cpu.map(prepare, range(n_layer)))
+                for li, (ww, col, _) in enumerate(prepared):
                     ww_diag[r, li] = ww
-                    sw[r, li] = wi_r[li].sum(axis=0, dtype=np.float64) - al64.sum(axis=0, dtype=np.float64)
+                    sw[r, li] = col
+                run_cache = [c for _, _, c in prepared]
             assert aligned is not None
-            for li in range(n_layer):
-                dw, dd, tot = _diag_sums(slab[li], aligned[li], wi_r[li])
+
+            def one(li: int, a_s: np.ndarray = slab, al_r: np.ndarray = aligned,
+                    wi_l: np.ndarray = wi_r, rc: list = run_cache):
+                return _diag_sums(a_s[li], al_r[li], wi_l[li], *rc[li])
+
+            for li, (dw, dd, tot) in enumerate(cpu.map(one, range(n_layer))):
                 sums[r, s, li] = tot
                 diag_dw[r, s, li] = dw
                 diag_dd[r, s, li] = dd
@@ -195,7 +227,7 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN probe: NaN, as xarray
-            witness_mean = np.nanmean(wit_np.astype(np.float64), axis=0)
+            witness_mean = np.nanmean(wit_np, axis=0).astype(np.float64)  # store dtype, as xarray
     else:
         witness_mean = wit_np.astype(np.float64)
     out: dict = {"layers": {}}
