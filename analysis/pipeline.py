@@ -37,9 +37,9 @@ import numpy as np
 import xarray as xr
 
 from revstats import effects, geometry, intervals, nulls
-from revstats.analysis import _onepass
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
+from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
 from revstats.nulls import AdjustMethod
 
