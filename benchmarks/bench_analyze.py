@@ -105,7 +105,8 @@ def _measure(mode: str, path: str, workdir: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False, *, gib: float = 4.0, rounds: int = 3, log: Any = print) -> list[dict]:
+def run(quick: bool = False, *, gib: float = 4.0, rounds: int = 3, log: Any = print,
+        store: str | None = None, modes: tuple[str, ...] | None = None) -> list[dict]:
     from benchmarks.bench_outofcore import EXAMPLES, HIDDEN, LAYERS, generate
 
     slab = LAYERS * EXAMPLES * HIDDEN * 4
@@ -113,12 +114,15 @@ def run(quick: bool = False, *, gib: float = 4.0, rounds: int = 3, log: Any = pr
     steps = max(2, int(round((0.25 if quick else gib) * 2**30 / slab / runs)))
     base = os.environ.get("REVSTATS_BENCH_DIR") or tempfile.gettempdir()
     work = tempfile.mkdtemp(prefix="revstats-analyze-", dir=base)
-    path = os.path.join(work, "big.zarr")
+    path = store or os.path.join(work, "big.zarr")
     try:
-        nbytes = generate(path, runs=runs, steps=steps, log=None)
+        if store is None:
+            nbytes = generate(path, runs=runs, steps=steps, log=None)
+        else:  # an existing store (kept): e.g. one left by an earlier run
+            nbytes = sum(os.path.getsize(f) for f in _chunk_files(path))
         log(f"store {nbytes / 2**30:.2f} GiB ({runs} runs x {steps} steps x {LAYERS} x {EXAMPLES} "
             f"x {HIDDEN} float32) at {path}")
-        modes = ("cat", "reduce", "raw", "reduce_graph", "analyze", "analyze_graph")
+        modes = modes or ("cat", "reduce", "raw", "reduce_graph", "analyze", "analyze_graph")
         got: dict[str, list[dict]] = {m: [] for m in modes}
         loads = []
         for i in range(1 if quick else rounds):
@@ -130,6 +134,9 @@ def run(quick: bool = False, *, gib: float = 4.0, rounds: int = 3, log: Any = pr
                     f"(load {loads[-1]:.1f})")
         med = {m: statistics.median(x["seconds"] for x in v) for m, v in got.items()}
         rss = {m: max(x["peak_rss"] for x in v) for m, v in got.items()}
+        for m in ("cat", "reduce", "raw", "reduce_graph", "analyze", "analyze_graph"):
+            med.setdefault(m, float("nan"))
+            rss.setdefault(m, 0)
         gb = nbytes / 2**30
         load = f"load {statistics.median(loads):.1f}"
         return [
@@ -160,12 +167,16 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="256 MiB store, one round")
     p.add_argument("--gib", type=float, default=4.0)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--store", default=None, help="time this existing store (kept) instead")
+    p.add_argument("--modes", default=None, help="comma list of cat,reduce,raw,reduce_graph,"
+                   "analyze,analyze_graph (default all)")
     p.add_argument("--child", nargs=3, metavar=("MODE", "STORE", "JSON"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(_child(*args.child)))
         return
-    for r in run(args.quick, gib=args.gib, rounds=args.rounds):
+    modes = tuple(args.modes.split(",")) if args.modes else None
+    for r in run(args.quick, gib=args.gib, rounds=args.rounds, store=args.store, modes=modes):
         print(f"{r['name']:<44} {r['ours_s']:.2f} s vs {r['peer']} {r['peer_s']:.2f} s: "
               f"ratio {r['ratio']:.2f}x, peak RSS {r['peak_rss_gib']:.2f} GiB ({r['note']})")
 
