@@ -39,6 +39,7 @@ import xarray as xr
 from revstats import effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
+from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
 from revstats.nulls import AdjustMethod
 
@@ -195,6 +196,8 @@ def store_preset(ds: xr.Dataset) -> str | None:
 
 
 _TARGET_CHUNK_BYTES = 64 * 2**20
+#: reduce the store with the one-pass slab reducer (analysis/_onepass.py) when it applies
+USE_ONEPASS = True
 
 
 def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
@@ -381,9 +384,13 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     step0 = steps.index(0)
     moving_sel = (slice(1, None) if step0 == 0 else
                   [j for j in range(len(steps)) if j != step0])
+    onepass = _onepass.eligible(ds) if USE_ONEPASS else False
+    if onepass:  # one overlapped pass over the slabs (analysis/_onepass.py)
+        reduced = _onepass.reduce_layers(ds, layers, step0,
+                                         [j for j in range(len(steps)) if j != step0])
     ds = _coarsen_chunks(ds)
-    lazy: dict = {"layers": {layer: _lazy_layer(ds, layer, step0, moving_sel)
-                             for layer in layers}}
+    lazy: dict = {"layers": {} if onepass else {
+        layer: _lazy_layer(ds, layer, step0, moving_sel) for layer in layers}}
     if "behavior" in ds:
         b = ds["behavior"]
         lazy["k"] = b.sum("example", skipna=True)
@@ -398,6 +405,8 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     if "arm" in ds.coords:
         lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
     c = _compute(lazy)
+    if onepass:
+        c["layers"] = reduced["layers"]
     moving_idx = [j for j in range(len(steps)) if j != step0]
 
     def with_step0(a: Any) -> np.ndarray:
