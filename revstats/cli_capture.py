@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import click
 
+from revstats._layers import LAYER_HELP, parse_layer_list
 from revstats.errors import RevstatsError
 
 
@@ -23,6 +24,13 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 8,12,16; got {value!r}"
                                  ) from None
+
+
+def _layer_list(ctx, param, value: str | None) -> list[str | int] | None:
+    try:
+        return parse_layer_list(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _str_list(value: str | None) -> list[str] | None:
@@ -58,9 +66,7 @@ def _progress_bars(enabled: bool):
                    "give witness/aligned/adapter_base.")
 @click.option("--probes", required=True, type=click.Path(dir_okay=False, exists=True),
               help="Probe prompts: JSONL (prompt/response or prompt_ids) or text, one per line.")
-@click.option("--layers", required=True, callback=_int_list,
-              help="Residual layers in output_hidden_states numbering, e.g. 8,12,16 "
-                   "(0 = embeddings, L = block L, last = final norm).")
+@click.option("--layers", required=True, callback=_layer_list, help=LAYER_HELP + " E.g. 8,12,-1.")
 @click.option("--position", default="last", show_default=True,
               help="Token policy: last, mean_prompt, mean_response or index:K.")
 @click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
