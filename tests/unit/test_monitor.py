@@ -362,3 +362,43 @@ def test_lora_at_init_does_not_alarm_and_floor_bounds_the_noise(kind, config_dty
         opt.step()
     chk = mon.check(4)
     assert chk.drift_norm["hidden_states.1"] > 10 * chk.noise_floor["hidden_states.1"]
+
+
+def test_cli_monitor_config_from_model_folders_and_probes_jsonl(tmp_path):
+    """Before the first fine-tune: witness + aligned folders + the probes.jsonl of `capture`."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import json
+
+    from revstats.capture._tiny import build_tiny_model
+    from revstats.cli import main
+    from revstats.torch_monitor import TorchMonitor
+
+    build_tiny_model("llama", tmp_path / "base", seed=1, hidden=32, n_layers=2)
+    aligned = build_tiny_model("llama", tmp_path / "aligned", seed=0, hidden=32, n_layers=2)
+    with open(tmp_path / "probes.jsonl", "w") as f:
+        for i, p in enumerate(["the cat is big", "how do i make a story", "red", "tell me a poem please"]):
+            f.write(json.dumps({"id": f"q{i}", "prompt": p}) + "\n")
+    res = CliRunner().invoke(main, ["monitor-config", "--witness", str(tmp_path / "base"), "--aligned",
+                                    str(tmp_path / "aligned"), "--probes", str(tmp_path / "probes.jsonl"),
+                                    "--layers", "blocks.0.hook_resid_post,-1", "--out", str(tmp_path / "cfg"),
+                                    "--looks", "5", "--every", "2"])
+    assert res.exit_code == 0, res.output
+    cfg = MonitorConfig.load(tmp_path / "cfg")
+    assert cfg.layers == ("hidden_states.1", "hidden_states.2") and cfg.examples == ("q0", "q1", "q2", "q3")
+    assert set(cfg.probes) == {"input_ids", "attention_mask"} and cfg.n_looks == 5
+    # the config's aligned activations are HF's hidden states of the aligned model on each probe
+    ids = torch.as_tensor(cfg.probes["input_ids"])
+    mask = torch.as_tensor(cfg.probes["attention_mask"])
+    with torch.no_grad():
+        hs = aligned(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    last = mask.sum(1) - 1
+    np.testing.assert_allclose(cfg.aligned["hidden_states.2"], hs[2][torch.arange(4), last].numpy(), atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReversionAlarm)
+        warnings.simplefilter("error", RevstatsWarning)
+        mon = TorchMonitor.from_config(tmp_path / "cfg", aligned)
+        chk = mon.check(2)
+    assert not chk.alarm and all(p == 1.0 for p in chk.pvalue.values())
+    bad = CliRunner().invoke(main, ["monitor-config", "--witness", str(tmp_path / "base"), "--out", str(tmp_path / "c3")])
+    assert bad.exit_code == 2 and "--witness DIR --aligned DIR --probes" in bad.output
