@@ -377,7 +377,8 @@ def render_markdown(results: list[Result], *, command: str, missing: list[str]) 
         ]
         for r in rows:
             ci = proportion_ci(r.k, r.n)
-            ok = "—" if r.ok is None else ("yes" if r.ok else "**NO**")
+            ok = "—" if r.ok is None else ("**NO**" if not r.ok else (
+                "yes (failure shown as expected)" if r.study.expect in ("inflated", "undercover") else "yes"))
             lines.append(
                 f"| {r.study.name} | {r.study.regime} | {r.study.metric} | {r.study.target:g} | {r.n} | "
                 f"{r.rate:.4f} | {ci.low:.4f}–{ci.high:.4f} | {r.study.expect} | {r.pvalue:.2g} | {ok} |"
