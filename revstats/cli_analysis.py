@@ -217,16 +217,16 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
 
 def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import sims
 
     cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as prog:
         sim = prog.add_task("simulating paper-main-track (steps)", total=cfg.steps)
-        write = prog.add_task("writing the store (runs)", total=None)
+        # the total is known before writing starts: never shown as "0/None"
+        write = prog.add_task("writing the store (runs)", total=cfg.runs * len(cfg.arms))
         sims.simulate_to_store(
             "paper-main-track", str(out_store), runs=runs, steps=steps, hidden=hidden, seed=seed,
             progress=lambda k: prog.advance(sim, k),

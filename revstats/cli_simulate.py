@@ -52,7 +52,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
       revstats simulate --preset light-pretraining --runs 8 --set lr=0.5 --out light.zarr
       revstats simulate --list
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from sims.presets import PRESETS
 
@@ -74,7 +74,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
         cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)
     except (ValueError, TypeError) as err:
         raise click.UsageError(str(err)) from None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False) as bar:
         sim_task = bar.add_task(f"simulating {preset}", total=cfg.steps)
         write_task = bar.add_task("writing store", total=cfg.runs * len(cfg.arms))
