@@ -10,8 +10,8 @@ Public API::
 
 Kinds (:data:`FIGURES`): ``trajectory`` (alignment by step per arm with CI bands, each null's
 p99 line, and one panel per null with its own median-to-p99 band), ``per_run``, ``ablation``
-(final alignment / behaviour / task per arm with intervals), ``scatter`` (final alignment vs
-behaviour per run; None without behaviour). Every figure works from results.json alone, so a
+(final alignment / behavior / task per arm with intervals), ``scatter`` (final alignment vs
+behavior per run; None without behavior). Every figure works from results.json alone, so a
 report can be re-drawn without the store. The figures use matplotlib's Agg backend unless a
 backend is already selected (so they also show in a notebook).
 """
@@ -172,7 +172,7 @@ def ablation(results: dict, layer: str):
     arms = list(h["arms"])
     panels = [("final_alignment", "final alignment cos(drift, v_rev)", 1.0)]
     if any(h["arms"][a]["behavior_rate"] for a in arms):
-        panels.append(("behavior_rate", "behaviour rate [% of probes]", 100.0))
+        panels.append(("behavior_rate", "behavior rate [% of probes]", 100.0))
     if any(h["arms"][a]["task"] for a in arms):
         t = next(h["arms"][a]["task"] for a in arms if h["arms"][a]["task"])
         panels.append(("task", f"task {_text(t.get('metric', 'metric'))} (final step)", 1.0))
@@ -197,7 +197,7 @@ def ablation(results: dict, layer: str):
         ax.grid(alpha=0.3, axis="y")
     _legend(axes[0], fontsize=8)
     fig.suptitle(f"Ablation, layer {_text(layer)}: means with {conf}% intervals "
-                 f"(behaviour: Wilson)", fontsize=10)
+                 f"(behavior: Wilson)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -216,13 +216,13 @@ def scatter(results: dict, layer: str):
         sel = np.array([ra == a for ra in pr["arm"]])
         ax.scatter(x[sel], y[sel], color=_color(a, i), label=_text(a), s=28, alpha=0.8)
     sp = d.get("spearman")
-    title = f"Alignment vs behaviour, layer {_text(layer)}"
+    title = f"Alignment vs behavior, layer {_text(layer)}"
     if sp and sp.get("estimate") is not None:
         title += (f"\nSpearman r = {sp['estimate']:.3f}"
                   + (f" [{sp['low']:.3f}, {sp['high']:.3f}]" if sp.get("low") is not None else ""))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"final alignment cos(drift, v_rev) at step {pr['steps'][-1]}")
-    ax.set_ylabel("final behaviour rate [% of probes]")
+    ax.set_ylabel("final behavior rate [% of probes]")
     _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -266,7 +266,7 @@ def plot(source: Any, kind: str = "trajectory", *, layer: str | None = None, **a
     `source`: a results dict (``analyze`` / ``Results``), a results.json path (or a report
     directory holding one), a store path or an opened store (analysed first with
     `analyze_kwargs`, e.g. ``settings=AnalysisSettings(n_resamples=500)``). Returns the
-    matplotlib Figure (None for ``scatter`` without behaviour data).
+    matplotlib Figure (None for ``scatter`` without behavior data).
     """
     if kind not in FIGURES:
         raise ValueError(f"`kind` must be one of {sorted(FIGURES)}, got {kind!r}")

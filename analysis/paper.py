@@ -21,8 +21,8 @@ _LABELS = {
     "alignment_step_20": "same, by step 20 (control)",
     "isotropic_p99_exceedance": "run-step pairs above the isotropic null's p99 (control)",
     "final_alignment_control_to_blocked": "final alignment, control → blocked",
-    "behavior_control_to_blocked": "behaviour rate, control → blocked",
-    "spearman_alignment_behavior": "alignment vs behaviour (Spearman, runs); ordering",
+    "behavior_control_to_blocked": "behavior rate, control → blocked",
+    "spearman_alignment_behavior": "alignment vs behavior (Spearman, runs); ordering",
 }
 
 

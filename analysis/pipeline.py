@@ -329,7 +329,7 @@ def analyze(
                                                   else len(_ARM_ORDER), a))
     arm_idx = {a: np.array([i for i, x in enumerate(arms) if x == a]) for a in arm_names}
 
-    # behaviour and task are per (run, step): shared by every layer
+    # behavior and task are per (run, step): shared by every layer
     beh = task = None
     task_attrs: dict = {}
     if has_behavior:
@@ -662,7 +662,7 @@ def _ni_margin(task, ic, s_final, steps, settings) -> tuple[float, str]:
 
 
 def _gee(per_probe, it, ic, treat, ctrl, conf, skipped, layer, key):
-    """Cluster-robust (runs as clusters) odds ratio of the final-step behaviour rate."""
+    """Cluster-robust (runs as clusters) odds ratio of the final-step behavior rate."""
     if per_probe.shape[1] < 2:
         return None
     rows = np.concatenate([it, ic])
@@ -705,7 +705,7 @@ def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
 def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
     if beh is None:
         skipped.append({"piece": "spearman", "layer": layer,
-                        "reason": "the store has no behaviour data"})
+                        "reason": "the store has no behavior data"})
         return None
     s_final = steps.index(final_step)
     x, y = a_pi[:, s_final], _rates(beh)[:, s_final]
@@ -717,7 +717,7 @@ def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
     r = _core.spearman_ci(x[ok], y[ok], n_resamples=settings.n_resamples,
                           confidence=settings.confidence, rng=seeds["spearman"])
     return _interval(r, n=int(ok.sum()), seed=seeds["spearman"],
-                     x="final alignment", y="final behaviour rate", unit="run")
+                     x="final alignment", y="final behavior rate", unit="run")
 
 
 def _stability(witness_pp, aligned_pp, settings, seeds):

@@ -112,11 +112,11 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
                          _ci(e["behavior_rate"], 100, "{:.1f}"), _ci(e["task"], fmt="{:.3g}")])
         sec.paragraphs.append(
             f"Alignment cos(drift, v_rev): mean ± sd across runs [{conf}% t interval of the "
-            "mean]; debiased = cross-fitted over probe halves. Behaviour rate in %: mean ± sd "
+            "mean]; debiased = cross-fitted over probe halves. Behavior rate in %: mean ± sd "
             "across runs [Wilson interval, pooled probes].")
         sec.tables.append(_Table(
             ["arm", "runs", "first update", "step 20", "final", "final (debiased)",
-             "behaviour %", "task"], rows))
+             "behavior %", "task"], rows))
         nrows = []
         for arm, e in h["arms"].items():
             for name, n in e["null_p99"].items():
@@ -150,7 +150,7 @@ def _sections(results: dict, figs: list[dict]) -> list[_Section]:
                                  f" {tr[key]['method']}, one-sided p = {_f(tr[key]['pvalue'], '{:.2g}')}.")
         sp = d.get("spearman")
         if sp:
-            notes.append(f"Spearman correlation of final alignment with final behaviour rate "
+            notes.append(f"Spearman correlation of final alignment with final behavior rate "
                          f"over {sp['n']} runs: {_effect(sp)} ({sp['method']}, seed {sp['seed']}).")
         ds_ = d.get("direction_stability") or {}
         bc = ds_.get("bootstrap_cosine")

@@ -210,7 +210,7 @@ def monitor_noise_false_alarms(regime: str, n: int, seed: int, *, hidden: int = 
       looks from the size of the noise (the drift crosses the floor during warm-up);
     * ``"frozen layer"``: two layers, one frozen (noise only), one drifting isotropically.
 
-    ``noise_floor=0`` runs the monitor without a floor (the previous behaviour, for contrast).
+    ``noise_floor=0`` runs the monitor without a floor (the previous behavior, for contrast).
     """
     from revstats.monitor import ReversionMonitor, build_config
 
@@ -321,7 +321,7 @@ def _monitor_studies() -> list[Study]:
                        34 + i, "at most", 0.05, "type-I error (any alarm per run)",
                        functools.partial(_noise_row, regime), 1500, 150))
     s.append(Study("monitor", "near zero drift without the floor (noise_floor=0)",
-                   "warm-up regime, plug-in test (the behaviour before the floor)", 37, "inflated", 0.05,
+                   "warm-up regime, plug-in test (the behavior before the floor)", 37, "inflated", 0.05,
                    "type-I error (any alarm per run)",
                    functools.partial(_noise_row, "warm-up", noise_floor=0.0), 1500, 150))
     return s

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from revstats._cli_options import layers_option
+
 _SCHEDULER_HELP = ("Where dask computes: threads (default), processes, synchronous, local:N "
                    "(a dask.distributed LocalCluster with N workers) or a tcp:// address of a "
                    "running dask.distributed scheduler.")
@@ -33,8 +35,7 @@ def _common_options(f):
     f = click.option("--ni-margin", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Non-inferiority margin for the task cost, in task-metric units "
                           "(default: 20% of the control arm's task change over fine-tuning).")(f)
-    f = click.option("--layer", "layers", multiple=True, metavar="NAME",
-                     help="Layer to analyse (repeatable); all layers by default.")(f)
+    f = layers_option("Layers to analyse, comma-separated (repeatable); all layers by default.")(f)
     return f
 
 
@@ -109,8 +110,8 @@ def _warn_skipped(results: dict) -> None:
     for s in results["skipped"]:
         if s["piece"] in ("behavior", "task") and s["piece"] not in seen:
             seen.add(s["piece"])
-            what = ("behaviour rates, risk difference/ratio, the Spearman correlation and the "
-                    "behaviour trend were skipped" if s["piece"] == "behavior" else
+            what = ("behavior rates, risk difference/ratio, the Spearman correlation and the "
+                    "behavior trend were skipped" if s["piece"] == "behavior" else
                     "task cost and the non-inferiority test were skipped")
             fix = ("write per-probe 0/1 outcomes with StoreWriter.write_slab(..., behavior=...)"
                    if s["piece"] == "behavior" else
@@ -135,7 +136,7 @@ def _headline_tables(results: dict):
         h = results["headline"]["layers"][layer]
         t = Table(title=f"layer {escape(layer)}", title_justify="left")
         for col in ("arm", "runs", "first update", "step 20", "final", "> iso p99",
-                    "behaviour %", "task"):
+                    "behavior %", "task"):
             t.add_column(col, overflow="fold")
         for arm, e in h["arms"].items():
             first = next((r for r in e["alignment"] if r["step"] > 0), None)
@@ -171,7 +172,7 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
     \b
     Example:
       revstats analyze runs.zarr --json results.json
-      revstats analyze runs.zarr --layer hidden_states.12 --scheduler local:2
+      revstats analyze runs.zarr --layers hidden_states.12 --scheduler local:2
     """
     from rich.markup import escape
 
@@ -238,11 +239,11 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
 @click.option("--out", "out_dir", default="revstats-demo", show_default=True,
               type=click.Path(file_okay=False),
               help="Directory for the simulated store (store.zarr) and the report.")
-@click.option("--runs", type=click.IntRange(min=2), default=None,
+@click.option("--runs", type=click.IntRange(min=1), default=None,
               help="Runs per arm (default: the preset's, 24).")
-@click.option("--steps", type=click.IntRange(min=20), default=None,
+@click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Fine-tuning steps T (default: the preset's, 100).")
-@click.option("--hidden", type=click.IntRange(min=8), default=None,
+@click.option("--hidden", type=click.IntRange(min=2), default=None,
               help="Hidden size of the simulated activations (default: the preset's).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Experiment seed (simulation and analysis).")

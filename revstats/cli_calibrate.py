@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from revstats._cli_options import progress_option
+
 _GROUPS = ("intervals", "nulls", "monitor")
 
 
@@ -17,14 +19,12 @@ _CONTRAST = {
 
 @click.command("calibrate")
 @click.option("--quick", is_flag=True, help="Few data sets per row (a smoke run, ~1 minute).")
-@click.option("--out", default=None, type=click.Path(dir_okay=False),
+@click.option("--out", default=None, type=click.Path(dir_okay=False), metavar="FILE",
               help="Also write the markdown table to this file (atomically). Default: print it only.")
 @click.option("--only", "only", multiple=True, type=click.Choice(_GROUPS),
               help="Run only these groups (repeatable).")
-@click.option("--progress/--no-progress", default=True, show_default=True,
-              help="Show the progress bar and one line per row (on stderr).")
-@click.option("--quiet", "quiet", is_flag=True, hidden=True)
-def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: bool, quiet: bool) -> None:
+@progress_option()
+def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: bool) -> None:
     """Simulate coverage of the intervals and type-I error of the nulls and the monitor, test
     each against its target with a binomial test, and print the markdown table (stdout).
 
@@ -56,7 +56,7 @@ def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: boo
     if not rows:
         raise click.UsageError("nothing to run: " + "; ".join(missing))
     results = []
-    show = progress and not quiet
+    show = progress  # the bar and one line per row, on stderr
     err = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, disable=not show) as bar:

@@ -7,6 +7,8 @@ import os
 
 import click
 
+from revstats._cli_options import layers_option
+
 
 @click.command("monitor-config")
 @click.argument("store", required=False)
@@ -16,11 +18,9 @@ import click
               help="Pre-alignment model directory (instead of STORE; with --aligned and --probes).")
 @click.option("--aligned", type=click.Path(file_okay=False, exists=True),
               help="Aligned model directory (instead of STORE): the model about to be fine-tuned.")
-@click.option("--layers", "layers", default=None,
-              help="Layers to monitor, comma-separated (default with STORE: all). With --witness/--aligned: "
-                   "output_hidden_states indices, negative from the end, hidden_states.L or TransformerLens "
-                   "names, e.g. 8,-1. With STORE: its layer names.")
-@click.option("--layer", "layer_alias", multiple=True, hidden=True)
+@layers_option("Layers to monitor, comma-separated (default with STORE: all). With --witness/--aligned: "
+               "output_hidden_states indices, negative from the end, hidden_states.L or TransformerLens "
+               "names, e.g. 8,-1. With STORE: its layer names.")
 @click.option("--run", default=None, help="Run whose step-0 slab is the aligned model (default: mean over runs).")
 @click.option("--probes", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Probe inputs: the probes.jsonl / text file `revstats capture` takes (tokenised here), "
@@ -43,9 +43,10 @@ import click
 @click.option("--rho", default=2.0, show_default=True, type=float, help="Exponent of the power spending rule.")
 @click.option("--null", "null", default="isotropic", show_default=True,
               type=click.Choice(["isotropic", "effective"]), help="Null law of the alignment cosine.")
-@click.option("--position", default="last", show_default=True, type=click.Choice(["last", "mean"]),
-              help="Token pooling of sequence outputs (the monitor reads `last` or `mean`).")
-def monitor_config(store, out, witness, aligned, layers, layer_alias, run, probes, tokenizer, chat_template,
+@click.option("--position", default="last", show_default=True, type=click.Choice(["last", "mean_prompt", "mean"]),
+              help="Token policy as `capture --position`: last or mean_prompt (the monitor's probes have no "
+                   "response part; `mean` is the same as mean_prompt).")
+def monitor_config(store, out, witness, aligned, layers, run, probes, tokenizer, chat_template,
                    device, dtype, alpha, looks, every, spending, rho, null, position) -> None:
     """Compute v_rev per layer and write a monitor configuration (JSON + npz, never pickle)
     that a training callback loads: from the witness and aligned model folders and the probes
@@ -66,7 +67,8 @@ def monitor_config(store, out, witness, aligned, layers, layer_alias, run, probe
 
     from revstats.monitor import build_config
 
-    layer_list = [x.strip() for x in (layers.split(",") if layers else []) if x.strip()] + list(layer_alias)
+    layer_list = list(layers)
+    position = "mean" if position in ("mean", "mean_prompt") else position
     settings = dict(alpha=alpha, n_looks=looks, every=every, spending=spending, rho=rho, null=null)
     if store is None:
         if witness is None or aligned is None or probes is None:

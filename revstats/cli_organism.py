@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from revstats._cli_options import progress_option
 from revstats.errors import RevstatsError
 
 
@@ -22,13 +23,13 @@ from revstats.errors import RevstatsError
               help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
                    "blocking variants/layer sets/strengths, 100 steps.")
-@click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
+@click.option("--out", required=True, metavar="STORE", help="Store path (local dir or fsspec URL).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds overriding the profile's, e.g. 0,1,2.")
 @click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False),
               default=None, help="Also save the pretrained, aligned and fine-tuned networks here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option()
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None,
               help="Write per-seed phase metrics and wall times as JSON here.")
 def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: str | None,

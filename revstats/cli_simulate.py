@@ -41,7 +41,7 @@ def _parse_steps(text: str | None) -> tuple[int, ...] | None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Experiment seed.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option("--save-steps", help="Comma list of steps to store (0, 1, 20 and T are always kept).")
-@click.option("--out", type=click.Path(), help="Output store path (local or fsspec URL).")
+@click.option("--out", metavar="STORE", help="Output store path (local or fsspec URL).")
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="Replace an existing store.")
 def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, out, overwrite):
     """Simulate fine-tuning reversion with the toy geometric model and write a store.

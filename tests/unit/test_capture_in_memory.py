@@ -78,7 +78,7 @@ def test_rejected_layer_creates_no_store(tmp_path):
     (tmp_path / "p.txt").write_text("the cat\nthe dog\n")
     args = ["capture", "--witness", str(tmp_path / "w"), "--aligned", str(tmp_path / "a"),
             "--runs", str(tmp_path / "runs" / "*"), "--probes", str(tmp_path / "p.txt"),
-            "--out", str(tmp_path / "s.zarr"), "--quiet"]
+            "--out", str(tmp_path / "s.zarr"), "--no-progress"]
     bad = CliRunner().invoke(main, [*args, "--layers", "7"])
     assert bad.exit_code == 2 and "out of range for this 2-block model" in bad.output, bad.output
     assert not (tmp_path / "s.zarr").exists()
