@@ -2,7 +2,7 @@
 
 Public API::
 
-    from analysis.figures import plot
+    from revstats.analysis.figures import plot
     fig = plot("report/results.json", "trajectory")          # results.json, a results dict,
     fig = plot(results, "ablation", layer="hidden_states.2")  # an analysis.frames.Results,
     fig = plot("acts.zarr", "per_run")                       # or a store (analysed first)
@@ -239,20 +239,20 @@ def _as_results(source: Any, analyze_kwargs: dict) -> dict:
     if isinstance(source, dict):
         return source
     if isinstance(source, xr.Dataset):
-        from analysis.pipeline import analyze
+        from revstats.analysis.pipeline import analyze
 
         return analyze(source, **analyze_kwargs)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if path.is_file():
-            from analysis.frames import Results
+            from revstats.analysis.frames import Results
 
             return Results.load(path)
         if path.is_dir() and (path / "results.json").is_file() and not (path / "zarr.json").is_file():
-            from analysis.frames import Results
+            from revstats.analysis.frames import Results
 
             return Results.load(path / "results.json")
-        from analysis.pipeline import analyze
+        from revstats.analysis.pipeline import analyze
         from revstats.store import open_store
 
         return analyze(open_store(path), store_path=str(path), **analyze_kwargs)

@@ -1,6 +1,6 @@
 """The results' headline as pandas DataFrames (and CSV): one tidy row per number.
 
->>> from analysis.frames import Results                      # doctest: +SKIP
+>>> from revstats.analysis.frames import Results                      # doctest: +SKIP
 >>> res = Results.load("report/results.json")               # or Results(analyze(ds))
 >>> res.to_dataframe()                                      # every headline number, tidy
 >>> res.to_dataframe("alignment").query("arm == 'control'")  # one table
@@ -108,7 +108,7 @@ def to_dataframe(results: dict, table: str = "headline") -> pd.DataFrame:
 
 def to_csv(results: dict, path: str | os.PathLike[str], table: str = "headline") -> str:
     """Write :func:`to_dataframe` as CSV, atomically; returns the path."""
-    from analysis.io import atomic_write_text
+    from revstats.analysis.io import atomic_write_text
 
     text = to_dataframe(results, table).to_csv(index=False)
     return str(atomic_write_text(path, text))
@@ -132,7 +132,7 @@ class Results(dict):
         return to_csv(self, path, table)
 
     def plot(self, kind: str = "trajectory", *, layer: str | None = None):
-        """A report figure (:func:`analysis.figures.plot`)."""
-        from analysis.figures import plot
+        """A report figure (:func:`revstats.analysis.figures.plot`)."""
+        from revstats.analysis.figures import plot
 
         return plot(self, kind, layer=layer)

@@ -74,10 +74,11 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from revstats import _np_geometry, geometry, nulls
-from revstats._null_types import CosineNull
+from revstats import geometry, nulls
 from revstats._validation import as_finite_array, check_choice
 from revstats.errors import DegenerateDataWarning, RevstatsError, RevstatsWarning
+from revstats.geometry import _np as _np_geometry
+from revstats.nulls._types import CosineNull
 
 __all__ = [
     "Check",

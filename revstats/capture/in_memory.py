@@ -126,7 +126,7 @@ def capture(
     acts = run_model(model)
     names = residual_layer_names(idx)
     from revstats import _version
-    from revstats.schema import SCHEMA_VERSION
+    from revstats.store.schema import SCHEMA_VERSION
 
     digest = hashlib.sha256(json.dumps(prompt_ids).encode()).hexdigest()
     ds = xr.Dataset(

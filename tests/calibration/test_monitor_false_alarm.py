@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from revstats._calibration import monitor_false_alarms
+from revstats.calibration import monitor_false_alarms
 from revstats.monitor import ReversionMonitor, build_config
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def test_false_alarm_rate_is_not_vacuous():
 def test_false_alarm_rate_near_zero_drift(regime):
     """Drift at the float-rounding level (LoRA at init, warm-up, a frozen layer), with the
     rounding discrepancy pointing along v_rev: the noise floor keeps the rate <= alpha."""
-    from revstats._calibration import monitor_noise_false_alarms
+    from revstats.calibration import monitor_noise_false_alarms
 
     n = 1500
     k = monitor_noise_false_alarms(regime, n, seed=34)
@@ -47,7 +47,7 @@ def test_false_alarm_rate_near_zero_drift(regime):
 
 
 def test_near_zero_drift_without_floor_is_inflated():
-    from revstats._calibration import monitor_noise_false_alarms
+    from revstats.calibration import monitor_noise_false_alarms
 
     n = 600
     k = monitor_noise_false_alarms("warm-up", n, seed=37, noise_floor=0.0)
@@ -75,7 +75,7 @@ def test_warm_up_keeps_power_after_the_floor():
 
 
 def detection_delays(preset: str = "paper-main-track", runs: int = 8, hidden: int = 4096, every: int = 1, looks: int = 100):
-    sims = pytest.importorskip("sims.simulate")
+    sims = pytest.importorskip("revstats.sims.simulate")
     cfg = sims.config_for(preset, runs=runs, hidden=hidden, overrides={"save_steps": tuple(range(0, looks * every + 1, every))})
     ds = sims.simulate(cfg, seed=11)
     layer = str(ds["layer"].values[0])
@@ -106,7 +106,7 @@ def test_fires_on_paper_preset_and_not_on_blocked_arm():
 if __name__ == "__main__":  # python -m tests.calibration.test_monitor_false_alarm: the numbers in docs
     for sp in ("bonferroni", "power", "harmonic"):
         print(sp, null_alarm_rate(2000, spending=sp, n_looks=20))
-    from revstats._calibration import monitor_noise_false_alarms
+    from revstats.calibration import monitor_noise_false_alarms
 
     for regime in ("never trained", "warm-up", "frozen layer"):
         print(regime, monitor_noise_false_alarms(regime, 1500, 34), "/ 1500 runs",

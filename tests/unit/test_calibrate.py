@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from revstats import _calibration as cal
+from revstats import calibration as cal
 from revstats.cli import main
 
 
@@ -76,7 +76,7 @@ def test_written_files_honour_the_umask(tmp_path):
         res = CliRunner().invoke(main, ["calibrate", "--quick", "--only", "nulls", "--out", str(out), "--no-progress"])
         assert res.exit_code == 0, res.output
         assert (out.stat().st_mode & 0o777) == 0o644
-        from analysis.io import write_results
+        from revstats.analysis.io import write_results
 
         p = write_results({"a": 1}, tmp_path / "r.json")  # what `analyze --json` writes with
         assert (p.stat().st_mode & 0o777) == 0o644

@@ -78,7 +78,7 @@ def test_option_table_follows_the_vocabulary(name, cmd):
 
 
 def test_old_spellings_still_work(tmp_path):
-    from analysis.testing import write_synthetic_store
+    from revstats.analysis.testing import write_synthetic_store
 
     store = write_synthetic_store(str(tmp_path / "s.zarr"), runs_per_arm=2, steps=(0, 1, 5), n_examples=6,
                                   hidden=8)

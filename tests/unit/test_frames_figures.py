@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.figures import FIGURES, plot, render_all
-from analysis.frames import Results, to_csv, to_dataframe
-from analysis.pipeline import AnalysisSettings, analyze
-from analysis.testing import make_synthetic_store
+from revstats.analysis.figures import FIGURES, plot, render_all
+from revstats.analysis.frames import Results, to_csv, to_dataframe
+from revstats.analysis.pipeline import AnalysisSettings, analyze
+from revstats.analysis.testing import make_synthetic_store
 
 
 @pytest.fixture(scope="module")

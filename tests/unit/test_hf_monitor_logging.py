@@ -16,8 +16,8 @@ pytest.importorskip("tensorboard")
 from transformers import Trainer, TrainingArguments  # noqa: E402
 
 from examples._toy_setup import LAYER, data, setup_run  # noqa: E402
-from revstats.hf_callbacks import ReversionMonitorCallback  # noqa: E402
 from revstats.monitor import ReversionAlarm  # noqa: E402
+from revstats.training.hf_callbacks import ReversionMonitorCallback  # noqa: E402
 
 
 class _Dataset(torch.utils.data.Dataset):

@@ -167,7 +167,7 @@ def test_torch_monitor_fires_on_reverting_mlp_and_gpt2_reader():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from revstats.capture.probes import read_layers
-    from revstats.torch_monitor import TorchMonitor
+    from revstats.training.monitor import TorchMonitor
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
@@ -266,7 +266,7 @@ def test_false_alarm_rate_near_zero_drift(regime, n):
     drift is at the rounding-noise level; without the floor nearly every run alarms."""
     from scipy import stats
 
-    from revstats._calibration import monitor_noise_false_alarms
+    from revstats.calibration import monitor_noise_false_alarms
 
     k = monitor_noise_false_alarms(regime, n, seed=7)
     assert stats.binomtest(k, n, 0.05, alternative="greater").pvalue > 0.001, (regime, k, n)
@@ -324,7 +324,7 @@ def test_lora_at_init_does_not_alarm_and_floor_bounds_the_noise(kind, config_dty
     peft = pytest.importorskip("peft")
     from revstats.capture import capture_residual, make_batches
     from revstats.capture._tiny import build_tiny_model
-    from revstats.torch_monitor import TorchMonitor
+    from revstats.training.monitor import TorchMonitor
 
     aligned = build_tiny_model(kind, seed=0, hidden=32, n_layers=2)
     witness = build_tiny_model(kind, seed=1, hidden=32, n_layers=2)
@@ -372,7 +372,7 @@ def test_cli_monitor_config_from_model_folders_and_probes_jsonl(tmp_path):
 
     from revstats.capture._tiny import build_tiny_model
     from revstats.cli import main
-    from revstats.torch_monitor import TorchMonitor
+    from revstats.training.monitor import TorchMonitor
 
     build_tiny_model("llama", tmp_path / "base", seed=1, hidden=32, n_layers=2)
     aligned = build_tiny_model("llama", tmp_path / "aligned", seed=0, hidden=32, n_layers=2)

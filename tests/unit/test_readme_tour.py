@@ -21,8 +21,8 @@ def tour_code() -> str:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
+    from revstats.sims.simulate import config_for, simulate
     from revstats.store import write_dataset
-    from sims.simulate import config_for, simulate
 
     path = tmp_path_factory.mktemp("tour") / "runs.zarr"
     ds = simulate(config_for("paper-main-track", runs=2, hidden=64, overrides={"steps": 20}), seed=0)

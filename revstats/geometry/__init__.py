@@ -8,7 +8,7 @@ activations ``h(x; theta)``:
 - alignment ``a_t = cos(Delta_t, v_rev)``; positive means moving toward the witness.
 
 Every public function takes and returns xarray objects; the arithmetic lives in NumPy kernels
-on ``axis=-1`` (:mod:`revstats._np_geometry`) wrapped with ``xr.apply_ufunc(...,
+on ``axis=-1`` (:mod:`revstats.geometry._np`) wrapped with ``xr.apply_ufunc(...,
 dask="parallelized")``, so NumPy- and dask-backed inputs take the same path and dask inputs
 stay lazy until the caller computes. ``dim`` arguments accept one name or a sequence of names
 (stacked into one axis). Zero-length vectors have no direction: results that need one are NaN
@@ -26,7 +26,6 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from revstats import _np_geometry as npg
 from revstats._validation import (
     RNGLike,
     check_confidence,
@@ -36,6 +35,7 @@ from revstats._validation import (
 from revstats._validation import check_nonempty_dims as check_dims
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning
+from revstats.geometry import _np as npg
 
 __all__ = [
     "alignment",

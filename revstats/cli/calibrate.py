@@ -43,7 +43,7 @@ def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: boo
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from revstats import _calibration as cal
+    from revstats import calibration as cal
 
     groups = only or _GROUPS
     rows = cal.studies(groups)
@@ -51,7 +51,7 @@ def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: boo
     missing = []
     for g in groups:
         if g not in present:
-            missing.append({"intervals": "interval rows (revstats._coverage could not be imported)",
+            missing.append({"intervals": "interval rows (revstats.calibration._coverage could not be imported)",
                             "monitor": "monitor rows (need `revstats.monitor`)"}.get(g, g))
     if not rows:
         raise click.UsageError("nothing to run: " + "; ".join(missing))
@@ -76,7 +76,7 @@ def calibrate(quick: bool, out: str | None, only: tuple[str, ...], progress: boo
     if out is None:
         click.echo(text, nl=False)
     else:
-        from analysis.io import atomic_write_text
+        from revstats.analysis.io import atomic_write_text
 
         atomic_write_text(out, text)
         click.echo(f"wrote {out}: {len(results)} rows, {len(failed)} failed", err=True)

@@ -2,14 +2,14 @@
 
 Needs torch and transformers; not imported by ``import revstats``. Two lines to monitor::
 
-    from revstats.hf_callbacks import ReversionMonitorCallback
+    from revstats.training.hf_callbacks import ReversionMonitorCallback
     trainer = Trainer(..., callbacks=[ReversionMonitorCallback.from_config("monitor-cfg")])
 
 Blocking: ``BlockingCallback(directions, method="activation" | "parameter" | "penalty")``. The
-activation and parameter methods install the hooks of :mod:`revstats.torch_blocking` at
+activation and parameter methods install the hooks of :mod:`revstats.training.blocking` at
 ``on_train_begin`` and remove them at ``on_train_end``; if ``train`` raises, call
 ``callback.remove()`` (or use ``with callback.installed(trainer): trainer.train()``). The
-penalty method adds the gradient of :class:`~revstats.torch_blocking.ReversionPenalty` in
+penalty method adds the gradient of :class:`~revstats.training.blocking.ReversionPenalty` in
 ``on_pre_optimizer_step`` (gradients accumulate, so this equals adding the penalty to the loss
 once per optimizer step; note the Trainer clips gradients *before* this event, so the penalty's
 gradient is not clipped).
@@ -26,10 +26,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from revstats import torch_blocking as tb
 from revstats.errors import RevstatsWarning
 from revstats.monitor import Check, MonitorConfig
-from revstats.torch_monitor import TorchMonitor
+from revstats.training import blocking as tb
+from revstats.training.monitor import TorchMonitor
 
 __all__ = ["BlockingCallback", "ReversionMonitorCallback"]
 
@@ -49,7 +49,7 @@ class ReversionMonitorCallback(TrainerCallback):
         ``on_train_begin`` (found on the call stack); without one the metrics only go to
         ``state.log_history``, with a warning.
     **monitor_kwargs
-        Passed to :class:`revstats.torch_monitor.TorchMonitor`: ``store=`` (zarr store that
+        Passed to :class:`revstats.training.monitor.TorchMonitor`: ``store=`` (zarr store that
         receives every look's slab), ``run=``, ``tensorboard_dir=`` (a SummaryWriter of the
         monitor's own, beside the Trainer's), ``warn=``, ``on_alarm=``, ``noise_floor=``,
         ``probes=``, ``every=``.
@@ -140,7 +140,7 @@ class BlockingCallback(TrainerCallback):
     probes : tensor or dict
         Probe inputs (needed by ``"parameter"`` and ``"penalty"``).
     lam, sign, strength, reduce, position
-        As in :mod:`revstats.torch_blocking`.
+        As in :mod:`revstats.training.blocking`.
     """
 
     def __init__(

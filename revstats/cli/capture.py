@@ -1,7 +1,7 @@
 """`revstats capture` and `revstats ingest`: real-model activations and logged arrays into a store.
 
 Thin commands: they parse options, call :func:`revstats.capture.pipeline.capture_experiment` or
-:func:`revstats.ingest.ingest`, and turn domain errors into usage errors that say the fix.
+:func:`revstats.store.ingest.ingest`, and turn domain errors into usage errors that say the fix.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def ingest_command(source, out, mapping, acts_key, acts_dims, witness_key, witne
     """
     import dataclasses
 
-    from revstats.ingest import IngestMapping, VariableMapping, ingest, read_mapping
+    from revstats.store.ingest import IngestMapping, VariableMapping, ingest, read_mapping
 
     try:
         mp = read_mapping(mapping) if mapping else IngestMapping()
