@@ -25,14 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-__all__ = ["LAYER_HELP", "parse_layer_list", "resolve_layers"]
-
-LAYER_HELP = (
-    "Residual layers, comma-separated, in output_hidden_states numbering: 0 = embeddings, "
-    "L = output of block L, n = last block after the final norm; negative counts from the end "
-    "(-1 = n); also hidden_states.L and TransformerLens names (blocks.L.hook_resid_post = "
-    "L+1, blocks.L.hook_resid_pre = L, ln_final.hook_normalized = n)."
-)
+__all__ = ["parse_layer_list", "resolve_layers"]
 
 _INT = re.compile(r"^[+-]?\d+$")
 _HS = re.compile(r"^hidden_states\.(-?\d+)$")

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from revstats._cli_options import layers_option
+from revstats.cli._options import layers_option
 
 _SCHEDULER_HELP = ("Where dask computes: threads (default), processes, synchronous, local:N "
                    "(a dask.distributed LocalCluster with N workers) or a tcp:// address of a "
@@ -163,8 +163,10 @@ def _headline_tables(results: dict):
 @click.argument("store")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Write results.json here (atomically).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the headline as a tidy CSV table here (revstats.analysis.frames).")
 @_common_options
-def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
+def analyze_command(store: str, json_path: str | None, csv_path: str | None, layers: tuple[str, ...],
                     ni_margin: float | None, n_resamples: int, confidence: float, seed: int,
                     scheduler: str) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
@@ -188,6 +190,11 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
     if json_path:
         write_results(results, json_path)
         con.print(f"results written to {escape(json_path)}")
+    if csv_path:
+        from revstats.analysis.frames import to_csv
+
+        to_csv(results, csv_path)
+        con.print(f"headline table written to {escape(csv_path)}")
 
 
 @click.command("report")

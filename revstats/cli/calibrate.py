@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from revstats._cli_options import progress_option
+from revstats.cli._options import progress_option
 
 _GROUPS = ("intervals", "nulls", "monitor")
 

@@ -12,8 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-from revstats._cli_options import progress_option
-from revstats._layers import LAYER_HELP, parse_layer_list
+from revstats.cli._options import LAYER_HELP, progress_option
 from revstats.errors import RevstatsError
 
 
@@ -28,6 +27,8 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
 
 
 def _layer_list(ctx, param, value: str | None) -> list[str | int] | None:
+    from revstats._layers import parse_layer_list
+
     try:
         return parse_layer_list(value)
     except ValueError as exc:

@@ -7,7 +7,7 @@ import os
 
 import click
 
-from revstats._cli_options import layers_option
+from revstats.cli._options import layers_option
 
 
 @click.command("monitor-config")

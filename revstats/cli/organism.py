@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from revstats._cli_options import progress_option
+from revstats.cli._options import progress_option
 from revstats.errors import RevstatsError
 
 

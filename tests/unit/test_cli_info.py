@@ -43,7 +43,7 @@ def test_every_command_help_has_an_example():
 
 
 def test_info_clips_provenance_at_whole_words():
-    from revstats.cli_info import _clip
+    from revstats.cli.info import _clip
 
     text = "revstats simulate --preset paper-main-track --runs 8 " * 10
     out = _clip(text, width=60)

@@ -1,4 +1,4 @@
-"""One CLI vocabulary (revstats/_cli_options.py): walk the option table of every command and
+"""One CLI vocabulary (revstats/cli/_options.py): walk the option table of every command and
 check each concept has one name, one type and one minimum; old spellings work but are hidden;
 every visible option has help; outputs say `behavior`."""
 
@@ -8,8 +8,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from revstats._cli_options import AliasOption
 from revstats.cli import main
+from revstats.cli._options import AliasOption
 
 #: option name -> (click type class, minimum or None); options not listed are command-specific
 VOCAB = {

@@ -107,3 +107,19 @@ def test_figures_raise_no_legend_warnings(tmp_path):
         warnings.simplefilter("error")
         out = render_all(res, tmp_path)
     assert {f["kind"] for f in out} <= set(FIGURES) and out
+
+
+def test_analyze_csv_option(tmp_path):
+    from click.testing import CliRunner
+
+    from revstats.analysis.testing import write_synthetic_store
+    from revstats.cli import main
+
+    store = write_synthetic_store(str(tmp_path / "s.zarr"), runs_per_arm=2, steps=(0, 1, 5), n_examples=6,
+                                  hidden=8, layers=("L",))
+    res = CliRunner().invoke(main, ["analyze", store, "--n-resamples", "100", "--csv", str(tmp_path / "h.csv"),
+                                    "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    table = pd.read_csv(tmp_path / "h.csv")
+    want = Results.load(tmp_path / "r.json").to_dataframe()
+    assert len(table) == len(want) and set(table["table"]) == set(want["table"])

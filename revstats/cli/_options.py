@@ -28,7 +28,15 @@ from typing import Any
 
 import click
 
-__all__ = ["AliasOption", "layers_option", "progress_option", "split_layers"]
+__all__ = ["LAYER_HELP", "AliasOption", "layers_option", "progress_option", "split_layers"]
+
+LAYER_HELP = (
+    "Residual layers, comma-separated, in output_hidden_states numbering: 0 = embeddings, "
+    "L = output of block L, n = last block after the final norm; negative counts from the end "
+    "(-1 = n); also hidden_states.L and TransformerLens names (blocks.L.hook_resid_post = "
+    "L+1, blocks.L.hook_resid_pre = L, ln_final.hook_normalized = n)."
+)
+
 
 
 class AliasOption(click.Option):
