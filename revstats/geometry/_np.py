@@ -19,6 +19,7 @@ from revstats.errors import DegenerateDataWarning
 __all__ = [
     "bootstrap_direction_cosines",
     "cosine",
+    "cosine_parts",
     "cross_fit_products",
     "flatten_last",
     "normalize",
@@ -109,17 +110,26 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     NaN (with a warning) where either vector has zero length.
     """
-    a, ma = _unit_scaled(np.asarray(a, dtype=np.float64))  # scale first: a cosine does not
-    b, mb = _unit_scaled(np.asarray(b, dtype=np.float64))  # depend on the vectors' lengths
-    zero = (ma == 0) | (mb == 0)
-    bad = ~(np.isfinite(ma) & np.isfinite(mb))
+    c, zero, bad = cosine_parts(a, b)
     _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vector pairs (one side or both)")
     _warn_zero(int(np.count_nonzero(zero & ~bad)), int(zero.size), "vector pairs (one side or both)")
+    return c
+
+
+def cosine_parts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cosine, zero-length mask, non-finite mask) without warning: callers that know which
+    zeros are expected (the reference step) report the others themselves. Both sides are
+    scaled by their largest entry first (a cosine does not depend on the lengths), so norms
+    near 1e200 or 1e-200 neither overflow nor underflow."""
+    a, ma = _unit_scaled(np.asarray(a, dtype=np.float64))
+    b, mb = _unit_scaled(np.asarray(b, dtype=np.float64))
+    zero = (ma == 0) | (mb == 0)
+    bad = ~(np.isfinite(ma) & np.isfinite(mb))
     na = np.sqrt(np.einsum("...i,...i->...", a, a))
     nb = np.sqrt(np.einsum("...i,...i->...", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.einsum("...i,...i->...", a, b) / np.where(zero | bad, np.nan, na * nb)
-    return np.clip(c, -1.0, 1.0)
+    return np.clip(c, -1.0, 1.0), zero & ~bad, bad
 
 
 def project_out(x: np.ndarray, direction: np.ndarray) -> np.ndarray:

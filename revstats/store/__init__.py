@@ -1254,6 +1254,10 @@ def open_store(
     for name in ("run", "arm", "layer", "example"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
+    # small non-dimension coordinates are loaded, so `groupby("seed")` / `.sel` on them work
+    for name in ("seed",):
+        if name in ds.coords and name not in ds.dims:
+            ds = ds.assign_coords({name: (ds[name].dims, np.asarray(ds[name].values))})
     notes: list[str] = []
     if not g.attrs.get("witness_complete", False):
         if "witness" in ds:
@@ -1388,6 +1392,17 @@ def _bound_reader(root: str, name: str, arr: Any, manifest: Any) -> Any:
         reader.bind = lambda idx: manifest.expected(name, idx)
         reader.where = lambda idx: manifest.place(name, idx)
     return reader
+
+
+def verified_chunk_reader(path: str | os.PathLike[str], name: str = "acts") -> Any:
+    """A direct chunk reader for array `name` of the local store at `path` that checks every
+    chunk against the store's digest manifest as it reads it (None when the array's layout is
+    not the direct one). Every fast path that reads chunk files should use this, not
+    `_chunkio.chunk_reader`, so that misplaced or missing chunks are errors there too."""
+    path = os.fspath(path)
+    g = _open_group(path, "r", None, consolidated=None)
+    _, manifest = _integrity_problems(path, g, None)
+    return _bound_reader(_local_path(path), name, _array(g, name), manifest)
 
 
 def _checked_outcomes(ds: xr.Dataset, path: str, g: zarr.Group, manifest: Any, complete: np.ndarray) -> xr.Dataset:

@@ -40,6 +40,9 @@ ChunkError = CorruptStoreError  # a damaged, misplaced, missing or non-regular c
 #: Manifest values that are not digests: no entry recorded; a fill-only chunk (no object).
 UNSET, EMPTY = -1, -2
 
+#: chunk files the reader asks the OS to read ahead of a sequential scan (posix_fadvise)
+READ_AHEAD = 4
+
 
 def _eligible_codecs(meta: Any) -> bool:
     try:
@@ -115,6 +118,7 @@ class ChunkReader:
         #: chunk is not bound, e.g. its slab is not complete); `where(idx)` names its place.
         self.bind: Any = None
         self.where: Any = None
+        self._prefetched: set[tuple[int, ...]] = set()
 
     def _place(self, idx: tuple[int, ...]) -> str:
         return self.where(idx) if self.where is not None else "chunk " + "/".join(map(str, idx))
@@ -129,7 +133,8 @@ class ChunkReader:
         return os.path.join(self.directory, "c", *map(str, idx))
 
     def read_chunk_into(self, idx: tuple[int, ...], out: np.ndarray) -> None:
-        """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`."""
+        """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`
+        (and start the read-ahead of the next chunk files, see `prefetch`)."""
         view = out.reshape(-1).view(np.uint8)
         path = self._path(idx)
         expected = self.bind(idx) if self.bind is not None else None
@@ -138,6 +143,7 @@ class ChunkReader:
                 f"{self._place(idx)}: the digest manifest has no entry for this chunk although its "
                 "slab is marked complete (manifest or marker edited?); rewrite the slab (rerun the "
                 "writer with --overwrite) or restore the store from a backup")
+        self.prefetch(idx)
         try:
             # never follow a link, never block on a FIFO: only regular files are chunks
             fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
@@ -243,6 +249,34 @@ class ChunkReader:
                 raise TypeError("ChunkReader supports unit-step slices only")
             out.append(slice(start, max(start, stop)))
         return tuple(out)
+
+    def prefetch(self, idx: tuple[int, ...], ahead: int = READ_AHEAD) -> None:
+        """Ask the OS to start reading the `ahead` chunk files after `idx` (C order of the
+        chunk grid) in the background (``POSIX_FADV_WILLNEED``), so a sequential scan finds
+        them in the page cache. Best effort: a missing file or an OS without fadvise is fine."""
+        if ahead <= 0 or not hasattr(os, "posix_fadvise"):
+            return
+        grid = [-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True)]
+        flat = int(np.ravel_multi_index(idx, grid)) if all(g > 0 for g in grid) else 0
+        total = int(np.prod(grid))
+        for k in range(flat + 1, min(flat + 1 + ahead, total)):
+            nxt = tuple(int(i) for i in np.unravel_index(k, grid))
+            if nxt in self._prefetched:
+                continue
+            self._prefetched.add(nxt)
+            try:
+                # never follow a link or block on a FIFO here either
+                fd = os.open(self._path(nxt), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        if len(self._prefetched) > 4096:  # bounded memory on long scans
+            self._prefetched.clear()
 
     def read_into(self, key: Any, out: np.ndarray, *, workers: int = 1) -> np.ndarray:
         """Read the region `key` (basic slices) into `out` (its shape), chunk by chunk."""
