@@ -10,16 +10,21 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from revstats.errors import RevstatsError
-from revstats.sims.organism.settings import SETTING_PROFILES
+
+# the other settings' profiles (revstats.sims.organism.settings.SETTING_PROFILES, tested equal):
+# listed here so that --help imports nothing heavy
+SETTINGS = ("unlearning-tiny", "unlearning", "unlearning-relabel", "unlearning-family",
+            "traits-tiny", "traits", "traits-shared-alphabet")
 
 
 @click.command("organism")
 @click.option("--profile", default="quick", show_default=True,
-              type=click.Choice(["tiny", "quick", "paper", "sweep", *SETTING_PROFILES]),
+              type=click.Choice(["tiny", "quick", "paper", "sweep", *SETTINGS]),
               help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
                    "blocking variants/layer sets/strengths, 100 steps; unlearning*, traits*: "
@@ -49,10 +54,12 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
 
     from revstats.sims.organism import PROFILES, run_organism, total_units
 
-    cfg = PROFILES[profile] if profile in PROFILES else SETTING_PROFILES[profile].config
-    if profile in SETTING_PROFILES:  # another setting: same command, its own run function
+    cfg: Any = PROFILES.get(profile)
+    if profile in SETTINGS:  # another setting: same command, its own run function
+        from revstats.sims.organism.settings import SETTING_PROFILES
+
         setting = SETTING_PROFILES[profile]
-        run_organism, total_units = setting.run, setting.total_units
+        cfg, run_organism, total_units = setting.config, setting.run, setting.total_units
     if seeds is not None:
         try:
             cfg = dataclasses.replace(cfg, seeds=tuple(int(s) for s in seeds.split(",") if s.strip()))

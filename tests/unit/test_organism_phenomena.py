@@ -245,6 +245,10 @@ def test_main_profiles_have_enough_seeds_and_are_registered():
         assert len(cfg.seeds) >= 4, name
         assert {"control", "blocked"} <= {a.name for a in cfg.arms}
     assert "trait_free" in {a.name for a in SETTING_PROFILES["traits"].config.arms}
+    # the command lists them without importing the settings (fast --help)
+    from revstats.cli.organism import SETTINGS
+
+    assert sorted(SETTINGS) == sorted(SETTING_PROFILES)
 
 
 @pytest.mark.parametrize("which", ["un", "tr"])
