@@ -279,6 +279,7 @@ def test_setting_report_tables(un_store, tr_store):
     assert "| control |" in md and "capability_unlearned" in md
     t = phenomena_report.summarize_setting(tr_store[0], run_summary=tr_store[1])
     assert "control - trait_free" in t["effects"] and "trait_free - control" not in t["effects"]
+    assert "p_trait_final_control - p_trait_final_trait_free" in t["phase_effects"]
     phenomena_report.to_markdown(t)
 
 
