@@ -1,6 +1,6 @@
 """revstats: statistics for fine-tuning reversion.
 
-``import revstats`` is light: it loads only this file, `errors` and the version. Every other
+``import revstats`` is light: it loads only this file and `errors`. Every other
 name -- the submodules (`revstats.geometry`, `revstats.nulls`, `revstats.intervals`,
 `revstats.effects`, `revstats.store`, ...) and the functions re-exported here -- is imported on
 first use (PEP 562 module ``__getattr__``), and the heavy dependencies (scipy.stats,
@@ -15,13 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from revstats import _moved
-from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 
 _moved.install()
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and IDEs
     from revstats import effects, geometry, intervals, nulls, scheduler, store
+    from revstats._version import __version__
     from revstats.geometry import (
         alignment,
         debiased_alignment,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers and
 
 # name -> module that defines it (a module maps to itself)
 _LAZY: dict[str, str] = {
+    "__version__": "revstats._version",
     "effects": "revstats.effects",
     "geometry": "revstats.geometry",
     "intervals": "revstats.intervals",

@@ -9,13 +9,14 @@ the old paths, so no stale file shadows the moved one (and version control sees 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import sys
 import warnings
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 MOVED: dict[str, str] = {
     "revstats.torch_blocking": "revstats.training.blocking",
@@ -46,7 +47,7 @@ MOVED_PRIVATE: dict[str, str] = {
 _ALL = {**MOVED, **MOVED_PRIVATE}
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:  # the loader protocol (importlib.abc is not imported: startup cost)
     def __init__(self, new: str) -> None:
         self.new = new
 
@@ -62,12 +63,12 @@ class _AliasLoader(importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(self.new)
 
 
-class MovedModuleFinder(importlib.abc.MetaPathFinder):
+class MovedModuleFinder:  # the meta-path finder protocol
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
         new = _ALL.get(fullname)
         if new is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(new))
+        return importlib.machinery.ModuleSpec(fullname, cast("Loader", _AliasLoader(new)))
 
 
 def install() -> None:
