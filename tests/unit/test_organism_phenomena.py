@@ -246,9 +246,9 @@ def test_main_profiles_have_enough_seeds_and_are_registered():
         assert {"control", "blocked"} <= {a.name for a in cfg.arms}
     assert "trait_free" in {a.name for a in SETTING_PROFILES["traits"].config.arms}
     # the command lists them without importing the settings (fast --help)
-    from revstats.cli.organism import SETTINGS
+    from revstats.cli.organism import PROFILE_NAMES
 
-    assert sorted(SETTINGS) == sorted(SETTING_PROFILES)
+    assert set(SETTING_PROFILES) <= set(PROFILE_NAMES)
 
 
 @pytest.mark.parametrize("which", ["un", "tr"])
