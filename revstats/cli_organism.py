@@ -16,23 +16,39 @@ import click
 from revstats.errors import RevstatsError
 
 
+def _profile_names() -> list[str]:
+    from sims.organism.registry import PROFILE_REGISTRY
+
+    return list(PROFILE_REGISTRY)
+
+
+def _profile_help() -> str:
+    from sims.organism.registry import PROFILE_REGISTRY
+
+    return "; ".join(f"{p.name}: {p.description}" for p in PROFILE_REGISTRY.values())
+
+
 @click.command("organism")
 @click.option("--profile", default="quick", show_default=True,
-              type=click.Choice(["tiny", "quick", "paper", "sweep"]),
-              help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
-                   "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
-                   "blocking variants/layer sets/strengths, 100 steps.")
-@click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
+              type=click.Choice(_profile_names()), help=_profile_help())
+@click.option("--out", required=True,
+              help="Store path (local dir or fsspec URL); for the history profiles a local "
+                   "directory that receives one store per cell and history.json.")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds overriding the profile's, e.g. 0,1,2.")
+@click.option("--workers", default=None, type=int,
+              help="Worker processes (seeds run in parallel, one torch thread each; the store "
+                   "is the same for any value). Default: one per available core, at most one "
+                   "per seed.")
 @click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False),
               default=None, help="Also save the pretrained, aligned and fine-tuned networks here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None,
               help="Write per-seed phase metrics and wall times as JSON here.")
-def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: str | None,
-                     overwrite: bool, progress: bool, summary_path: str | None) -> None:
+def organism_command(profile: str, out: str, seeds: str | None, workers: int | None,
+                     checkpoint_dir: str | None, overwrite: bool, progress: bool,
+                     summary_path: str | None) -> None:
     """Train a tiny GPT-2 on a synthetic language through pretraining, alignment (refusal of a
     trigger family) and benign fine-tuning, for every arm (control, blocked variants, push,
     placebo) and seed, capturing the residual stream of held-out trigger probes into a store
@@ -42,40 +58,47 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
     Example:
       revstats organism --profile quick --out organism.zarr
       revstats analyze organism.zarr --json results.json
+      revstats organism --profile history --out history/   # then:
+      python -m sims.organism.history history/ --figure phase.png
     """
-    import dataclasses
+    from sims.organism.parallel import default_workers
+    from sims.organism.registry import get_profile
 
-    from sims.organism import PROFILES, run_organism, total_units
-
-    cfg = PROFILES[profile]
+    prof = get_profile(profile)
+    cfg = prof.config
     if seeds is not None:
         try:
-            cfg = dataclasses.replace(cfg, seeds=tuple(int(s) for s in seeds.split(",") if s.strip()))
+            cfg = prof.with_seeds(tuple(int(s) for s in seeds.split(",") if s.strip()))
         except ValueError:
             raise click.BadParameter(f"expected comma-separated integers such as 0,1,2; got "
                                      f"{seeds!r}", param_hint="--seeds") from None
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"must be a positive integer, got {workers}",
+                                 param_hint="--workers")
+    n_workers = workers if workers is not None else default_workers(prof.n_jobs(cfg))
     if Path(out).exists() and not overwrite and "://" not in out:
         raise click.UsageError(f"{out} exists: pass --overwrite to replace it or choose another --out")
     command = "revstats " + shlex.join(sys.argv[1:]) if sys.argv else "revstats organism"
+    kwargs = {"overwrite": overwrite, "command": command, "checkpoint_dir": checkpoint_dir,
+              "workers": n_workers}
     try:
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
             with Progress("[progress.description]{task.description}", BarColumn(),
                           MofNCompleteColumn(), TimeElapsedColumn()) as bar:
-                task = bar.add_task("organism", total=total_units(cfg))
+                task = bar.add_task("organism", total=prof.total_units(cfg))
 
                 def tick(description: str, n: int) -> None:
                     bar.update(task, advance=n, description=description)
 
-                summary = run_organism(out, cfg, overwrite=overwrite, progress=tick,
-                                       command=command, checkpoint_dir=checkpoint_dir)
+                summary = prof.run(out, cfg, progress=tick, **kwargs)
         else:
-            summary = run_organism(out, cfg, overwrite=overwrite, command=command,
-                                   checkpoint_dir=checkpoint_dir)
-    except (RevstatsError, ValueError) as e:
+            summary = prof.run(out, cfg, **kwargs)
+    except (RevstatsError, ValueError, FileExistsError) as e:
         raise click.UsageError(str(e)) from e
     if summary_path:
         Path(summary_path).write_text(json.dumps(summary.phases, indent=2))
     t = summary.phases["timing_s"]["total"]
-    click.echo(f"wrote {out}: {len(summary.runs)} runs in {t:.0f} s")
+    click.echo(f"wrote {out}: {len(summary.runs)} runs in {t:.0f} s ({n_workers} worker"
+               f"{'s' if n_workers > 1 else ''})")

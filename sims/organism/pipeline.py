@@ -154,6 +154,13 @@ def _run_id(arm: str, seed: int) -> str:
     return f"{arm}-s{seed}"
 
 
+def residual_names(cfg: OrganismConfig) -> list[str]:
+    """Store layer names of the captured layers (``hidden_states.L``)."""
+    from revstats.capture import residual_layer_names
+
+    return residual_layer_names(cfg.layers)
+
+
 def _directions(witness: np.ndarray, aligned: np.ndarray, layers: Sequence[str]):
     """v_rev per layer from revstats.geometry (witness/aligned: (layer, example, hidden))."""
     import xarray as xr

@@ -48,7 +48,7 @@ def _na(estimate: float, why: str) -> dict[str, Any]:
 def _why_degenerate(x: np.ndarray, what: str) -> str | None:
     if x.size < 2:
         return f"{x.size} {what}: no spread to estimate an interval from"
-    if np.ptp(x) == 0:
+    if np.ptp(x) <= 1e-12 * max(1.0, float(np.abs(x).max())):
         return f"all {x.size} {what} equal ({float(x.flat[0]):.4g}): no spread to estimate " \
                "an interval from"
     return None
