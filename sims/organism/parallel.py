@@ -30,9 +30,24 @@ def tick(description: str, n: int = 1) -> None:
         _LOCAL_TICK(description, n)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to this worker when its parent dies (a killed
+    ``revstats organism`` leaves no orphaned training processes). Best effort elsewhere."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+        except OSError:  # pragma: no cover - no libc
+            pass
+
+
 def _init_worker(q: Any) -> None:
     global _QUEUE
     _QUEUE = q
+    _die_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
