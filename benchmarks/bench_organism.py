@@ -54,12 +54,14 @@ def _one(root: pathlib.Path, workers: int, size: dict, out: str) -> float:
     return time.perf_counter() - t0
 
 
-def measure(*, quick: bool = False, repeats: int = 5) -> dict:
+def measure(*, quick: bool = False, repeats: int = 5, skip_local_serial: bool = False) -> dict:
     size = ({"seeds": 2, "pre": 40, "ft": 5} if quick else {"seeds": 4, "pre": 60, "ft": 10})
     variants = [("serial (main)", PEER, 0), ("serial (workers=1)", HERE, 1),
                 ("workers=2", HERE, 2)]
     if not (PEER / "sims" / "organism" / "pipeline.py").exists():
         variants = variants[1:]
+    elif skip_local_serial:
+        variants = [variants[0], variants[2]]
     times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     loads = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,8 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--skip-local-serial", action="store_true",
+                   help="time only main's serial run and workers=2 (saves CPU on a shared machine)")
     args = p.parse_args(argv)
-    res = measure(quick=args.quick, repeats=args.repeats or (3 if args.quick else 5))
+    res = measure(quick=args.quick, repeats=args.repeats or (3 if args.quick else 5),
+                  skip_local_serial=args.skip_local_serial)
     print(json.dumps(res, indent=1))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(res, indent=1))

@@ -479,10 +479,13 @@ def history_markdown(s: dict[str, Any]) -> str:
 
 # --------------------------------------------------------------------------- figure
 def theory_grid(pretrain_rel: Sequence[float], align_rel: Sequence[float], *,
-                preset: str = "theory-flat", steps: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+                preset: str = "theory-flat", steps: int = 100, seed: int = 0,
+                align_mass_max: float = 1.2) -> dict[str, np.ndarray]:
     """The simulator's exact prediction (:func:`sims.theory.predict`, control arm) of
-    reversion (behaviour rate at T minus at 0) and final alignment over the preset's
-    ``pretrain_mass`` and ``align_mass`` scaled by ``pretrain_rel`` / ``align_rel``."""
+    reversion (behaviour rate at T minus at 0) and final alignment, with ``pretrain_mass`` =
+    the preset's times ``pretrain_rel`` and ``align_mass`` (the alignment basin's curvature,
+    0 in the preset) = ``align_mass_max`` (the largest value of the simulator's sweep grid)
+    times ``align_rel``."""
     from sims import theory
     from sims.model import build_model
     from sims.simulate import config_for, experiment_seeds
@@ -493,7 +496,7 @@ def theory_grid(pretrain_rel: Sequence[float], align_rel: Sequence[float], *,
     for i, ar in enumerate(align_rel):
         for j, pr in enumerate(pretrain_rel):
             cfg = config_for(preset, runs=1, steps=steps, overrides={
-                "pretrain_mass": base.pretrain_mass * pr, "align_mass": base.align_mass * ar})
+                "pretrain_mass": base.pretrain_mass * pr, "align_mass": align_mass_max * ar})
             ms, _ = experiment_seeds(seed, 1)
             pred = theory.predict(build_model(cfg, ms), 0)
             rev[i, j] = pred.behavior_rate[-1] - pred.behavior_rate[0]
@@ -539,8 +542,8 @@ def plot_history(summary: dict[str, Any], path: str | None = None):
         else:
             im = ax.imshow(vals, origin="lower", aspect="auto", cmap="magma",
                            extent=(fine_p[0], 1.0, fine_a[0], 1.0))
-            ax.set_xlabel("pretrain_mass / largest")
-            ax.set_ylabel("align_mass / largest")
+            ax.set_xlabel("pretrain_mass (theory-flat's x level/largest)")
+            ax.set_ylabel("align_mass / 1.2 (level/largest)")
         ax.set_title(title, fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.85)
     fig.suptitle(f"dose-response over training history ({len(summary['seeds'])} seeds per "
