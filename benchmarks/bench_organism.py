@@ -54,7 +54,10 @@ def _one(root: pathlib.Path, workers: int, size: dict, out: str) -> float:
     return time.perf_counter() - t0
 
 
-def measure(*, quick: bool = False, repeats: int = 5, skip_local_serial: bool = False) -> dict:
+def measure(*, quick: bool = False, repeats: int = 5, skip_local_serial: bool = False,
+            partial_json: str | None = None) -> dict:
+    """Alternating rounds; with `partial_json` the rounds so far are written after each one
+    (a long benchmark on a loaded machine keeps what it measured)."""
     size = ({"seeds": 2, "pre": 40, "ft": 5} if quick else {"seeds": 4, "pre": 60, "ft": 10})
     variants = [("serial (main)", PEER, 0), ("serial (workers=1)", HERE, 1),
                 ("workers=2", HERE, 2)]
@@ -69,8 +72,11 @@ def measure(*, quick: bool = False, repeats: int = 5, skip_local_serial: bool = 
             for name, root, workers in (variants if r % 2 == 0 else variants[::-1]):
                 loads.append(os.getloadavg()[0])
                 times[name].append(_one(root, workers, size, f"{tmp}/o.zarr"))
+            if partial_json:
+                pathlib.Path(partial_json).write_text(json.dumps(
+                    {"size": size, "times": times, "rounds": r + 1, "load_1min": loads}, indent=1))
     return {"size": size, "times": times, "median": {k: statistics.median(v) for k, v in times.items()},
-            "load_1min": loads, "cores": os.cpu_count()}
+            "load_1min": loads, "cores": os.cpu_count(), "rounds": repeats}
 
 
 def run(quick: bool = False, repeats: int | None = None) -> list[dict]:
@@ -97,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="time only main's serial run and workers=2 (saves CPU on a shared machine)")
     args = p.parse_args(argv)
     res = measure(quick=args.quick, repeats=args.repeats or (3 if args.quick else 5),
-                  skip_local_serial=args.skip_local_serial)
+                  skip_local_serial=args.skip_local_serial,
+                  partial_json=None if args.json is None else args.json + ".partial")
     print(json.dumps(res, indent=1))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(res, indent=1))
