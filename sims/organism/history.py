@@ -320,9 +320,9 @@ def _cell_metrics(store: str, layer: str, harm_level: float) -> dict[str, Any]:
         seeds = [int(s) for r, s in zip(ds.run.values, ds.seed.values, strict=True) if str(r) in runs]
         rate = beh.sel(run=runs).mean("example").values  # (run, step)
         cross = []
-        for row in rate:
-            hit = np.nonzero(row >= harm_level)[0]
-            cross.append(float(steps[hit[0]]) if hit.size else float("inf"))
+        for row in rate:  # fine-tuning steps only (step 0 is the aligned network)
+            hit = np.nonzero(row[1:] >= harm_level)[0]
+            cross.append(float(steps[1 + hit[0]]) if hit.size else float("inf"))
         # never reached: censored at one capture interval past the last step (slower than
         # every observed crossing; used by the rank test and the slopes, never in a median)
         censor = float(steps[-1] + (steps[-1] - steps[-2]))
@@ -398,7 +398,10 @@ def summarize_history(path: str, *, layer: str = "hidden_states.2") -> dict[str,
                                      ctl["n_probes"]),
             "harm_final": _rate_ci(ctl["k_final"], ctl["n_probes"]),
             "reversion": _mean_ci(ctl["reversion"], what="seeds", bounds=(-1.0, 1.0)),
-            "crossing_step_median": float(np.median(cross)) if reached.any() else None,
+            # median over all seeds, a seed that never reaches the level counting as slower
+            # than every one that does (None when the median seed never reaches it)
+            "crossing_step_median": (float(np.median(cross)) if np.isfinite(np.median(cross))
+                                     else None),
             "crossing_reached": f"{int(reached.sum())}/{reached.size}",
             "alignment_xfit": _mean_ci(ctl["alignment_xfit"][np.isfinite(ctl["alignment_xfit"])],
                                        what="seeds"),
@@ -451,14 +454,16 @@ def history_markdown(s: dict[str, Any]) -> str:
     lines = [f"History grid: pretraining steps {s['pretrain_levels']} x alignment steps "
              f"{s['align_levels']}, {len(s['seeds'])} seeds per cell (control arm; blocked at "
              f"the corners). Intervals over seeds (seeds as clusters): rates Korn-Graubard, "
-             f"means t; crossing = first captured step with harm >= "
-             f"{100 * s['harm_level']:.0f}% (median over seeds that reach it). Alignment: "
+             f"means t; crossing = first captured fine-tuning step "
+             f"with harm >= {100 * s['harm_level']:.0f}% (median over seeds; in brackets the "
+             f"seeds that reach it by the last step). Alignment: "
              f"cross-fitted, {s['layer']}.", "",
              "| pretrain | align | harm aligned | harm final | reversion (final − aligned) | "
              "crossing step (reached) | alignment (x-fit) | blocked − control harm |",
              "|---|---|---|---|---|---|---|---|"]
     for c in s["cells"]:
-        cs = "—" if c["crossing_step_median"] is None else f"{c['crossing_step_median']:g}"
+        cs = ("not reached by the median seed" if c["crossing_step_median"] is None
+              else f"{c['crossing_step_median']:g}")
         b = c.get("blocked_minus_control_harm")
         lines.append(f"| {c['pretrain_steps']} | {c['align_steps']} | "
                      f"{_fmt(c['harm_aligned'], True)} | {_fmt(c['harm_final'], True)} | "
