@@ -33,7 +33,7 @@ PEER = pathlib.Path(os.environ.get("REVSTATS_PEER_ROOT", "/work/main"))
 
 SCRIPT = """
 import dataclasses, sys
-from sims.organism import PROFILES, run_organism
+from revstats.sims.organism import PROFILES, run_organism
 def main():
     cfg = dataclasses.replace(PROFILES["quick"], seeds=tuple(range({seeds})),
                               pretrain_steps={pre}, align_steps=10, ft_steps={ft},

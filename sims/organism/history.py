@@ -20,13 +20,13 @@ Output (``out`` is a directory):
 * ``out/cells/pretrain{P}_align{A}.zarr`` -- one ordinary organism store per cell (runs
   ``{arm}-s{seed}``, witness = that cell's pretrained network, step 0 = that cell's aligned
   network, provenance ``config.history_cell = {"pretrain_steps": P, "align_steps": A}``), so
-  ``revstats analyze`` / ``report`` and :mod:`sims.organism.report` read each cell without
+  ``revstats analyze`` / ``report`` and :mod:`revstats.sims.organism.report` read each cell without
   special cases;
 * ``out/history.json`` -- the index: grid levels, seeds, cell store paths (relative), config.
 
 :func:`summarize_history` reduces the cells to per-cell statistics with intervals over seeds
 and the trend tests; :func:`plot_history` draws the organism's phase diagram next to the
-simulator's exact prediction (:mod:`sims.theory`) on the same axes.
+simulator's exact prediction (:mod:`revstats.sims.theory`) on the same axes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from sims.organism.pipeline import ArmSpec, OrganismConfig, OrganismSummary
+from revstats.sims.organism.pipeline import ArmSpec, OrganismConfig, OrganismSummary
 
 __all__ = ["HISTORY_PROFILES", "HistoryConfig", "cell_name", "plot_history", "run_history",
            "summarize_history", "history_markdown", "total_history_units"]
@@ -129,9 +129,9 @@ def history_seed_job(cfg: HistoryConfig, seed: int) -> dict[str, Any]:
     """One seed of the grid: every cell's witness, runs and phase metrics (a worker job)."""
     import copy
 
-    from sims.organism import pipeline, train
-    from sims.organism.language import make_language
-    from sims.organism.parallel import tick
+    from revstats.sims.organism import pipeline, train
+    from revstats.sims.organism.language import make_language
+    from revstats.sims.organism.parallel import tick
 
     base = cfg.base
     lang = pipeline._language(base)
@@ -206,9 +206,9 @@ def run_history(out: str, config: HistoryConfig | str = "history", *, overwrite:
 
     from revstats._version import __version__
     from revstats.capture import residual_layer_names
+    from revstats.sims.organism import pipeline
+    from revstats.sims.organism.parallel import map_jobs
     from revstats.store import create_store
-    from sims.organism import pipeline
-    from sims.organism.parallel import map_jobs
 
     cfg = _resolve(config)
     if checkpoint_dir:
@@ -241,7 +241,7 @@ def run_history(out: str, config: HistoryConfig | str = "history", *, overwrite:
             task={"metric": "benign_token_accuracy", "higher_is_better": True},
             source="organism",
             provenance={
-                "command": command or "sims.organism.run_history",
+                "command": command or "revstats.sims.organism.run_history",
                 "revstats_version": __version__, "torch_version": torch.__version__,
                 "config": cell_cfg, "seeds": list(cfg.seeds),
                 "model": "GPT2LMHeadModel from config, random init (no hub)",
@@ -283,7 +283,7 @@ def run_history(out: str, config: HistoryConfig | str = "history", *, overwrite:
              "cells": [{"pretrain_steps": p, "align_steps": a,
                         "store": f"cells/{cell_name(p, a)}.zarr",
                         "arms": [x.name for x in cfg.arms_of(p, a)]} for p, a in cells],
-             "config": cfg.to_json(), "command": command or "sims.organism.run_history"}
+             "config": cfg.to_json(), "command": command or "revstats.sims.organism.run_history"}
     tmp = os.path.join(out, "history.json.partial")
     with open(tmp, "w") as fh:
         json.dump(index, fh, indent=1)
@@ -379,7 +379,7 @@ def summarize_history(path: str, *, layer: str = "hidden_states.2") -> dict[str,
     descriptive beside (1)).
     """
     from revstats import effects
-    from sims.organism.report import _mean_ci, _paired, _rate_ci
+    from revstats.sims.organism.report import _mean_ci, _paired, _rate_ci
 
     index = _load_index(path)
     plev, alev = index["pretrain_levels"], index["align_levels"]
@@ -449,7 +449,7 @@ def summarize_history(path: str, *, layer: str = "hidden_states.2") -> dict[str,
 
 def history_markdown(s: dict[str, Any]) -> str:
     """The per-cell table and the trend verdicts."""
-    from sims.organism.report import _fmt
+    from revstats.sims.organism.report import _fmt
 
     lines = [f"History grid: pretraining steps {s['pretrain_levels']} x alignment steps "
              f"{s['align_levels']}, {len(s['seeds'])} seeds per cell (control arm; blocked at "
@@ -486,14 +486,14 @@ def history_markdown(s: dict[str, Any]) -> str:
 def theory_grid(pretrain_rel: Sequence[float], align_rel: Sequence[float], *,
                 preset: str = "theory-flat", steps: int = 100, seed: int = 0,
                 align_mass_max: float = 1.2) -> dict[str, np.ndarray]:
-    """The simulator's exact prediction (:func:`sims.theory.predict`, control arm) of
+    """The simulator's exact prediction (:func:`revstats.sims.theory.predict`, control arm) of
     reversion (behaviour rate at T minus at 0) and final alignment, with ``pretrain_mass`` =
     the preset's times ``pretrain_rel`` and ``align_mass`` (the alignment basin's curvature,
     0 in the preset) = ``align_mass_max`` (the largest value of the simulator's sweep grid)
     times ``align_rel``."""
-    from sims import theory
-    from sims.model import build_model
-    from sims.simulate import config_for, experiment_seeds
+    from revstats.sims import theory
+    from revstats.sims.model import build_model
+    from revstats.sims.simulate import config_for, experiment_seeds
 
     base = config_for(preset, runs=1, steps=steps)
     rev = np.zeros((len(align_rel), len(pretrain_rel)))
@@ -530,7 +530,7 @@ def plot_history(summary: dict[str, Any], path: str | None = None):
         grid["alignment_xfit"][i, j] = c["alignment_xfit"]["estimate"]
     fig, axes = plt.subplots(2, 2, figsize=(8.4, 6.4), layout="constrained")
     panels = [(axes[0, 0], grid["reversion"], "organism: reversion (harm T − aligned)", True),
-              (axes[0, 1], th["reversion"], "theory (sims.theory, theory-flat): reversion", False),
+              (axes[0, 1], th["reversion"], "theory (revstats.sims.theory, theory-flat): reversion", False),
               (axes[1, 0], grid["alignment_xfit"], "organism: final alignment (x-fit)", True),
               (axes[1, 1], th["alignment"], "theory: final alignment", False)]
     for ax, vals, title, measured in panels:

@@ -3,7 +3,7 @@
 Each job is a top-level function called with keyword arguments; it reports progress through
 :func:`tick` (a no-op in the parent, a queue to the parent in a worker). Workers are started
 with the ``spawn`` method (a fork after torch has started its thread pools can hang) and run
-one torch thread each (:func:`sims.organism.train.deterministic` sets it per job), so a job
+one torch thread each (:func:`revstats.sims.organism.train.deterministic` sets it per job), so a job
 computes the same numbers in a worker as in the parent: stores written from the results are
 identical to the serial run's (tested).
 """

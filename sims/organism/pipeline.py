@@ -212,11 +212,11 @@ def _placebo_dirs(arm: ArmSpec, layers: Sequence[int], v: np.ndarray, seed: int,
 
 def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model, anchors,
                   reference, seed: int, control_drift: np.ndarray | None = None):
-    """The arm's :class:`~sims.organism.train.Intervention`, built on the aligned network, and
+    """The arm's :class:`~revstats.sims.organism.train.Intervention`, built on the aligned network, and
     the per-layer lambda scale of a matched placebo (empty otherwise)."""
     import torch
 
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     if arm.kind == "none":
         return None, {}
@@ -277,7 +277,7 @@ def _resolve(config: OrganismConfig | str) -> OrganismConfig:
 
 
 def _language(cfg: OrganismConfig):
-    from sims.organism.language import Language
+    from revstats.sims.organism.language import Language
 
     return Language(n_content=cfg.n_content, n_triggers=cfg.n_triggers, seed=cfg.language_seed)
 
@@ -285,7 +285,7 @@ def _language(cfg: OrganismConfig):
 def probe_ids(cfg: OrganismConfig) -> list[str]:
     """Example ids of the store: the held-out trigger probes (fixed by the language seed, so
     the same prompts for every seed: probes are shared across runs)."""
-    from sims.organism.language import probe_triples
+    from revstats.sims.organism.language import probe_triples
 
     return [f"probe{i:03d}:T{k}:{a}:{b}"
             for i, (k, a, b) in enumerate(probe_triples(_language(cfg), cfg.n_probes))]
@@ -326,8 +326,8 @@ def run_organism(
 
     from revstats._version import __version__
     from revstats.capture import residual_layer_names
+    from revstats.sims.organism.parallel import map_jobs
     from revstats.store import create_store
-    from sims.organism.parallel import map_jobs
 
     cfg = _resolve(config)
     _validate_run(out, cfg)
@@ -344,7 +344,7 @@ def run_organism(
         behavior=True, task={"metric": "benign_token_accuracy", "higher_is_better": True},
         source="organism", overwrite=overwrite,
         provenance={
-            "command": command or "sims.organism.run_organism",
+            "command": command or "revstats.sims.organism.run_organism",
             "revstats_version": __version__, "torch_version": torch.__version__,
             "config": cfg.to_json(), "seeds": list(cfg.seeds),
             "model": "GPT2LMHeadModel from config, random init (no hub)",
@@ -397,8 +397,8 @@ def _write_attr(path: str, key: str, value: Any) -> None:
 
 def seed_job(cfg: OrganismConfig, seed: int, checkpoint_dir: str | None = None) -> dict[str, Any]:
     """One seed: pretrain, align, fine-tune every arm; the arrays to write (a worker job)."""
-    from sims.organism import train
-    from sims.organism.language import make_language
+    from revstats.sims.organism import train
+    from revstats.sims.organism.language import make_language
 
     lang = _language(cfg)
     data = make_language(
@@ -416,8 +416,8 @@ def _run_seed(cfg, seed, lang, data, checkpoint_dir) -> dict[str, Any]:
     import torch
 
     from revstats.capture import residual_layer_names
-    from sims.organism import train
-    from sims.organism.parallel import tick
+    from revstats.sims.organism import train
+    from revstats.sims.organism.parallel import tick
 
     probes = data["probes"]
     anchors = torch.from_numpy(data["anchors"].prompts)
@@ -480,7 +480,7 @@ class _Capture:
     def anchor_acts(self, model) -> np.ndarray:
         import torch
 
-        from sims.organism import train
+        from revstats.sims.organism import train
 
         with torch.no_grad():
             return torch.stack([h.detach() for h in train.hidden_at_last_prompt(
@@ -496,8 +496,8 @@ def fine_tune_arms(cfg: OrganismConfig, model, data, *, v: np.ndarray, h_aligned
     Returns ({arm: {"acts", "behavior", "task"}}, {arm: penalty activity}, harm at step 0).
     ``model`` ends in the state of the last arm."""
 
-    from sims.organism import train
-    from sims.organism.parallel import tick
+    from revstats.sims.organism import train
+    from revstats.sims.organism.parallel import tick
 
     probes = data["probes"]
     aligned_state = copy.deepcopy(model.state_dict())

@@ -1,4 +1,4 @@
-"""sims.organism.report on a synthetic organism store: honest intervals (issue 13.3, 13.11).
+"""revstats.sims.organism.report on a synthetic organism store: honest intervals (issue 13.3, 13.11).
 
 No torch needed: the store is written with revstats.store directly.
 """
@@ -62,14 +62,14 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def summary(store):
-    from sims.organism.report import summarize
+    from revstats.sims.organism.report import summarize
 
     with pytest.warns(rs.DegenerateDataWarning):  # nobody silences the core's warnings
         return summarize(store, n_permutations=19)
 
 
 def test_degenerate_paired_difference_is_na_not_zero_width(summary):
-    from sims.organism.report import to_markdown
+    from revstats.sims.organism.report import to_markdown
 
     e = summary["arms"]["blocked"]["vs_control"]["harm_diff_paired"]
     assert e["estimate"] == pytest.approx(-4 / N_EX)
@@ -96,7 +96,7 @@ def test_rate_intervals_are_cluster_aware_and_inside_unit_interval(summary):
 
 
 def test_rare_rate_interval_does_not_leave_zero():
-    from sims.organism.report import _rate_ci
+    from revstats.sims.organism.report import _rate_ci
 
     d = _rate_ci(np.array(RARE_K), N_EX)
     assert d["low"] >= 0 and d["high"] <= 1 and d["high"] > d["estimate"]
@@ -104,7 +104,7 @@ def test_rare_rate_interval_does_not_leave_zero():
 
 
 def test_blocked_vs_placebo_and_binding_ratio(summary):
-    from sims.organism.report import to_markdown
+    from revstats.sims.organism.report import to_markdown
 
     bp = summary["blocked_vs_placebo"]["blocked - placebo"]
     assert bp["n_pairs"] == 4
@@ -120,7 +120,7 @@ def test_blocked_vs_placebo_and_binding_ratio(summary):
 def test_report_module_never_silences_core_warnings():
     import inspect
 
-    import sims.organism.report as rep
+    import revstats.sims.organism.report as rep
 
     src = inspect.getsource(rep)
     assert "simplefilter" not in src and "catch_warnings" not in src

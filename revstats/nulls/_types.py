@@ -1,0 +1,267 @@
+"""The two null-distribution types every null in `revstats.nulls` returns.
+
+`CosineNull` is the exact isotropic law (closed form, any real d > 1); `EmpiricalNull` holds Monte
+Carlo or permutation draws, possibly one set of draws per run-step pair (a batch). Both answer
+.cdf .sf .ppf .isf .quantile .pvalue .mean .var .rvs, so `exceedance` and reports need not care
+which one they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from revstats._validation import RNGLike, check_choice, normalize_rng
+from revstats.nulls import _cosine_law as law
+
+__all__ = ["Alternative", "CosineNull", "EmpiricalNull"]
+
+Alternative = Literal["greater", "less", "two-sided"]
+_ALTERNATIVES = ("greater", "less", "two-sided")
+
+
+def _elementwise(func: Callable[[np.ndarray], np.ndarray], x: Any) -> Any:
+    """Apply a NumPy kernel; DataArrays (numpy- or dask-backed) stay DataArrays and stay lazy."""
+    if isinstance(x, xr.DataArray):
+        return xr.apply_ufunc(func, x, dask="parallelized", output_dtypes=[float])
+    out = func(np.asarray(x, dtype=float))
+    return out[()] if out.ndim == 0 else out
+
+
+def _check_probability(name: str, q: Any) -> None:
+    if isinstance(q, xr.DataArray):
+        return  # checked lazily: out-of-range values give NaN, as in scipy.stats
+    arr = np.asarray(q, dtype=float)
+    if np.any((arr < 0) | (arr > 1)):
+        raise ValueError(f"`{name}` must lie in [0, 1] (probabilities), got values outside it")
+
+
+@dataclass(frozen=True)
+class CosineNull:
+    r"""Exact law of cos(u, v) for u uniform on the unit sphere S^(d-1) and any fixed v.
+
+    (C + 1)/2 ~ Beta((d-1)/2, (d-1)/2); density k_d (1 - c^2)^((d-3)/2) on [-1, 1] with
+    k_d = Gamma(d/2) / (sqrt(pi) Gamma((d-1)/2)); mean 0, variance 1/d. Tails are computed in
+    log space (continued fraction, DLMF 8.17.22), so ``sf`` keeps full relative accuracy down to
+    the smallest double and ``logsf`` never underflows. Real ``d > 1`` is allowed (effective
+    dimension); ``d = 2`` is the arcsine law, ``d = 3`` the uniform law.
+
+    Built by :func:`revstats.nulls.isotropic_cosine` (integer d) or
+    :func:`revstats.nulls.effective_isotropic_cosine` (real d).
+    """
+
+    d: float
+    method: str = "isotropic"
+    attrs: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def _a(self) -> float:
+        return 0.5 * (float(self.d) - 1.0)
+
+    @property
+    def _log_k(self) -> float:
+        return law.log_norm_const(self._a)
+
+    def logsf(self, x: Any) -> Any:
+        """log P(C >= x); finite far below the smallest double."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: law.log_sf(c, a, lk), x)
+
+    def logcdf(self, x: Any) -> Any:
+        """log P(C <= x) = log P(C >= -x) by symmetry."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: law.log_sf(-c, a, lk), x)
+
+    def sf(self, x: Any) -> Any:
+        """P(C >= x), computed directly (never as 1 - cdf)."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: np.exp(law.log_sf(c, a, lk)), x)
+
+    def cdf(self, x: Any) -> Any:
+        """P(C <= x)."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: np.exp(law.log_sf(-c, a, lk)), x)
+
+    def pdf(self, x: Any) -> Any:
+        """Density k_d (1 - x^2)^((d-3)/2) on [-1, 1], 0 outside."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: np.exp(law.log_pdf(c, a, lk)), x)
+
+    def logpdf(self, x: Any) -> Any:
+        """log density."""
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda c: law.log_pdf(c, a, lk), x)
+
+    def isf(self, p: Any) -> Any:
+        """The upper quantile: the c with P(C >= c) = p (relative accuracy kept for tiny p)."""
+        _check_probability("p", p)
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda q: law.isf(q, a, lk), p)
+
+    def ppf(self, q: Any) -> Any:
+        """The quantile: the c with P(C <= c) = q, i.e. -isf(q) by symmetry."""
+        _check_probability("q", q)
+        a, lk = self._a, self._log_k
+        return _elementwise(lambda qq: -law.isf(qq, a, lk), q)
+
+    def quantile(self, q: Any) -> Any:
+        """Same as :meth:`ppf` (named like ``numpy.quantile``)."""
+        return self.ppf(q)
+
+    def pvalue(self, x: Any, *, alternative: Alternative = "greater") -> Any:
+        """p-value of an observed cosine: sf (greater), cdf (less) or 2 min(sf, cdf) (two-sided)."""
+        check_choice("alternative", alternative, _ALTERNATIVES)
+        if alternative == "greater":
+            return self.sf(x)
+        if alternative == "less":
+            return self.cdf(x)
+        a, lk = self._a, self._log_k
+        return _elementwise(
+            lambda c: np.minimum(1.0, 2.0 * np.exp(law.log_sf(np.abs(c), a, lk))), x
+        )
+
+    def mean(self) -> float:
+        """E[C] = 0."""
+        return 0.0
+
+    def var(self) -> float:
+        """Var[C] = 1/d."""
+        return 1.0 / float(self.d)
+
+    def std(self) -> float:
+        """sqrt(1/d)."""
+        return float(np.sqrt(self.var()))
+
+    def rvs(self, size: int | tuple[int, ...] | None = None, *, rng: RNGLike = None) -> Any:
+        """Draws 2 B - 1 with B ~ Beta((d-1)/2, (d-1)/2)."""
+        gen = normalize_rng(rng)
+        return 2.0 * gen.beta(self._a, self._a, size=size) - 1.0
+
+
+@dataclass(frozen=True, eq=False)
+class EmpiricalNull:
+    """An empirical null from draws (Monte Carlo, permutations, other history pairs).
+
+    ``samples`` has shape ``(*batch_shape, n_draws)``: one null per run-step pair when the null
+    depends on the pair (its own drift), else ``batch_shape == ()``. Inputs to ``cdf``, ``sf`` and
+    ``pvalue`` broadcast against ``batch_shape``. Conventions:
+
+    - ``cdf(x) = #{draws <= x} / B``, ``sf(x) = #{draws > x} / B`` (the empirical law);
+    - ``pvalue(x) = (1 + #{draws >= x}) / (1 + B)`` (``greater``), which is a valid p-value when
+      the observed statistic is exchangeable with the draws (Phipson & Smyth 2010, "Permutation
+      p-values should never be zero");
+    - ``ppf(q)`` and ``quantile(q)`` are the smallest draw with ``cdf >= q`` (``inverted_cdf``),
+      shaped ``batch_shape + q.shape``.
+    """
+
+    samples: np.ndarray
+    method: str
+    attrs: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = np.sort(np.asarray(self.samples, dtype=float), axis=-1)
+        s.setflags(write=False)
+        object.__setattr__(self, "samples", s)
+
+    @property
+    def n_draws(self) -> int:
+        return int(self.samples.shape[-1])
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.samples.shape[:-1])
+
+    def _count(self, x: Any, side: Literal["le", "lt"]) -> np.ndarray:
+        """#{draws <= x} (side="le") or #{draws < x} (side="lt"); NaN where x is NaN."""
+        x = np.asarray(x, dtype=float)
+        ss: Literal["left", "right"] = "right" if side == "le" else "left"
+        if self.batch_shape == ():
+            counts = np.searchsorted(self.samples, x, side=ss).astype(float)
+        else:
+            shape = np.broadcast_shapes(x.shape, self.batch_shape)
+            xb = np.broadcast_to(x, shape)
+            sb = np.broadcast_to(self.samples, (*shape, self.n_draws))
+            flat_x = xb.reshape(-1)
+            flat_s = sb.reshape(-1, self.n_draws)
+            counts = np.fromiter(
+                (np.searchsorted(row, v, side=ss) for row, v in zip(flat_s, flat_x, strict=True)),
+                dtype=float,
+                count=flat_x.size,
+            ).reshape(shape)
+        return np.where(np.isnan(x), np.nan, counts)
+
+    def _wrap(self, func: Callable[[np.ndarray], np.ndarray], x: Any) -> Any:
+        if isinstance(x, xr.DataArray):
+            return x.copy(data=func(np.asarray(x, dtype=float)))
+        out = func(np.asarray(x, dtype=float))
+        return out[()] if out.ndim == 0 else out
+
+    def cdf(self, x: Any) -> Any:
+        """Empirical P(X <= x)."""
+        return self._wrap(lambda v: self._count(v, "le") / self.n_draws, x)
+
+    def sf(self, x: Any) -> Any:
+        """Empirical P(X > x) = 1 - cdf(x)."""
+        return self._wrap(lambda v: 1.0 - self._count(v, "le") / self.n_draws, x)
+
+    def pvalue(self, x: Any, *, alternative: Alternative = "greater") -> Any:
+        """(1 + #{draws >= x}) / (1 + B) for ``greater``; mirrored for ``less``; two-sided doubles
+        the smaller one (capped at 1)."""
+        check_choice("alternative", alternative, _ALTERNATIVES)
+        b = self.n_draws
+
+        def kernel(v: np.ndarray) -> np.ndarray:
+            greater = (1.0 + b - self._count(v, "lt")) / (1.0 + b)
+            less = (1.0 + self._count(v, "le")) / (1.0 + b)
+            if alternative == "greater":
+                return greater
+            if alternative == "less":
+                return less
+            return np.minimum(1.0, 2.0 * np.minimum(greater, less))
+
+        return self._wrap(kernel, x)
+
+    def ppf(self, q: Any) -> Any:
+        """Smallest draw x with cdf(x) >= q; shape ``batch_shape + q.shape``."""
+        _check_probability("q", q)
+        qa = np.asarray(q, dtype=float)
+        out = np.quantile(self.samples, qa, axis=-1, method="inverted_cdf")
+        out = np.moveaxis(out, tuple(range(qa.ndim)), tuple(range(-qa.ndim, 0))) if qa.ndim else out
+        return out[()] if np.ndim(out) == 0 else out
+
+    def quantile(self, q: Any) -> Any:
+        """Same as :meth:`ppf`."""
+        return self.ppf(q)
+
+    def isf(self, p: Any) -> Any:
+        """Upper quantile ``ppf(1 - p)``."""
+        _check_probability("p", p)
+        return self.ppf(1.0 - np.asarray(p, dtype=float))
+
+    def mean(self) -> Any:
+        m = self.samples.mean(axis=-1)
+        return m[()] if m.ndim == 0 else m
+
+    def var(self) -> Any:
+        v = self.samples.var(axis=-1, ddof=1)
+        return v[()] if v.ndim == 0 else v
+
+    def rvs(self, size: int | tuple[int, ...] | None = None, *, rng: RNGLike = None) -> Any:
+        """Resample draws with replacement (1-D nulls only)."""
+        if self.batch_shape != ():
+            raise ValueError(
+                "`rvs` needs a single null (batch_shape == ()); index the batch first with "
+                "`null.select(i)`"
+            )
+        gen = normalize_rng(rng)
+        return gen.choice(self.samples, size=size, replace=True)
+
+    def select(self, index: Any) -> EmpiricalNull:
+        """The null(s) of the run-step pair(s) at ``index`` in ``batch_shape``."""
+        if self.batch_shape == ():
+            raise ValueError("`select` needs a batched null; this one has batch_shape == ()")
+        return EmpiricalNull(self.samples[index], self.method, dict(self.attrs))

@@ -1,0 +1,1191 @@
+"""The activation store: one zarr v3 group per experiment, read as a lazy `xarray.Dataset`.
+
+Layout (DESIGN §3): `acts` (run, step, layer, example, hidden), `witness`, optional `behavior`
+and `task`, and the bookkeeping variable `complete` (run, step). Each (run, step) slab of `acts`
+lives in its own chunk(s) and has its own one-element `complete` chunk, written last: a slab is
+visible only once its marker is set, so a writer killed mid-append leaves every earlier slab
+readable and the next append (or a rerun that skips complete slabs) succeeds.
+
+Why it is safe: zarr's LocalStore writes each object through a temporary file and an atomic
+rename, and object stores (fsspec URLs) put whole objects, so no chunk or metadata document is
+ever half-written. A writer takes an exclusive lock (local stores), so two writers never race.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import unicodedata
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
+from revstats._version import __version__
+from revstats.errors import RevstatsError, SchemaError
+from revstats.store.schema import (
+    ACTS_DIMS,
+    SCHEMA_VERSION,
+    SOURCES,
+    check_dataset,
+    raise_problems,
+    validate_layout,
+)
+from revstats.store.schema import (
+    check_values as schema_check_values,
+)
+
+__all__ = [
+    "StoreWriter",
+    "create_store",
+    "describe_store",
+    "open_store",
+    "open_writer",
+    "read_acts",
+    "verify_store",
+    "write_dataset",
+]
+
+#: Largest chunk of `acts` written by default; bigger slabs are split along `layer`, then
+#: `example`.
+MAX_CHUNK_BYTES = 256 * 2**20
+_STEP_UNSET = -1
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+@contextlib.contextmanager
+def _quiet_consolidated() -> Iterator[None]:
+    # DESIGN §3 asks for consolidated metadata; zarr warns it is not yet in the v3 spec.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        yield
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in str(path) or str(path).startswith("file://")
+
+
+def _local_path(path: str) -> str:
+    p = str(path)
+    return p[len("file://") :] if p.startswith("file://") else p
+
+
+def _acts_chunks(n_layer: int, n_example: int, hidden: int, itemsize: int) -> tuple[int, ...]:
+    """One (run, step) slab per chunk, split along layer then example past MAX_CHUNK_BYTES."""
+    per_layer = max(1, n_example * hidden * itemsize)
+    if n_layer * per_layer <= MAX_CHUNK_BYTES:
+        return (1, 1, max(n_layer, 1), max(n_example, 1), max(hidden, 1))
+    if per_layer <= MAX_CHUNK_BYTES:
+        return (1, 1, max(1, MAX_CHUNK_BYTES // per_layer), max(n_example, 1), max(hidden, 1))
+    per_example = max(1, hidden * itemsize)
+    return (1, 1, 1, max(1, MAX_CHUNK_BYTES // per_example), max(hidden, 1))
+
+
+#: Longest id (run, arm, layer, probe) a store accepts.
+MAX_ID_LENGTH = 256
+
+
+def _check_id_text(v: str, name: str) -> None:
+    """Ids travel into file names, tables and HTML reports: refuse the ones that could break
+    or subvert them (control characters such as newlines, path separators and `..`, markup
+    brackets) and empty or huge ones."""
+    shown = repr(v if len(v) <= 40 else v[:40] + "…")
+    if not v.strip():
+        raise ValueError(f"`{name}` has an empty id: give every entry a name")
+    if len(v) > MAX_ID_LENGTH:
+        raise ValueError(f"`{name}` id {shown} is too long ({len(v)} > {MAX_ID_LENGTH} characters)")
+    # run, arm and layer ids may become parts of file names; probe ids (e.g. "suite/001") never do
+    forbidden = "<>" if name == "examples" else "<>/\\"
+    bad = sorted({c for c in v if unicodedata.category(c)[0] == "C" or c in forbidden})
+    if bad:
+        raise ValueError(
+            f"`{name}` id {shown} has forbidden character(s) {''.join(bad)!r}: control characters "
+            f"(newlines, tabs...) and {' '.join(forbidden)} are refused; rename it, e.g. with '-'"
+        )
+    if name != "examples" and v in (".", ".."):
+        raise ValueError(f"`{name}` id {shown} is a path component; rename it")
+
+
+def _string_array(values: Sequence[Any], name: str) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values):
+        if not isinstance(v, (str, np.str_)):
+            raise TypeError(f"`{name}` must hold strings, got {type(v).__name__} ({v!r})")
+        _check_id_text(str(v), name)
+        out[i] = str(v)
+    if len(set(out.tolist())) != len(out):
+        raise ValueError(f"`{name}` has duplicated entries; ids must be unique")
+    return out
+
+
+def _check_ids(values: Sequence[Any], name: str, *, allow_empty: bool = False) -> np.ndarray:
+    if isinstance(values, (str, bytes)):
+        raise TypeError(f"`{name}` must be a sequence of strings, not a single string")
+    arr = _string_array(list(values), name)
+    if not allow_empty and len(arr) == 0:
+        raise ValueError(f"`{name}` is empty: a store needs at least one entry")
+    return arr
+
+
+def _check_steps(steps: Sequence[int]) -> np.ndarray:
+    arr = np.asarray(list(steps))
+    if arr.size and arr.dtype.kind not in "iu":
+        raise TypeError(f"`steps` must be integers, got {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if np.any(arr < 0):
+        raise ValueError("`steps` must be non-negative training steps")
+    if len(np.unique(arr)) != len(arr):
+        raise ValueError("`steps` has duplicated entries")
+    return arr
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Validate values about to be stored: shape, finiteness, float16 range."""
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - any conversion failure is a user error
+        raise TypeError(f"`{name}` could not be converted to an array: {e}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"`{name}` must be numeric, got dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"`{name}` has shape {arr.shape}; the store expects {shape}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise SchemaError(
+            f"`{name}` contains NaN or Inf: the store refuses non-finite activations "
+            "(find the step that diverged, or drop it)",
+            variable=name,
+        )
+    if dtype == np.float16 and arr.size and float(np.max(np.abs(arr))) > _F16_MAX:
+        raise ValueError(
+            f"`{name}` has values beyond the float16 range (|x| > {_F16_MAX:g}); storing them would "
+            "overflow to inf. Create the store with dtype='float32' instead"
+        )
+    return arr.astype(dtype, copy=False)
+
+
+class StoreWriter:
+    """Appends slabs to a store. Create with `create_store` or `open_writer`; close when done."""
+
+    def __init__(self, path: str, group: zarr.Group, lock_fd: int | None) -> None:
+        self.path = path
+        self._group = group
+        self._lock_fd = lock_fd
+        if lock_fd is not None:
+            # Under the lock, a zarr temporary file (`*.partial`) can only be a leftover of a
+            # killed writer; at the root it would make every consolidation warn.
+            root = _local_path(path)
+            for entry in os.listdir(root):
+                if entry.endswith(".partial"):
+                    with contextlib.suppress(OSError):
+                        os.remove(os.path.join(root, entry))
+        self._load_index()
+        self._repair_step_growth()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _load_index(self) -> None:
+        g = self._group
+        self.runs: list[str] = [str(r) for r in _array(g, "run")[:]]
+        self.layers: list[str] = [str(x) for x in _array(g, "layer")[:]]
+        self.examples: list[str] = [str(x) for x in _array(g, "example")[:]]
+        self._steps: list[int] = [int(s) for s in _array(g, "step")[:]]
+        # One handle per array, used for every resize and write: zarr resizes a handle in place,
+        # while handles obtained later from the group could carry stale shapes.
+        self._arr: dict[str, Any] = {name: _array(g, name) for name in ("acts", "witness", "behavior", "task", "complete", "step") if name in g}
+        self._acts = self._arr["acts"]
+        self._direct = None
+        if _is_local(self.path):
+            from revstats.store._chunkio import chunk_reader
+
+            self._direct = chunk_reader(_local_path(self.path), "acts", self._acts)
+        self.hidden: int = int(self._acts.shape[-1])
+        self.dtype = np.dtype(self._acts.dtype)
+        self._run_index = {r: i for i, r in enumerate(self.runs)}
+        self._step_index = {s: i for i, s in enumerate(self._steps) if s != _STEP_UNSET}
+
+    def _data_arrays(self) -> list[Any]:
+        return [self._arr[n] for n in ("acts", "behavior", "task", "complete") if n in self._arr]
+
+    def _repair_step_growth(self) -> None:
+        """Finish a `step` extension that a killed writer left half done."""
+        n = len(self._steps)
+        grown = False
+        for arr in self._data_arrays():
+            if arr.shape[1] != n:
+                shape = list(arr.shape)
+                shape[1] = n
+                arr.resize(tuple(shape))
+                grown = True
+        if grown or self._group.store.supports_writes:
+            # also refreshes a consolidated view that a killed writer left behind
+            self._consolidate()
+
+    def _consolidate(self) -> None:
+        with _quiet_consolidated():
+            zarr.consolidate_metadata(self._group.store)
+
+    @property
+    def steps(self) -> list[int]:
+        return [s for s in self._steps if s != _STEP_UNSET]
+
+    def completed(self) -> np.ndarray:
+        """Boolean (run, step) array: which slabs are fully written (steps in store order)."""
+        return np.asarray(self._arr["complete"][:], dtype=bool)
+
+    def has_slab(self, run: str, step: int) -> bool:
+        ri = self._run_index.get(str(run))
+        si = self._step_index.get(int(step))
+        if ri is None or si is None:
+            return False
+        return bool(self._arr["complete"][ri, si])
+
+    def _run_idx(self, run: str) -> int:
+        try:
+            return self._run_index[str(run)]
+        except KeyError:
+            known = ", ".join(self.runs[:8]) + (" …" if len(self.runs) > 8 else "")
+            raise ValueError(f"`run` {run!r} is not in this store; its runs are: {known}") from None
+
+    def _ensure_steps(self, steps: Sequence[int]) -> list[int]:
+        new = [int(s) for s in steps if int(s) not in self._step_index]
+        if new:
+            if any(s < 0 for s in new):
+                raise ValueError("`step` must be a non-negative integer")
+            n_old = len(self._steps)
+            n_new = n_old + len(new)
+            # Coordinate first, then the data arrays: a kill in between is repaired on reopen
+            # (`_repair_step_growth`); never-written slabs stay invisible (complete == 0).
+            coord = self._arr["step"]
+            coord.resize((n_new,))
+            coord[n_old:n_new] = np.asarray(new, dtype=np.int64)
+            self._steps.extend(new)
+            for arr in self._data_arrays():
+                shape = list(arr.shape)
+                shape[1] = n_new
+                arr.resize(tuple(shape))
+            self._consolidate()
+            self._step_index = {s: i for i, s in enumerate(self._steps) if s != _STEP_UNSET}
+        return [self._step_index[int(s)] for s in steps]
+
+    # -- writing -----------------------------------------------------------------------------
+    def write_witness(self, values: Any, *, run: str | None = None) -> None:
+        """Write the witness (pre-alignment) activations: (layer, example, hidden), per run
+        when the store was created with `witness_per_run=True`."""
+        w = self._arr["witness"]
+        slab_shape = (len(self.layers), len(self.examples), self.hidden)
+        per_run = len(w.shape) == 4
+        if per_run and run is None:
+            raise ValueError("this store keeps one witness per run: pass `run=`")
+        if not per_run and run is not None:
+            raise ValueError("this store keeps one shared witness: do not pass `run=`")
+        arr = _as_float_block("witness", values, slab_shape, self.dtype)
+        if per_run:
+            ri = self._run_idx(run)  # type: ignore[arg-type]
+            w[ri] = arr
+            done: set[str] = {str(r) for r in self._group.attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+            done.add(str(run))
+            self._group.attrs["witness_runs"] = sorted(done)
+            if len(done) == len(self.runs):
+                self._group.attrs["witness_complete"] = True
+        else:
+            w[...] = arr
+            self._group.attrs["witness_complete"] = True
+        self._consolidate()
+
+    def write_slab(
+        self,
+        run: str,
+        step: int,
+        acts: Any,
+        *,
+        behavior: Any = None,
+        task: float | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Write one (run, step) slab; it becomes visible only when fully written."""
+        self.write_slabs(
+            run,
+            [step],
+            np.asarray(acts)[None],
+            behavior=None if behavior is None else np.asarray(behavior)[None],
+            task=None if task is None else [task],
+            overwrite=overwrite,
+        )
+
+    def write_slabs(
+        self,
+        run: str,
+        steps: Sequence[int],
+        acts: Any,
+        *,
+        behavior: Any = None,
+        task: Sequence[float] | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        """Write several steps of one run: `acts` (step, layer, example, hidden)."""
+        steps = [int(s) for s in steps]
+        if len(set(steps)) != len(steps):
+            raise ValueError("`steps` has duplicated entries")
+        ri = self._run_idx(run)
+        n = len(steps)
+        block = _as_float_block(
+            "acts", acts, (n, len(self.layers), len(self.examples), self.hidden), self.dtype
+        )
+        beh = None
+        if behavior is not None:
+            if "behavior" not in self._arr:
+                raise SchemaError(
+                    "this store has no `behavior` variable: create it with behavior=True",
+                    variable="behavior",
+                )
+            beh = np.asarray(behavior, dtype=np.float32)
+            if beh.shape != (n, len(self.examples)):
+                raise ValueError(
+                    f"`behavior` has shape {beh.shape}; expected (step, example) = "
+                    f"{(n, len(self.examples))}"
+                )
+            ok = np.isnan(beh) | (beh == 0) | (beh == 1)
+            if not ok.all():
+                raise ValueError("`behavior` must hold 0/1 outcomes (NaN for unknown)")
+        tk = None
+        if task is not None:
+            if "task" not in self._arr:
+                raise SchemaError(
+                    "this store has no `task` variable: create it with task={...}", variable="task"
+                )
+            tk = np.asarray(task, dtype=np.float64).reshape(-1)
+            if tk.shape != (n,):
+                raise ValueError(f"`task` needs one value per step ({n}), got shape {tk.shape}")
+        sis = self._ensure_steps(steps)
+        complete = self._arr["complete"]
+        idx = np.asarray(sis, dtype=np.int64)
+        # One zarr call per array (orthogonal indexing), not one per slab: each call has a
+        # fixed cost that dominated small writes.
+        done = np.asarray(complete.oindex[ri, idx], dtype=bool).reshape(-1)
+        if done.any():
+            if not overwrite:
+                already = [s for s, d in zip(steps, done, strict=True) if d]
+                raise RevstatsError(
+                    f"run {run!r} already has complete slab(s) at step(s) {already[:5]}; "
+                    "pass overwrite=True to replace them (or skip them: see `has_slab`)"
+                )
+            complete.oindex[ri, idx[done]] = False  # un-publish before rewriting
+        if self._direct is not None and self._direct.chunks[:2] == (1, 1) and self._direct.chunks[2:] == block.shape[1:]:
+            self._write_direct(ri, idx, block)
+        else:
+            self._acts.oindex[ri, idx] = block
+        if beh is not None:
+            self._arr["behavior"].oindex[ri, idx] = beh
+        if tk is not None:
+            self._arr["task"].oindex[ri, idx] = tk
+        # publish: one marker chunk per slab, written only after all of its data
+        complete.oindex[ri, idx] = np.ones(n, dtype=bool)
+
+    def _write_direct(self, ri: int, idx: Any, block: np.ndarray) -> None:
+        """One chunk file per slab, written straight from `block` (same bytes zarr writes;
+        ~5x faster than zarr's async pipeline for big slabs, see docs/scaling.md)."""
+        direct = self._direct
+        assert direct is not None
+        jobs = [((ri, int(si)) + (0,) * (direct.ndim - 2), block[k][None, None]) for k, si in enumerate(np.asarray(idx).reshape(-1))]
+        if len(jobs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(min(4, len(jobs))) as pool:
+                for _ in pool.map(lambda job: direct.write_chunk(*job), jobs):
+                    pass
+        else:
+            for job in jobs:
+                direct.write_chunk(*job)
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def _array(g: zarr.Group, name: str) -> Any:
+    """A member array (typed loosely: zarr types `group[name]` as Array | Group)."""
+    return g[name]
+
+
+def _take_lock(path: str) -> int | None:
+    if not _is_local(path):
+        return None
+    import fcntl
+
+    # Lock the store directory itself: a lock file inside would be an unknown object to other
+    # zarr readers, and the kernel drops the lock when the process dies (even by SIGKILL).
+    fd = os.open(_local_path(path), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RevstatsError(
+            f"store {path!r} is open by another writer; wait for it to finish (one writer at a "
+            "time keeps every slab whole)"
+        ) from None
+    return fd
+
+
+def _open_group(
+    path: str, mode: str, storage_options: Mapping[str, Any] | None, *, consolidated: bool | None = False
+) -> zarr.Group:
+    # Writers and checkers read each array's own metadata (never a stale consolidated copy);
+    # readers use the consolidated view, which is swapped atomically after each change.
+    kwargs: dict[str, Any] = {"mode": mode, "zarr_format": 3}
+    if mode not in ("w", "w-"):
+        kwargs["use_consolidated"] = consolidated
+    if storage_options:
+        kwargs["storage_options"] = dict(storage_options)
+    try:
+        with _quiet_consolidated():
+            return zarr.open_group(store=str(path), **kwargs)
+    except (ValueError, TypeError, KeyError) as e:  # zarr's JSON/metadata parse errors
+        bad = _unreadable_metadata(path)
+        if bad:
+            raise SchemaError("; ".join(bad), variable=None) from e
+        raise
+
+
+def _unreadable_metadata(path: str) -> list[str]:
+    """Problems with the zarr.json documents of a local store (truncated, not JSON, not a
+    zarr v3 node); empty for remote stores, which put whole objects."""
+    if not _is_local(path):
+        return []
+    local = _local_path(path)
+    docs = [("root", os.path.join(local, "zarr.json"))]
+    if os.path.isdir(local):
+        docs += [
+            (f"`{name}`", os.path.join(local, name, "zarr.json"))
+            for name in sorted(os.listdir(local))
+            if os.path.isfile(os.path.join(local, name, "zarr.json"))
+        ]
+    problems = []
+    for label, doc in docs:
+        if not os.path.isfile(doc):
+            continue
+        try:
+            with open(doc, encoding="utf-8") as f:
+                meta = json.load(f)
+            ok = isinstance(meta, dict) and meta.get("zarr_format") == 3 and "node_type" in meta
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            problems.append(
+                f"{label} metadata document {doc!r} is truncated or corrupt (not a valid zarr v3 "
+                "zarr.json): restore it from a backup or recreate the store"
+            )
+    return problems
+
+
+def create_store(
+    path: str | os.PathLike[str],
+    *,
+    runs: Sequence[str],
+    layers: Sequence[str],
+    examples: Sequence[str],
+    hidden: int,
+    steps: Sequence[int] = (),
+    arms: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    dtype: str | np.dtype = "float32",
+    witness_per_run: bool = False,
+    behavior: bool = True,
+    task: Mapping[str, Any] | None = None,
+    source: str,
+    provenance: Mapping[str, Any],
+    overwrite: bool = False,
+    compressor: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    resume: bool = False,
+) -> StoreWriter:
+    """Create an empty store and return a writer for it.
+
+    Parameters
+    ----------
+    path : local path or fsspec URL (``memory://``, ``s3://`` …).
+    runs, layers, examples : unique string ids.
+    hidden : size of the hidden dimension.
+    steps : training steps known in advance (more are appended by `write_slab`).
+    arms, seeds : per-run coordinates (``arm`` defaults to "control", ``seed`` to -1).
+    dtype : "float32" or "float16" (values beyond float16's range are refused on write).
+    witness_per_run : one witness per run instead of one shared witness.
+    behavior : create the ``behavior`` (run, step, example) variable.
+    task : attrs of the ``task`` (run, step) variable, e.g. ``{"metric": "loss",
+        "higher_is_better": False}``; None for no task variable.
+    source : one of "simulator", "organism", "capture", "ingest".
+    provenance : JSON-serialisable description (command, config, seeds, model ids); the
+        revstats version and creation time are added.
+    compressor : None (raw bytes + crc32c checksum, the fastest) or "zstd".
+    resume : if `path` already holds a store created with exactly these arguments (layout,
+        coordinates, dtype, source and provenance, apart from the creation time), return a
+        writer on it instead of refusing: slabs already complete are kept (skip them with
+        `StoreWriter.has_slab`), so rerunning a killed command finishes its work without
+        duplicating it. A store created differently is refused, naming what differs.
+
+    A directory left by a writer killed *during* creation (a zarr group without the revstats
+    attributes and holding only revstats arrays) holds no data and is replaced.
+    """
+    path = os.fspath(path)
+    run_ids = _check_ids(runs, "runs")
+    layer_ids = _check_ids(layers, "layers")
+    example_ids = _check_ids(examples, "examples")
+    step_arr = _check_steps(steps)
+    if not isinstance(hidden, (int, np.integer)) or hidden < 1:
+        raise ValueError(f"`hidden` must be a positive integer, got {hidden!r}")
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype("float32"), np.dtype("float16")):
+        raise ValueError(f"`dtype` must be 'float32' or 'float16', got {dt}")
+    if source not in SOURCES:
+        raise ValueError(f"`source` must be one of {SOURCES}, got {source!r}")
+    arm_ids = np.array(["control"] * len(run_ids), dtype=object)
+    if arms is not None:
+        if len(arms) != len(run_ids):
+            raise ValueError(f"`arms` needs one entry per run ({len(run_ids)}), got {len(arms)}")
+        arm_ids = np.array([str(a) for a in arms], dtype=object)
+        for a in arm_ids:
+            _check_id_text(a, "arms")
+    seed_arr = np.full(len(run_ids), -1, dtype=np.int64)
+    if seeds is not None:
+        if len(seeds) != len(run_ids):
+            raise ValueError(f"`seeds` needs one entry per run ({len(run_ids)}), got {len(seeds)}")
+        seed_arr = np.asarray(seeds, dtype=np.int64)
+    if compressor not in (None, "zstd"):
+        raise ValueError(f"`compressor` must be None or 'zstd', got {compressor!r}")
+    try:
+        prov_text = json.dumps(
+            {**dict(provenance), "revstats_version": __version__, "created": _now()},
+            default=str,
+        )
+    except TypeError as e:
+        raise TypeError(f"`provenance` must be JSON-serialisable: {e}") from None
+
+    if _is_local(path):
+        local = _local_path(path)
+        if not overwrite and _aborted_creation(local):
+            overwrite = True  # a killed create_store left no data: start it again
+        if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
+            return _resume_writer(
+                path,
+                storage_options,
+                expected={
+                    "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
+                    "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
+                    "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
+                    "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
+                    "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
+                    "source": source,
+                    "provenance": json.loads(prov_text),
+                },
+            )
+        if os.path.exists(local) and os.listdir(local) and not overwrite:
+            raise RevstatsError(
+                f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to replace "
+                "it, or open it with open_writer to append"
+            )
+        if os.path.exists(local) and overwrite:
+            shutil.rmtree(local)
+        os.makedirs(local, exist_ok=True)
+    lock_fd = _take_lock(path)
+    try:
+        # zarr's mode "w" would delete and recreate the directory we hold the lock on
+        g = _open_group(path, "w-" if lock_fd is not None else "w", storage_options)
+        nR, nS, nL, nE = len(run_ids), len(step_arr), len(layer_ids), len(example_ids)
+        compressors: list[Any] = [Crc32cCodec()]
+        if compressor == "zstd":
+            compressors = [ZstdCodec(level=1), Crc32cCodec()]
+
+        def coord(name: str, values: np.ndarray, dims: tuple[str, ...], **kw: Any) -> None:
+            dtype_ = str if values.dtype == object else values.dtype
+            arr = g.create_array(
+                name, shape=values.shape, dtype=dtype_, dimension_names=dims,
+                chunks=(max(len(values), 1),) if name != "step" else (1024,), **kw,
+            )
+            if values.size:
+                arr[...] = values
+
+        coord("run", run_ids, ("run",))
+        coord("arm", arm_ids, ("run",))
+        coord("seed", seed_arr, ("run",))
+        coord("step", step_arr, ("step",), fill_value=_STEP_UNSET)
+        coord("layer", layer_ids, ("layer",))
+        coord("example", example_ids, ("example",))
+        run_coords = {"coordinates": "arm seed"}
+        g.create_array(
+            "acts", shape=(nR, nS, nL, nE, int(hidden)), dtype=dt,
+            chunks=_acts_chunks(nL, nE, int(hidden), dt.itemsize), fill_value=np.nan,
+            dimension_names=ACTS_DIMS, compressors=compressors,
+            attributes={**run_coords, "long_name": "probe activations"},
+        )
+        w_dims: tuple[str, ...] = ("layer", "example", "hidden")
+        w_shape: tuple[int, ...] = (nL, nE, int(hidden))
+        if witness_per_run:
+            w_dims, w_shape = ("run", *w_dims), (nR, *w_shape)
+        g.create_array(
+            "witness", shape=w_shape, dtype=dt,
+            chunks=(1,) * (len(w_shape) - 3) + _acts_chunks(nL, nE, int(hidden), dt.itemsize)[2:],
+            fill_value=np.nan, dimension_names=w_dims, compressors=compressors,
+            attributes={"long_name": "pre-alignment (witness) activations"},
+        )
+        if behavior:
+            g.create_array(
+                "behavior", shape=(nR, nS, nE), dtype="float32", chunks=(1, 1, max(nE, 1)),
+                fill_value=np.nan, dimension_names=("run", "step", "example"),
+                compressors=compressors,
+                attributes={**run_coords, "long_name": "suppressed behaviour (1) per probe"},
+            )
+        if task is not None:
+            g.create_array(
+                "task", shape=(nR, nS), dtype="float64", chunks=(1, 1), fill_value=np.nan,
+                dimension_names=("run", "step"), compressors=compressors,
+                attributes={**run_coords, **dict(task)},
+            )
+        g.create_array(
+            "complete", shape=(nR, nS), dtype="bool", chunks=(1, 1), fill_value=False,
+            dimension_names=("run", "step"), compressors=[Crc32cCodec()],
+            attributes={**run_coords, "long_name": "slab fully written"},
+        )
+        g.attrs.update(
+            {
+                "revstats_schema": SCHEMA_VERSION,
+                "source": source,
+                "provenance": prov_text,
+                "witness_complete": False,
+            }
+        )
+        with _quiet_consolidated():
+            zarr.consolidate_metadata(g.store)
+        return StoreWriter(path, g, lock_fd)
+    except BaseException:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+
+
+_STORE_MEMBERS = frozenset(
+    {"run", "arm", "seed", "step", "layer", "example", "acts", "witness", "behavior", "task", "complete"}
+)
+
+
+def _aborted_creation(local: str) -> bool:
+    """True for a directory that a `create_store` killed before it finished left behind.
+
+    Creation writes the root group, then the arrays, then the revstats attributes; until those
+    attributes exist no slab can have been written, so such a directory holds no data.
+    """
+    meta = os.path.join(local, "zarr.json")
+    if not os.path.isfile(meta):
+        return False
+    try:
+        with open(meta, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False  # unreadable metadata: let the caller refuse it, never delete it
+    if not isinstance(doc, dict) or doc.get("node_type") != "group":
+        return False
+    if "revstats_schema" in (doc.get("attributes") or {}):
+        return False
+    for entry in os.listdir(local):
+        if entry == "zarr.json" or entry.endswith(".partial"):
+            continue
+        if entry not in _STORE_MEMBERS:
+            return False
+    return True
+
+
+def _resume_writer(
+    path: str, storage_options: Mapping[str, Any] | None, *, expected: Mapping[str, Any]
+) -> StoreWriter:
+    """Open the existing store at `path` for appending if it was created as `expected` says."""
+    writer = open_writer(path, storage_options=storage_options)
+    try:
+        g = writer._group
+        found: dict[str, Any] = {
+            "runs": writer.runs, "arms": [str(a) for a in _array(g, "arm")[:]],
+            "seeds": [int(s) for s in _array(g, "seed")[:]], "layers": writer.layers,
+            "examples": writer.examples, "steps": writer.steps[: len(expected["steps"])],
+            "hidden": writer.hidden, "dtype": str(writer.dtype),
+            "witness_per_run": len(writer._arr["witness"].shape) == 4,
+            "behavior": "behavior" in writer._arr,
+            "task": None if "task" not in writer._arr else {
+                k: v for k, v in writer._arr["task"].attrs.items() if k != "coordinates"
+            },
+            "source": g.attrs.get("source"),
+        }
+        try:
+            found["provenance"] = json.loads(str(g.attrs.get("provenance", "{}")))
+        except json.JSONDecodeError:
+            found["provenance"] = g.attrs.get("provenance")
+        want = dict(expected)
+        for prov in (found["provenance"], want["provenance"]):
+            if isinstance(prov, dict):  # when and how it was invoked does not change the data
+                prov.pop("created", None)
+                prov.pop("command", None)
+        differ = [k for k in want if found.get(k) != want[k]]
+        if differ:
+            raise RevstatsError(
+                f"store {path!r} exists but was created with different {', '.join(differ)}: "
+                "rerun with the original settings to resume it, or pass overwrite=True "
+                "(--overwrite) / a new path to start over"
+            )
+        return writer
+    except BaseException:
+        writer.close()
+        raise
+
+
+def open_writer(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> StoreWriter:
+    """Open an existing store to append slabs (resuming an interrupted writer)."""
+    path = os.fspath(path)
+    _check_exists(path)
+    lock_fd = _take_lock(path)
+    try:
+        g = _open_group(path, "r+", storage_options)
+        if "revstats_schema" not in g.attrs or "acts" not in g or "step" not in g:
+            _validate_group(g, path)  # not a revstats store at all: say so before touching it
+        writer = StoreWriter(path, g, lock_fd)  # finishes a growth a killed writer left half done
+        _validate_group(g, path)
+        return writer
+    except BaseException:
+        if lock_fd is not None:
+            os.close(lock_fd)
+        raise
+
+
+def _check_exists(path: str) -> None:
+    if _is_local(path):
+        local = _local_path(path)
+        if not os.path.exists(local):
+            raise FileNotFoundError(f"no store at {path!r}: check the path")
+        if not os.path.exists(os.path.join(local, "zarr.json")):
+            raise SchemaError(
+                f"{path!r} is not a zarr v3 store (no zarr.json): point at the store directory, "
+                "or create one with `revstats simulate`, `revstats capture` or `revstats ingest`",
+                variable=None,
+            )
+
+
+def _array_layout(g: zarr.Group) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]]:
+    out: dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]] = {}
+    with warnings.catch_warnings():
+        # a member whose metadata is missing is reported by our own validation (by name), so
+        # zarr's generic warning would only duplicate it on stderr
+        warnings.filterwarnings("ignore", message=".*not recognized as a component", category=UserWarning)
+        members = list(g.arrays())
+    for name, arr in members:
+        dims = arr.metadata.dimension_names  # type: ignore[union-attr]
+        if dims is None:
+            dims = tuple(f"dim_{i}" for i in range(arr.ndim))
+        try:
+            dtype = np.dtype(arr.dtype)
+        except TypeError:
+            dtype = np.dtype(object)
+        out[name] = (tuple(str(d) for d in dims), tuple(arr.shape), dtype)
+    return out
+
+
+def _validate_group(g: zarr.Group, path: str) -> None:
+    raise_problems(validate_layout(dict(g.attrs), _array_layout(g)), where=f"store {path!r}")
+
+
+def open_store(
+    path: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    complete_only: bool = True,
+    check_values: bool = False,
+) -> xr.Dataset:
+    """Open a store as a lazy, validated `xarray.Dataset` (dask-backed, on-disk chunks).
+
+    With `complete_only` (default), slabs that were never completely written read as NaN and
+    steps that no run completed are dropped, so a reader never sees a partial slab. The witness
+    is dropped (with `attrs["revstats_notes"]` saying so) until it has been written.
+    Raises `SchemaError` naming the variable for stores that do not follow the schema; with
+    `check_values` it also reads every complete slab and refuses NaN/Inf (slow on big stores).
+    """
+    path = os.fspath(path)
+    _check_exists(path)
+    try:
+        g = _open_group(path, "r", storage_options, consolidated=None)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+        raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
+    _validate_group(g, path)
+    # A writer killed between writing the attributes and the first consolidation leaves no
+    # consolidated view (and no slab either): read the members' own metadata then.
+    consolidated = g.metadata.consolidated_metadata is not None
+    kw: dict[str, Any] = {"consolidated": consolidated, "zarr_format": 3, "chunks": {}}
+    if storage_options:
+        kw["storage_options"] = dict(storage_options)
+    with _quiet_consolidated():
+        try:
+            ds = xr.open_zarr(str(path), **kw)
+        except Exception as e:
+            raise SchemaError(f"store {path!r} could not be opened by xarray: {e}") from e
+    if _is_local(path):
+        ds = _fast_local_reads(ds, g, _local_path(path))
+    for name in ("run", "arm", "layer", "example"):
+        if name in ds.coords:
+            ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
+    # small non-dimension coordinates are loaded, so `groupby("seed")` / `.sel` on them work
+    for name in ("seed",):
+        if name in ds.coords and name not in ds.dims:
+            ds = ds.assign_coords({name: (ds[name].dims, np.asarray(ds[name].values))})
+    notes: list[str] = []
+    if not g.attrs.get("witness_complete", False):
+        if "witness" in ds:
+            ds = ds.drop_vars("witness")
+        notes.append("witness not written")
+    if complete_only:
+        complete = _read_complete(g, ds)  # small bookkeeping array
+        steps = ds["step"].values
+        keep = complete.any(axis=0) & (steps != _STEP_UNSET)
+        if not keep.all():
+            ds = ds.isel(step=np.nonzero(keep)[0])
+            complete = complete[:, keep]
+        if not complete.all():
+            mask = xr.DataArray(complete, dims=("run", "step"))
+            for name in ("acts", "behavior", "task"):
+                if name in ds:
+                    ds[name] = ds[name].where(mask)
+            notes.append(f"{int((~complete).sum())} incomplete slab(s) masked as NaN")
+        ds["complete"] = xr.DataArray(complete, dims=("run", "step"))
+    ds.attrs["revstats_store"] = str(path)
+    if notes:
+        ds.attrs["revstats_notes"] = "; ".join(notes)
+    check_dataset(ds)
+    if check_values:
+        raise_problems(schema_check_values(ds), where=f"store {path!r}")
+    return ds
+
+
+def _read_complete(g: zarr.Group, ds: xr.Dataset) -> np.ndarray:
+    # One zarr call (concurrent chunk reads) instead of one dask task per (1, 1) marker chunk.
+    arr = _array(g, "complete")
+    if tuple(arr.shape) == tuple(ds["complete"].shape):
+        return np.asarray(arr[...], dtype=bool)
+    return np.asarray(ds["complete"].values, dtype=bool)
+
+
+def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str) -> xr.Dataset:
+    """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
+
+    Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
+    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    from revstats.store._chunkio import chunk_reader
+
+    for name in ("acts", "witness"):
+        if name not in ds or name not in g:
+            continue
+        reader = chunk_reader(root, name, _array(g, name))
+        if reader is None or reader.shape != ds[name].shape:
+            continue
+        lazy = da.from_array(
+            reader, chunks=reader.chunks, asarray=False, lock=False, fancy=False,
+            name=f"revstats-{name}-" + tokenize(reader),
+            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
+        )
+        ds[name] = ds[name].copy(data=lazy)
+    return ds
+
+
+def _validate_read_acts(ds: xr.Dataset, runs: Any, steps: Any, workers: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    def positions(name: str, labels: Any) -> np.ndarray:
+        index = ds.indexes[name]
+        if labels is None:
+            return np.arange(len(index))
+        if isinstance(labels, (str, bytes)) or np.ndim(labels) == 0:
+            raise TypeError(f"`{name}s` must be a sequence of {name} labels, e.g. [{index[0]!r}]")
+        labels = list(labels)
+        pos = index.get_indexer(labels)
+        if (pos < 0).any():
+            missing = [lab for lab, p in zip(labels, pos, strict=True) if p < 0][:5]
+            raise ValueError(
+                f"`{name}s` has label(s) {missing} not in the store; it has {list(index[:8])}"
+                + (" …" if len(index) > 8 else "")
+            )
+        return pos
+
+    if workers is None:
+        workers = min(4, os.cpu_count() or 1)
+    if not isinstance(workers, (int, np.integer)) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer (threads reading chunks), got {workers!r}")
+    return positions("run", runs), positions("step", steps), int(workers)
+
+
+def read_acts(
+    path: str | os.PathLike[str],
+    *,
+    runs: Sequence[str] | None = None,
+    steps: Sequence[int] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+) -> xr.DataArray:
+    """Read whole (run, step) slabs of `acts` into memory, as fast as the disk allows.
+
+    The eager counterpart of ``open_store(path)["acts"].sel(...).load()`` (same values, same
+    validation, incomplete slabs as NaN, checksums verified) for when the selection fits in
+    memory. On local stores each chunk file is read straight into its place in the result
+    (`workers` threads), with no dask graph and no concatenation copy; other stores fall back
+    to the lazy path.
+
+    Parameters
+    ----------
+    path : local path or fsspec URL of a store.
+    runs, steps : labels to read (default: all), in the order given.
+    storage_options : fsspec options for remote stores.
+    workers : reader threads (default ``min(4, cpu_count)``).
+    """
+    path = os.fspath(path)
+    ds = open_store(path, storage_options=storage_options)
+    run_pos, step_pos, workers = _validate_read_acts(ds, runs, steps, workers)
+    acts = ds["acts"].isel(run=run_pos, step=step_pos)
+    reader = None
+    if _is_local(path):
+        from revstats.store._chunkio import chunk_reader, run_jobs
+
+        g = _open_group(path, "r", storage_options, consolidated=None)
+        reader = chunk_reader(_local_path(path), "acts", _array(g, "acts"))
+        store_steps = [int(s) for s in _array(g, "step")[:]]
+    if reader is None:
+        return acts.load()
+    complete = ds["complete"].values[np.ix_(run_pos, step_pos)]
+    where = {s: i for i, s in enumerate(store_steps)}
+    out = np.empty(acts.shape, dtype=reader.dtype)
+    jobs = []
+    for i, r in enumerate(run_pos):
+        for j, s in enumerate(step_pos):
+            if not complete[i, j]:
+                out[i, j] = np.nan
+                continue
+            si = where[int(ds["step"].values[s])]
+            jobs.append(((slice(int(r), int(r) + 1), slice(si, si + 1)), out[i : i + 1, j : j + 1]))
+
+    def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
+        reader.read_into(job[0], job[1])
+
+    run_jobs(one, jobs, workers)
+    return acts.copy(data=out)
+
+
+def write_dataset(
+    ds: xr.Dataset,
+    path: str | os.PathLike[str],
+    *,
+    source: str,
+    provenance: Mapping[str, Any],
+    overwrite: bool = False,
+    dtype: str | None = None,
+    compressor: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Any = None,
+    resume: bool = True,
+) -> None:
+    """Write a schema-conforming `xarray.Dataset` (in memory or dask-backed) to a new store.
+
+    Data are written run by run (dask arrays are computed one run at a time, so memory stays
+    bounded by one run). `progress`, if given, is called with (done, total) after each run.
+    With `resume` (default), a store at `path` that an interrupted call with the same dataset
+    and provenance left behind is completed: complete slabs are kept, not rewritten.
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"`ds` must be an xarray.Dataset, got {type(ds).__name__}")
+    if "complete" not in ds:
+        ds = ds.assign(complete=xr.DataArray(np.ones((ds.sizes.get("run", 0), ds.sizes.get("step", 0)), bool), dims=("run", "step")))
+    ds = ds.assign_attrs(revstats_schema=SCHEMA_VERSION, source=source)
+    check_dataset(ds)
+    if "arm" in ds.coords:
+        arms = [str(a) for a in ds["arm"].values]
+    else:
+        arms = None
+    seeds = [int(s) for s in ds["seed"].values] if "seed" in ds.coords else None
+    task_attrs = dict(ds["task"].attrs) if "task" in ds else None
+    store_dtype = dtype or str(ds["acts"].dtype if ds["acts"].dtype in (np.float16, np.float32) else "float32")
+    witness_per_run = "witness" in ds and "run" in ds["witness"].dims
+    runs = [str(r) for r in ds["run"].values]
+    steps = [int(s) for s in ds["step"].values]
+    with create_store(
+        path, runs=runs, layers=[str(x) for x in ds["layer"].values],
+        examples=[str(x) for x in ds["example"].values], hidden=int(ds.sizes["hidden"]),
+        steps=steps, arms=arms, seeds=seeds, dtype=store_dtype,
+        witness_per_run=witness_per_run, behavior="behavior" in ds, task=task_attrs,
+        source=source, provenance=provenance, overwrite=overwrite, compressor=compressor,
+        storage_options=storage_options, resume=resume and not overwrite,
+    ) as w:
+        attrs = w._group.attrs
+        witness_done = bool(attrs.get("witness_complete", False))
+        witness_runs = {str(r) for r in attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+        if "witness" in ds and not witness_done:
+            if witness_per_run:
+                for r in runs:
+                    if r in witness_runs:
+                        continue
+                    w.write_witness(np.asarray(ds["witness"].sel(run=r).transpose("layer", "example", "hidden")), run=r)
+            else:
+                w.write_witness(np.asarray(ds["witness"].transpose("layer", "example", "hidden")))
+        complete = ds["complete"].values.astype(bool)
+        for i, r in enumerate(runs):
+            sel = [j for j in np.nonzero(complete[i])[0] if not w.has_slab(r, steps[j])]
+            if len(sel) == 0:
+                continue
+            sub = ds.isel(run=i, step=sel)
+            w.write_slabs(
+                r, [steps[j] for j in sel],
+                np.asarray(sub["acts"].transpose("step", "layer", "example", "hidden")),
+                behavior=np.asarray(sub["behavior"].transpose("step", "example")) if "behavior" in ds else None,
+                task=np.asarray(sub["task"]).tolist() if "task" in ds else None,
+            )
+            if progress is not None:
+                progress(i + 1, len(runs))
+
+
+def describe_store(
+    path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Summarise a store: dims, runs and arms, steps, layers, provenance, completeness, and
+    any validation problem (never raises for a malformed store: problems are listed)."""
+    path = os.fspath(path)
+    info: dict[str, Any] = {"path": path, "problems": []}
+    try:
+        _check_exists(path)
+        bad = _unreadable_metadata(path)
+        if bad:
+            info["problems"] += bad
+            return info
+        g = _open_group(path, "r", storage_options, consolidated=None)
+    except (FileNotFoundError, SchemaError, zarr.errors.GroupNotFoundError) as e:
+        info["problems"].append(str(e))
+        return info
+    layout = _array_layout(g)
+    info["problems"] += [m for _, m in validate_layout(dict(g.attrs), layout)]
+    info["attrs"] = {k: v for k, v in g.attrs.items() if k != "provenance"}
+    try:
+        info["provenance"] = json.loads(str(g.attrs.get("provenance", "{}")))
+    except json.JSONDecodeError:
+        info["provenance"] = g.attrs.get("provenance")
+    info["variables"] = {
+        name: {"dims": list(d), "shape": list(s), "dtype": str(t)} for name, (d, s, t) in layout.items()
+    }
+    if info["problems"]:
+        return info
+    try:
+        runs = [str(r) for r in _array(g, "run")[:]]
+        arms = [str(a) for a in _array(g, "arm")[:]]
+        steps = [int(s) for s in _array(g, "step")[:]]
+        complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    except Exception as e:  # noqa: BLE001 - a corrupt bookkeeping chunk is a store problem
+        info["problems"].append(
+            f"coordinates or `complete` markers unreadable or corrupt ({type(e).__name__}: {e})"
+        )
+        return info
+    info.update(
+        runs=runs,
+        arms=dict(zip(*np.unique(arms, return_counts=True), strict=True)),
+        steps=[s for s in steps if s != _STEP_UNSET],
+        layers=[str(x) for x in _array(g, "layer")[:]],
+        n_examples=int(_array(g, "example").shape[0]),
+        hidden=int(_array(g, "acts").shape[-1]),
+        dtype=str(_array(g, "acts").dtype),
+        slabs_complete=int(complete.sum()),
+        slabs_total=int(complete.size),
+        witness_complete=bool(g.attrs.get("witness_complete", False)),
+    )
+    info["arms"] = {str(k): int(v) for k, v in info["arms"].items()}
+    return info
+
+
+def verify_store(
+    path: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    progress: Any = None,
+) -> list[str]:
+    """Read every chunk of a store, checking checksums and values; return the problems found.
+
+    Each problem names the variable and the run/step/layer of the slab affected: a corrupt or
+    missing chunk of a completed slab, NaN/Inf inside a completed slab, or a bad witness.
+    """
+    path = os.fspath(path)
+    info = describe_store(path, storage_options=storage_options)
+    if info["problems"]:
+        return list(info["problems"])
+    try:  # each member's own metadata, not the consolidated copy a reader would use
+        g = _open_group(path, "r", storage_options, consolidated=False)
+        members = dict(g.members())
+    except Exception as e:  # noqa: BLE001 - report any metadata failure
+        return [f"member metadata unreadable or corrupt ({type(e).__name__}: {e})"]
+    missing = sorted({"acts", "witness", "complete", "step"} - set(members))
+    if missing:
+        return [f"{', '.join(f'`{m}`' for m in missing)}: metadata missing (zarr.json deleted?)"]
+    problems: list[str] = []
+    runs, steps_all = info["runs"], [int(s) for s in _array(g, "step")[:]]
+    complete = np.asarray(_array(g, "complete")[:], dtype=bool)
+    acts = _array(g, "acts")
+    total = int(complete.sum())
+    done = 0
+    for ri, si in zip(*np.nonzero(complete), strict=True):
+        label = f"run={runs[ri]} step={steps_all[si]}"
+        for name in ("acts", "behavior", "task"):
+            if name not in g:
+                continue
+            arr = acts if name == "acts" else _array(g, name)
+            try:
+                block = np.asarray(arr[ri, si])
+            except Exception as e:  # noqa: BLE001 - report any decode failure by location
+                where = label
+                if name == "acts":
+                    where += f" layer(s) {_corrupt_layers(acts, ri, si, info['layers'])}"
+                problems.append(f"`{name}` {where}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
+                continue
+            if name == "acts":
+                bad_layers = [info["layers"][i] for i in np.nonzero(~np.isfinite(block).all(axis=(1, 2)))[0]]
+                if bad_layers:
+                    problems.append(f"`acts` {label}: NaN/Inf (missing chunk?) in layer(s) {bad_layers[:5]}")
+        done += 1
+        if progress is not None:
+            progress(done, total)
+    if info["witness_complete"]:
+        try:
+            wv = np.asarray(_array(g, "witness")[...])
+            if not np.isfinite(wv).all():
+                problems.append("`witness`: contains NaN/Inf or a missing chunk")
+        except Exception as e:  # noqa: BLE001 - report any decode failure
+            problems.append(f"`witness`: chunk unreadable or corrupt ({type(e).__name__}: {e})")
+    return problems
+
+
+def _corrupt_layers(acts: Any, ri: int, si: int, layers: list[str]) -> list[str]:
+    """Names of the layers of slab (ri, si) whose chunk fails to decode."""
+    step = int(acts.chunks[2])
+    bad: list[str] = []
+    for lo in range(0, len(layers), step):
+        try:
+            np.asarray(acts[ri, si, lo : lo + step])
+        except Exception:  # noqa: BLE001 - any decode failure marks the chunk
+            bad += layers[lo : lo + step]
+    return bad[:8]
