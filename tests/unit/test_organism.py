@@ -323,6 +323,10 @@ def test_history_cells_are_the_runs_a_separate_profile_would_train(tmp_path):
         run_history(out, cfg)
 
 
+@pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
+    "analysis/paper.py _ordering_text formats a None Jonckheere-Terpstra p (2 seeds, every "
+    "harm rate 0): TypeError inside `revstats analyze`; reported to the lead (analysis/* is "
+    "not this branch's)"))
 def test_revstats_analyze_reads_a_history_cell(tmp_path):
     from click.testing import CliRunner
 
@@ -337,3 +341,13 @@ def test_revstats_analyze_reads_a_history_cell(tmp_path):
                                     str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output
     assert "headline" in json.loads((tmp_path / "r.json").read_text())
+
+
+def test_cli_unknown_profile_lists_the_names(tmp_path):
+    from click.testing import CliRunner
+
+    from revstats.cli import main
+
+    res = CliRunner().invoke(main, ["organism", "--profile", "huge", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "unknown profile 'huge'" in res.output
+    assert "history" in res.output and "unlearning" in res.output
