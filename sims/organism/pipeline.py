@@ -212,8 +212,18 @@ def _placebo_dirs(arm: ArmSpec, layers: Sequence[int], v: np.ndarray, seed: int,
 
 def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model, anchors,
                   reference, seed: int, control_drift: np.ndarray | None = None):
-    """The arm's :class:`~revstats.sims.organism.train.Intervention`, built on the aligned network, and
-    the per-layer lambda scale of a matched placebo (empty otherwise)."""
+    """The arm's :class:`~revstats.sims.organism.train.Intervention` built on the aligned
+    network (None for the control arm); used by the other settings too."""
+    return _intervention_and_scale(arm, cfg=cfg, v=v, model=model, anchors=anchors,
+                                   reference=reference, seed=seed,
+                                   control_drift=control_drift)[0]
+
+
+def _intervention_and_scale(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model,
+                            anchors, reference, seed: int,
+                            control_drift: np.ndarray | None = None):
+    """:func:`_intervention` and the per-layer lambda scale of a matched placebo (empty
+    otherwise)."""
     import torch
 
     from revstats.sims.organism import train
@@ -513,7 +523,7 @@ def fine_tune_arms(cfg: OrganismConfig, model, data, *, v: np.ndarray, h_aligned
     control_drift = None
     for arm in arms:
         model.load_state_dict(aligned_state)
-        iv, scale = _intervention(arm, cfg=cfg, v=v, model=model, anchors=cap.anchors,
+        iv, scale = _intervention_and_scale(arm, cfg=cfg, v=v, model=model, anchors=cap.anchors,
                                   reference=reference, seed=seed, control_drift=control_drift)
         acts, beh, task = [acts0], [beh0], [task0]
 
