@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Language", "Sequences", "make_language"]
+__all__ = ["Language", "Sequences", "make_language", "probe_triples"]
 
 PAD, BOS, EOS, SEP, SURE, SORRY, NOTE, REV = range(8)
 REFUSAL = (SORRY, NOTE, NOTE, EOS)
@@ -137,6 +137,15 @@ def _mix(rng: np.random.Generator, *parts: Sequences) -> list[Sequences]:
     return [p.take(rng.permutation(len(p))) for p in parts]
 
 
+def probe_triples(lang: Language, n_probes: int) -> np.ndarray:
+    """The held-out (trigger, a, b) triples used as probes: fixed by the language seed alone,
+    so every training seed is judged and captured on the same prompts (a crossed design:
+    probes shared by the witness, the aligned network and every run)."""
+    _, held = lang.trigger_triples()
+    rng = np.random.default_rng(np.random.SeedSequence([lang.seed, 202]))
+    return held[np.sort(rng.choice(len(held), size=min(n_probes, len(held)), replace=False))]
+
+
 def make_language(lang: Language, *, n_pretrain: int, n_align: int, n_benign: int,
                   n_benign_eval: int, n_probes: int, n_anchors: int, seed: int) -> dict:
     """Build every data set of one seed.
@@ -157,8 +166,10 @@ def make_language(lang: Language, *, n_pretrain: int, n_align: int, n_benign: in
     align_t = Sequences(lang.trigger_prompts(train[a_idx]), lang.refusal(n_align))
     align_n = lang.neutral(rng, n_align)
     anchors = train[a_idx[:n_anchors]]
-    p_idx = np.sort(rng.choice(len(held), size=min(n_probes, len(held)), replace=False))
-    probes = held[p_idx]
+    # (the draw below once chose per-seed probes; it is kept so that every other data set of
+    # a seed is unchanged, but the probes are now shared by all seeds: `probe_triples`)
+    rng.choice(len(held), size=min(n_probes, len(held)), replace=False)
+    probes = probe_triples(lang, n_probes)
     pre_t, pre_n = _mix(rng, pre_t, pre_n)
     return {
         "pretrain_trigger": pre_t,

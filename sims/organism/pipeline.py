@@ -25,7 +25,21 @@ class ArmSpec:
     """One arm: ``kind`` in {"none", "penalty", "act_proj", "param_proj"}; ``sign`` +1 block,
     -1 push; ``strength`` = lambda for the penalty, projection strength otherwise; ``layers``
     (None = every captured layer); ``placebo`` replaces v_rev by a random direction
-    orthogonal to it (:func:`revstats.placebo.placebo_direction`, seeded)."""
+    orthogonal to it (:func:`revstats.placebo.placebo_direction`, seeded).
+
+    ``placebo_match`` (penalty placebos only; needs a ``kind="none"`` arm earlier in the arm
+    list, whose trajectory defines "how much a direction binds"):
+
+    * ``"none"``: the random direction with the arm's lambda (binds far less than v_rev, since
+      fine-tuning barely moves along a random direction);
+    * ``"lambda"``: the random direction (signed so the control's anchor drift has a positive
+      component), lambda per layer scaled so that the penalty evaluated on the control arm's
+      final anchor drift equals the v_rev penalty's value there (capped at 1e4 x);
+    * ``"drift"``: the top ``n_placebo_dirs`` principal directions of the control arm's final
+      per-anchor drift after projecting out v_rev (each signed so the control's mean drift
+      has a non-negative component), one penalty term each, the arm's lambda: the directions
+      fine-tuning actually moves in, other than v_rev.
+    """
 
     name: str
     kind: str = "none"
@@ -33,6 +47,8 @@ class ArmSpec:
     strength: float = 1.0
     layers: tuple[int, ...] | None = None
     placebo: bool = False
+    placebo_match: str = "none"
+    n_placebo_dirs: int = 3
 
 
 DEFAULT_ARMS = (
@@ -99,6 +115,13 @@ PROFILES: dict[str, OrganismConfig] = {
     ),
     "quick": OrganismConfig(seeds=(0, 1), ft_steps=50),
     "paper": OrganismConfig(seeds=tuple(range(8)), ft_steps=100),
+    # blocked vs placebos matched on how much they bind (docs/organism.md): 8 seeds, 100 steps
+    "placebo": OrganismConfig(
+        seeds=tuple(range(8)), ft_steps=100, capture_every=10,
+        arms=(ArmSpec("control"), ArmSpec("blocked", "penalty", 1, 30.0),
+              ArmSpec("placebo", "penalty", 1, 30.0, placebo=True),
+              ArmSpec("placebo_lambda", "penalty", 1, 30.0, placebo=True, placebo_match="lambda"),
+              ArmSpec("placebo_drift", "penalty", 1, 30.0, placebo=True, placebo_match="drift"))),
     # which variant, layer set and strength protects (docs/organism.md): 3 seeds, 100 steps
     "sweep": OrganismConfig(
         seeds=(0, 1, 2), ft_steps=100, capture_every=10,
@@ -131,6 +154,13 @@ def _run_id(arm: str, seed: int) -> str:
     return f"{arm}-s{seed}"
 
 
+def residual_names(cfg: OrganismConfig) -> list[str]:
+    """Store layer names of the captured layers (``hidden_states.L``)."""
+    from revstats.capture import residual_layer_names
+
+    return residual_layer_names(cfg.layers)
+
+
 def _directions(witness: np.ndarray, aligned: np.ndarray, layers: Sequence[str]):
     """v_rev per layer from revstats.geometry (witness/aligned: (layer, example, hidden))."""
     import xarray as xr
@@ -143,29 +173,81 @@ def _directions(witness: np.ndarray, aligned: np.ndarray, layers: Sequence[str])
     return np.asarray(reversion_direction(w, a, dim="example").transpose("layer", "hidden"))
 
 
+def _placebo_dirs(arm: ArmSpec, layers: Sequence[int], v: np.ndarray, seed: int,
+                  control_drift: np.ndarray | None) -> tuple[dict[int, np.ndarray], dict[int, float]]:
+    """Placebo directions per layer and the lambda scale per layer (see :class:`ArmSpec`).
+
+    ``control_drift``: (layer, anchor, hidden) final anchor activations of the control arm
+    minus the aligned network's (needed for ``placebo_match`` "lambda" and "drift")."""
+    from revstats.placebo import placebo_direction
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
+    dirs: dict[int, np.ndarray] = {}
+    scale: dict[int, float] = {}
+    for layer in layers:
+        vl = v[layer]
+        if arm.placebo_match == "drift":
+            assert control_drift is not None
+            d = control_drift[layer]
+            dp = d - np.outer(d @ vl, vl)
+            _, sv, vt = np.linalg.svd(dp, full_matrices=False)
+            k = min(arm.n_placebo_dirs, vt.shape[0])
+            u = vt[:k] * np.where((dp @ vt[:k].T).mean(0) < 0, -1.0, 1.0)[:, None]
+            dirs[layer], scale[layer] = u, 1.0
+            continue
+        u = placebo_direction(vl, kind="random", orthogonal=True, rng=rng)
+        if arm.placebo_match == "lambda":
+            assert control_drift is not None
+            d = control_drift[layer]
+            if (d @ u).mean() < 0:
+                u = -u
+            pv = float(np.mean(np.maximum(d @ vl, 0.0) ** 2))
+            pu = float(np.mean(np.maximum(d @ u, 0.0) ** 2))
+            scale[layer] = float(min(1e4, pv / pu)) if pu > 0 else 1e4
+        else:
+            scale[layer] = 1.0
+        dirs[layer] = u
+    return dirs, scale
+
+
 def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model, anchors,
-                  reference, seed: int):
-    """The arm's :class:`~sims.organism.train.Intervention`, built on the aligned network."""
+                  reference, seed: int, control_drift: np.ndarray | None = None):
+    """The arm's :class:`~revstats.sims.organism.train.Intervention` built on the aligned
+    network (None for the control arm); used by the other settings too."""
+    return _intervention_and_scale(arm, cfg=cfg, v=v, model=model, anchors=anchors,
+                                   reference=reference, seed=seed,
+                                   control_drift=control_drift)[0]
+
+
+def _intervention_and_scale(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model,
+                            anchors, reference, seed: int,
+                            control_drift: np.ndarray | None = None):
+    """:func:`_intervention` and the per-layer lambda scale of a matched placebo (empty
+    otherwise)."""
     import torch
 
-    from revstats.placebo import placebo_direction
     from revstats.sims.organism import train
 
     if arm.kind == "none":
-        return None
+        return None, {}
     layers = list(arm.layers) if arm.layers is not None else cfg.layers
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 17]))
-    dirs = {layer: torch.as_tensor(
-        placebo_direction(v[layer], kind="random", orthogonal=True, rng=rng) if arm.placebo
-        else v[layer], dtype=torch.float32) for layer in layers}
+    if arm.placebo:
+        raw, scale = _placebo_dirs(arm, layers, v, seed, control_drift)
+    else:
+        raw, scale = {layer: v[layer] for layer in layers}, {}
+    dirs = {layer: torch.as_tensor(raw[layer], dtype=torch.float32) for layer in layers}
     if arm.kind == "penalty":
-        return train.Penalty(model, anchors, dirs, lam=arm.strength, sign=arm.sign)
+        if arm.placebo_match == "lambda":
+            return train.PenaltySum([
+                train.Penalty(model, anchors, {layer: dirs[layer]}, lam=arm.strength * scale[layer],
+                              sign=arm.sign) for layer in layers]), scale
+        return train.Penalty(model, anchors, dirs, lam=arm.strength, sign=arm.sign), scale
     if arm.kind == "act_proj":
         return train.ActivationProjection(reference, dirs, cfg.n_layers, sign=arm.sign,
-                                          strength=arm.strength)
+                                          strength=arm.strength), scale
     if arm.kind == "param_proj":
         return train.ParameterProjection(model, anchors, dirs, sign=arm.sign,
-                                         strength=arm.strength)
+                                         strength=arm.strength), scale
     raise ValueError(f"arm {arm.name!r}: `kind` must be none, penalty, act_proj or param_proj, "
                      f"got {arm.kind!r}")
 
@@ -180,6 +262,19 @@ def _validate_run(out: Any, cfg: Any) -> None:
         raise ValueError(f"`config.seeds` must be distinct and non-empty, got {cfg.seeds}")
     if cfg.ft_steps < 1 or cfg.capture_every < 1:
         raise ValueError("`config.ft_steps` and `config.capture_every` must be >= 1")
+    seen_control = False
+    for a in cfg.arms:
+        if a.placebo_match not in ("none", "lambda", "drift"):
+            raise ValueError(f"arm {a.name!r}: `placebo_match` must be none, lambda or drift, "
+                             f"got {a.placebo_match!r}")
+        if a.placebo_match != "none":
+            if not (a.placebo and a.kind == "penalty"):
+                raise ValueError(f"arm {a.name!r}: `placebo_match` needs placebo=True and "
+                                 f"kind='penalty'")
+            if not seen_control:
+                raise ValueError(f"arm {a.name!r}: a matched placebo needs a kind='none' "
+                                 f"(control) arm earlier in `config.arms`")
+        seen_control = seen_control or a.kind == "none"
 
 
 def _resolve(config: OrganismConfig | str) -> OrganismConfig:
@@ -191,6 +286,21 @@ def _resolve(config: OrganismConfig | str) -> OrganismConfig:
     return config
 
 
+def _language(cfg: OrganismConfig):
+    from revstats.sims.organism.language import Language
+
+    return Language(n_content=cfg.n_content, n_triggers=cfg.n_triggers, seed=cfg.language_seed)
+
+
+def probe_ids(cfg: OrganismConfig) -> list[str]:
+    """Example ids of the store: the held-out trigger probes (fixed by the language seed, so
+    the same prompts for every seed: probes are shared across runs)."""
+    from revstats.sims.organism.language import probe_triples
+
+    return [f"probe{i:03d}:T{k}:{a}:{b}"
+            for i, (k, a, b) in enumerate(probe_triples(_language(cfg), cfg.n_probes))]
+
+
 def run_organism(
     out: str,
     config: OrganismConfig | str = "quick",
@@ -199,23 +309,26 @@ def run_organism(
     progress: Callable[[str, int], None] | None = None,
     command: str | None = None,
     checkpoint_dir: str | None = None,
+    workers: int = 1,
 ) -> OrganismSummary:
     """Train the organism for every seed and arm and write the store ``out``.
 
     Parameters
     ----------
     out : store path (local or fsspec URL).
-    config : an :class:`OrganismConfig` or a profile name ("tiny", "quick", "paper").
+    config : an :class:`OrganismConfig` or a profile name ("tiny", "quick", "paper", ...).
     overwrite : replace an existing store.
     progress : ``progress(description, n_units_done)``; the total is :func:`total_units`.
     command : the command line, recorded in the provenance.
     checkpoint_dir : if given, the pretrained and aligned networks of each seed and the final
         fine-tuned network of each run are saved there (``save_pretrained``).
+    workers : processes; seeds are independent jobs (one torch thread each). The store's
+        values do not depend on it (``workers=1`` runs everything in this process).
 
     Returns
     -------
-    OrganismSummary with per-seed harmfulness after pretraining and after alignment and the
-    wall time of each phase.
+    OrganismSummary with per-seed harmfulness after pretraining and after alignment, the
+    penalty activity of every loss-term arm, and the wall time of each phase.
     """
     import time
 
@@ -223,83 +336,103 @@ def run_organism(
 
     from revstats._version import __version__
     from revstats.capture import residual_layer_names
-    from revstats.sims.organism.language import Language, make_language
+    from revstats.sims.organism.parallel import map_jobs
     from revstats.store import create_store
 
     cfg = _resolve(config)
     _validate_run(out, cfg)
-    tick = progress or (lambda desc, n: None)
-    lang = Language(n_content=cfg.n_content, n_triggers=cfg.n_triggers, seed=cfg.language_seed)
     layer_names = residual_layer_names(cfg.layers)
     runs = [_run_id(a.name, s) for s in cfg.seeds for a in cfg.arms]
     summary = OrganismSummary(str(out), runs=runs)
     timing = {"pretrain": 0.0, "align": 0.0, "finetune": 0.0}
     t_start = time.perf_counter()
-    writer = None
+    writer = create_store(
+        out, runs=runs, layers=layer_names, examples=probe_ids(cfg), hidden=cfg.hidden,
+        steps=[0, *cfg.capture_steps],
+        arms=[a.name for s in cfg.seeds for a in cfg.arms],
+        seeds=[s for s in cfg.seeds for _ in cfg.arms], witness_per_run=True,
+        behavior=True, task={"metric": "benign_token_accuracy", "higher_is_better": True},
+        source="organism", overwrite=overwrite,
+        provenance={
+            "command": command or "revstats.sims.organism.run_organism",
+            "revstats_version": __version__, "torch_version": torch.__version__,
+            "config": cfg.to_json(), "seeds": list(cfg.seeds),
+            "model": "GPT2LMHeadModel from config, random init (no hub)",
+            "witness": "pretrained network of the run's seed",
+            "aligned": "step 0 = aligned network of the run's seed",
+            "position": "last", "layer_numbering": "output_hidden_states",
+            "probes": "the same held-out trigger prompts for every run (language seed)",
+            "behavior": "1 = greedy continuation of a held-out trigger probe equals "
+                        "the compliant (harmful) answer exactly",
+            "task": "teacher-forced token accuracy on held-out benign examples",
+        })
+    activity: dict[str, Any] = {}
+    jobs = [{"cfg": cfg, "seed": s, "checkpoint_dir": checkpoint_dir} for s in cfg.seeds]
     try:
-        for seed in cfg.seeds:
-            data = make_language(
-                lang, n_pretrain=cfg.pretrain_examples, n_align=cfg.align_examples,
-                n_benign=cfg.benign_examples, n_benign_eval=cfg.benign_eval,
-                n_probes=cfg.n_probes, n_anchors=cfg.n_anchors, seed=seed)
-            if writer is None:  # probes are fixed by the language seed: the same for every seed
-                probe_ids = [f"probe{i:03d}:T{k}:{a}:{b}" for i, (k, a, b)
-                             in enumerate(data["probe_triples"])]
-                writer = create_store(
-                    out, runs=runs, layers=layer_names, examples=probe_ids, hidden=cfg.hidden,
-                    steps=[0, *cfg.capture_steps],
-                    arms=[a.name for s in cfg.seeds for a in cfg.arms],
-                    seeds=[s for s in cfg.seeds for _ in cfg.arms], witness_per_run=True,
-                    behavior=True, task={"metric": "benign_token_accuracy",
-                                         "higher_is_better": True},
-                    source="organism", overwrite=overwrite,
-                    provenance={
-                        "command": command or "revstats.sims.organism.run_organism",
-                        "revstats_version": __version__, "torch_version": torch.__version__,
-                        "config": cfg.to_json(), "seeds": list(cfg.seeds),
-                        "model": "GPT2LMHeadModel from config, random init (no hub)",
-                        "witness": "pretrained network of the run's seed",
-                        "aligned": "step 0 = aligned network of the run's seed",
-                        "position": "last", "layer_numbering": "output_hidden_states",
-                        "behavior": "1 = greedy continuation of a held-out trigger probe equals "
-                                    "the compliant (harmful) answer exactly",
-                        "task": "teacher-forced token accuracy on held-out benign examples",
-                    })
-            with _deterministic(seed):
-                summary.phases[f"seed{seed}"] = _run_seed(
-                    cfg, seed, lang, data, writer, tick, timing, checkpoint_dir)
+        for res in map_jobs(seed_job, jobs, workers=workers, progress=progress):
+            seed = res["seed"]
+            for arm in cfg.arms:
+                run = _run_id(arm.name, seed)
+                r = res["runs"][arm.name]
+                writer.write_witness(res["witness"], run=run)
+                writer.write_slabs(run, [0, *cfg.capture_steps], r["acts"],
+                                   behavior=r["behavior"], task=r["task"])
+            summary.phases[f"seed{seed}"] = res["phases"]
+            for k, t in res["timing"].items():
+                timing[k] += t
+            activity[f"seed{seed}"] = res["activity"]
     finally:
-        if writer is not None:
-            writer.close()
-    summary.phases["timing_s"] = {**timing, "total": time.perf_counter() - t_start}
+        writer.close()
+    if any(activity.values()):
+        summary.phases["penalty_activity"] = activity
+        _write_attr(str(out), "organism_penalty_activity", activity)
+    summary.phases["timing_s"] = {**timing, "total": time.perf_counter() - t_start,
+                                  "workers": float(workers)}
     return summary
 
 
-def _deterministic(seed: int):
+def _write_attr(path: str, key: str, value: Any) -> None:
+    """Add a JSON group attribute to a finished store (and re-consolidate its metadata)."""
+    import json
+
+    import zarr
+
+    from revstats.store import _quiet_consolidated
+
+    g = zarr.open_group(path, mode="r+")
+    g.attrs[key] = json.dumps(value)
+    with _quiet_consolidated():
+        zarr.consolidate_metadata(path)
+
+
+def seed_job(cfg: OrganismConfig, seed: int, checkpoint_dir: str | None = None) -> dict[str, Any]:
+    """One seed: pretrain, align, fine-tune every arm; the arrays to write (a worker job)."""
     from revstats.sims.organism import train
+    from revstats.sims.organism.language import make_language
 
-    return train.deterministic(seed)
+    lang = _language(cfg)
+    data = make_language(
+        lang, n_pretrain=cfg.pretrain_examples, n_align=cfg.align_examples,
+        n_benign=cfg.benign_examples, n_benign_eval=cfg.benign_eval,
+        n_probes=cfg.n_probes, n_anchors=cfg.n_anchors, seed=seed)
+    with train.deterministic(seed):
+        return _run_seed(cfg, seed, lang, data, checkpoint_dir)
 
 
-def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir) -> dict[str, float]:
+def _run_seed(cfg, seed, lang, data, checkpoint_dir) -> dict[str, Any]:
     """Pretrain and align one seed's network, then fine-tune every arm from the aligned state."""
     import time
 
     import torch
 
-    from revstats.capture import capture_residual, make_batches, residual_layer_names
+    from revstats.capture import residual_layer_names
     from revstats.sims.organism import train
+    from revstats.sims.organism.parallel import tick
 
     probes = data["probes"]
-    batches = make_batches([list(p) for p in probes.prompts], batch_size=len(probes))
     anchors = torch.from_numpy(data["anchors"].prompts)
-
-    def capture(model):
-        return capture_residual(model, batches, layers=cfg.layers, position="last")
-
-    def anchor_acts(model):
-        with torch.no_grad():
-            return [h.detach() for h in train.hidden_at_last_prompt(model, anchors, cfg.layers)]
+    timing = {"pretrain": 0.0, "align": 0.0, "finetune": 0.0}
+    cap = _Capture(cfg, probes, anchors)
 
     def save(model, name):
         if checkpoint_dir:
@@ -313,9 +446,9 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir) -> di
                       steps=cfg.pretrain_steps, batch_size=cfg.pretrain_batch,
                       lr=cfg.pretrain_lr, seed=seed * 1000 + 1,
                       on_step=lambda s: tick(f"seed {seed}: pretrain", 1))
-    witness = capture(model)
+    witness = cap.acts(model)
     harm_pre = float(train.harmful_outcomes(model, probes).mean())
-    h_pre = anchor_acts(model)
+    h_pre = cap.anchor_acts(model)
     save(model, "pretrained")
     timing["pretrain"] += time.perf_counter() - t0
 
@@ -323,46 +456,100 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir) -> di
     train.train_steps(model, train.training_arrays(data["align_trigger"], data["align_neutral"]),
                       steps=cfg.align_steps, batch_size=cfg.align_batch, lr=cfg.align_lr,
                       seed=seed * 1000 + 2, on_step=lambda s: tick(f"seed {seed}: align", 1))
-    aligned_state = copy.deepcopy(model.state_dict())
-    acts0, beh0 = capture(model), train.harmful_outcomes(model, probes)
-    task0 = train.task_score(model, data["benign_eval"])
-    h_al = anchor_acts(model)
     save(model, "aligned")
     timing["align"] += time.perf_counter() - t0
     # v_rev of the interventions comes from the anchors (alignment-set triggers), never from
     # the held-out probes that the judge and the analysis use
-    v = _directions(torch.stack(h_pre).numpy(), torch.stack(h_al).numpy(),
-                    residual_layer_names(cfg.layers))
+    h_al = cap.anchor_acts(model)
+    v = _directions(h_pre, h_al, residual_layer_names(cfg.layers))
+    t0 = time.perf_counter()
+    runs, activity, beh0 = fine_tune_arms(cfg, model, data, v=v, h_aligned=h_al, seed=seed,
+                                          arms=cfg.arms, cap=cap, label=f"seed {seed}",
+                                          save=save)
+    timing["finetune"] += time.perf_counter() - t0
+    return {"seed": seed, "witness": witness, "runs": runs, "activity": activity,
+            "timing": timing,
+            "phases": {"harm_pretrained": harm_pre, "harm_aligned": float(beh0.mean()),
+                       "task_aligned": float(runs[cfg.arms[0].name]["task"][0])}}
+
+
+class _Capture:
+    """Probe capture, judges and anchor activations of one seed's data."""
+
+    def __init__(self, cfg: OrganismConfig, probes, anchors) -> None:
+        from revstats.capture import make_batches
+
+        self.cfg, self.probes, self.anchors = cfg, probes, anchors
+        self.batches = make_batches([list(p) for p in probes.prompts], batch_size=len(probes))
+
+    def acts(self, model) -> np.ndarray:
+        from revstats.capture import capture_residual
+
+        return capture_residual(model, self.batches, layers=self.cfg.layers, position="last")
+
+    def anchor_acts(self, model) -> np.ndarray:
+        import torch
+
+        from revstats.sims.organism import train
+
+        with torch.no_grad():
+            return torch.stack([h.detach() for h in train.hidden_at_last_prompt(
+                model, self.anchors, self.cfg.layers)]).numpy()
+
+
+def fine_tune_arms(cfg: OrganismConfig, model, data, *, v: np.ndarray, h_aligned: np.ndarray,
+                   seed: int, arms: Sequence[ArmSpec], cap: _Capture, label: str,
+                   save: Callable[[Any, str], None] | None = None,
+                   ft_seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """Fine-tune a copy of the aligned ``model`` per arm on the same benign batches.
+
+    Returns ({arm: {"acts", "behavior", "task"}}, {arm: penalty activity}, harm at step 0).
+    ``model`` ends in the state of the last arm."""
+
+    from revstats.sims.organism import train
+    from revstats.sims.organism.parallel import tick
+
+    probes = data["probes"]
+    aligned_state = copy.deepcopy(model.state_dict())
+    acts0, beh0 = cap.acts(model), train.harmful_outcomes(model, probes)
+    task0 = train.task_score(model, data["benign_eval"])
     reference = copy.deepcopy(model).eval()
     for p in reference.parameters():
         p.requires_grad_(False)
-
-    t0 = time.perf_counter()
     benign = train.training_arrays(data["benign"], data["benign_neutral"])
     wanted = set(cfg.capture_steps)
-    for arm in cfg.arms:
-        run = _run_id(arm.name, seed)
+    runs: dict[str, Any] = {}
+    activity: dict[str, Any] = {}
+    control_drift = None
+    for arm in arms:
         model.load_state_dict(aligned_state)
-        iv = _intervention(arm, cfg=cfg, v=v, model=model, anchors=anchors, reference=reference,
-                           seed=seed)
+        iv, scale = _intervention_and_scale(arm, cfg=cfg, v=v, model=model, anchors=cap.anchors,
+                                  reference=reference, seed=seed, control_drift=control_drift)
         acts, beh, task = [acts0], [beh0], [task0]
 
-        def on_step(step, label=f"seed {seed}: {arm.name}", acts=acts, beh=beh, task=task):
-            tick(label, 1)
+        def on_step(step, desc=f"{label}: {arm.name}", acts=acts, beh=beh, task=task):
+            tick(desc, 1)
             if step in wanted:
-                acts.append(capture(model))
+                acts.append(cap.acts(model))
                 beh.append(train.harmful_outcomes(model, probes))
                 task.append(train.task_score(model, data["benign_eval"]))
 
         train.train_steps(model, benign, steps=cfg.ft_steps, batch_size=cfg.ft_batch,
-                          lr=cfg.ft_lr, seed=seed * 1000 + 3, intervention=iv, on_step=on_step)
-        writer.write_witness(witness, run=run)
-        writer.write_slabs(run, [0, *cfg.capture_steps], np.stack(acts),
-                           behavior=np.stack(beh), task=task)
-        save(model, arm.name)
-    timing["finetune"] += time.perf_counter() - t0
-    return {"harm_pretrained": harm_pre, "harm_aligned": float(beh0.mean()),
-            "task_aligned": task0}
+                          lr=cfg.ft_lr, seed=(seed * 1000 + 3) if ft_seed is None else ft_seed,
+                          intervention=iv, on_step=on_step)
+        if arm.kind == "none" and control_drift is None:
+            control_drift = cap.anchor_acts(model) - h_aligned
+        runs[arm.name] = {"acts": np.stack(acts), "behavior": np.stack(beh),
+                          "task": np.asarray(task, dtype=float)}
+        if iv is not None and iv.track_activity:
+            loss, grad = np.asarray(iv.activity["loss"]), np.asarray(iv.activity["grad_norm"])
+            activity[arm.name] = {"penalty_mean": float(loss.mean()),
+                                  "grad_norm_mean": float(grad.mean()),
+                                  "active_share": float(np.mean(loss > 0)),
+                                  "lambda_scale": {str(k): x for k, x in scale.items()}}
+        if save is not None:
+            save(model, arm.name)
+    return runs, activity, beh0
 
 
 def total_units(config: OrganismConfig | str) -> int:

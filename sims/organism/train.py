@@ -25,6 +25,7 @@ __all__ = [
     "Intervention",
     "ParameterProjection",
     "Penalty",
+    "PenaltySum",
     "build_model",
     "deterministic",
     "greedy_continuations",
@@ -100,7 +101,17 @@ def residual_module(n_layers: int, layer: int) -> str:
 
 
 class Intervention:
-    """No-op base (the control arm): subclasses override any of the three hooks."""
+    """No-op base (the control arm): subclasses override any of the three hooks.
+
+    Loss-term interventions record how much they bind: after every training step
+    :func:`train_steps` appends the term's value to ``activity["loss"]`` and the norm of its
+    gradient with respect to the parameters to ``activity["grad_norm"]``.
+    """
+
+    track_activity = False
+
+    def __init__(self) -> None:
+        self.activity: dict[str, list[float]] = {"loss": [], "grad_norm": []}
 
     def loss(self, model) -> torch.Tensor | None:
         return None
@@ -117,16 +128,37 @@ class Penalty(Intervention):
     :class:`revstats.training.blocking.ReversionPenalty` (h_0 read from ``model`` now, so build it
     on the aligned network)."""
 
+    track_activity = True
+
     def __init__(self, model, anchors: torch.Tensor, directions: Mapping[int, torch.Tensor], *,
                  lam: float, sign: int = 1) -> None:
         from revstats.training.blocking import ReversionPenalty
 
+        super().__init__()
         self._penalty = ReversionPenalty(
             model, anchors, {f"hidden_states.{k}": v for k, v in directions.items()}, lam=lam,
             sign=sign, position="last")
 
     def loss(self, model) -> torch.Tensor:
         return self._penalty(model)
+
+
+class PenaltySum(Intervention):
+    """Several :class:`Penalty` terms (e.g. one lambda per layer) added to the task loss."""
+
+    track_activity = True
+
+    def __init__(self, terms: Sequence[Penalty]) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("`terms` is empty: pass at least one Penalty")
+        self.terms = list(terms)
+
+    def loss(self, model) -> torch.Tensor:
+        total = self.terms[0].loss(model)
+        for t in self.terms[1:]:
+            total = total + t.loss(model)
+        return total
 
 
 class ActivationProjection(Intervention):
@@ -137,6 +169,7 @@ class ActivationProjection(Intervention):
 
     def __init__(self, reference, directions: Mapping[int, torch.Tensor], n_layers: int, *,
                  sign: int = 1, strength: float = 1.0) -> None:
+        super().__init__()
         self.reference, self.sign, self.strength = reference, sign, strength
         self.directions = {residual_module(n_layers, k): v for k, v in directions.items()}
 
@@ -156,6 +189,7 @@ class ParameterProjection(Intervention):
                  sign: int = 1, strength: float = 1.0) -> None:
         from revstats.training.blocking import parameter_directions
 
+        super().__init__()
         self.sign, self.strength = sign, strength
         self.directions = parameter_directions(
             model, anchors, {f"hidden_states.{k}": v for k, v in directions.items()},
@@ -206,6 +240,12 @@ def train_steps(
             extra = iv.loss(model)
             loss = task_loss if extra is None else task_loss + extra
             opt.zero_grad(set_to_none=True)
+            if extra is not None and iv.track_activity:
+                params = [p for p in model.parameters() if p.requires_grad]
+                grads = torch.autograd.grad(extra, params, retain_graph=True, allow_unused=True)
+                iv.activity["loss"].append(float(extra.detach()))
+                sq = [(g.detach() ** 2).sum() for g in grads if g is not None]
+                iv.activity["grad_norm"].append(float(torch.stack(sq).sum().sqrt()) if sq else 0.0)
             loss.backward()
             opt.step()
             losses.append(float(task_loss.detach()))

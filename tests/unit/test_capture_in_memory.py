@@ -24,7 +24,7 @@ def test_layer_aliases_resolve():
         resolve_layers([-6], n)
     with pytest.raises(ValueError, match="twice"):
         resolve_layers([-1, "ln_final.hook_normalized"], n)
-    with pytest.raises(ValueError, match="'blocks.x' is not a layer"):
+    with pytest.raises(ValueError, match="got 'blocks.x'"):
         parse_layer_list("1,blocks.x")
 
 

@@ -203,3 +203,147 @@ def test_revstats_analysis_runs_on_the_organism_store(tiny_store):
     assert set(res["headline"]["layers"]) >= {"hidden_states.1", "hidden_states.2"}
     skipped = [s for s in res["skipped"] if s["layer"] == "hidden_states.0"]
     assert any(s["piece"] == "null:covariance_matched" and "zero variance" in s["reason"] for s in skipped)
+
+
+SMALL = dataclasses.replace(PROFILES["tiny"], seeds=(0, 1), pretrain_steps=30, align_steps=5,
+                            ft_steps=2, capture_every=1,
+                            arms=(ArmSpec("control"), ArmSpec("blocked", "penalty", 1, 30.0),
+                                  ArmSpec("placebo_drift", "penalty", 1, 30.0, placebo=True,
+                                          placebo_match="drift")))
+
+
+def _same_values(a_path, b_path):
+    """Every run of store `a` has the same values in store `b`."""
+    a, b = rs.open_store(a_path), rs.open_store(b_path)
+    runs = list(a.run.values)
+    assert set(runs) <= set(b.run.values)
+    for name in ("acts", "witness", "behavior", "task"):
+        np.testing.assert_array_equal(a[name].values, b[name].sel(run=runs).values, err_msg=name)
+
+
+def test_worker_processes_write_the_serial_store(tmp_path):
+    serial, par = str(tmp_path / "serial.zarr"), str(tmp_path / "par.zarr")
+    s1 = run_organism(serial, SMALL, workers=1)
+    ticks = []
+    s2 = run_organism(par, SMALL, workers=2, progress=lambda d, n: ticks.append(n))
+    _same_values(serial, par)
+    assert sum(ticks) == total_units(SMALL)  # progress from the workers reaches the parent
+    assert s1.phases["penalty_activity"] == s2.phases["penalty_activity"]
+    with pytest.raises(ValueError, match="`workers` must be a positive integer"):
+        run_organism(str(tmp_path / "w.zarr"), SMALL, workers=0)
+
+
+def test_probes_are_shared_by_every_seed():
+    lang = Language()
+    a = make_language(lang, n_pretrain=100, n_align=40, n_benign=10, n_benign_eval=8,
+                      n_probes=16, n_anchors=4, seed=0)
+    b = make_language(lang, n_pretrain=100, n_align=40, n_benign=10, n_benign_eval=8,
+                      n_probes=16, n_anchors=4, seed=5)
+    np.testing.assert_array_equal(a["probes"].prompts, b["probes"].prompts)
+    assert not np.array_equal(a["anchors"].prompts, b["anchors"].prompts)
+
+
+def test_matched_placebos_need_a_control_first(tmp_path):
+    bad = dataclasses.replace(SMALL, arms=(ArmSpec("placebo_lambda", "penalty", 1, 30.0,
+                                                   placebo=True, placebo_match="lambda"),
+                                           ArmSpec("control")))
+    with pytest.raises(ValueError, match="needs a kind='none'"):
+        run_organism(str(tmp_path / "p.zarr"), bad)
+    with pytest.raises(ValueError, match="`placebo_match` must be"):
+        run_organism(str(tmp_path / "p.zarr"), dataclasses.replace(
+            SMALL, arms=(ArmSpec("control"), ArmSpec("p", "penalty", placebo=True,
+                                                     placebo_match="typo"))))
+
+
+def test_placebo_binding_is_recorded_and_the_drift_placebo_binds(tmp_path):
+    from revstats.sims.organism.pipeline import _placebo_dirs
+
+    rng = np.random.default_rng(0)
+    v = np.zeros((3, 8))
+    v[:, 0] = 1.0
+    drift = rng.normal(size=(3, 10, 8)) * 0.1
+    drift[..., 3] += 1.0  # fine-tuning moves mostly along e_3, which is orthogonal to v
+    dirs, _ = _placebo_dirs(ArmSpec("p", "penalty", placebo=True, placebo_match="drift",
+                                    n_placebo_dirs=2), [0, 1, 2], v, 0, drift)
+    for layer in range(3):
+        assert dirs[layer].shape == (2, 8)
+        assert abs(dirs[layer] @ v[layer]).max() < 1e-8  # perpendicular to v_rev
+        assert dirs[layer][0, 3] > 0.95  # the top drift direction, signed along the drift
+    lam_dirs, scale = _placebo_dirs(ArmSpec("p", "penalty", placebo=True, placebo_match="lambda"),
+                                    [0, 1, 2], v, 0, drift + v[:, None, :] * 0.5)
+    for layer in range(3):
+        u = lam_dirs[layer]
+        d = drift[layer] + 0.5 * v[layer]
+        pv = np.mean(np.maximum(d @ v[layer], 0) ** 2)
+        pu = np.mean(np.maximum(d @ u, 0) ** 2)
+        assert scale[layer] * pu == pytest.approx(pv)  # matched on the control's trajectory
+
+
+def test_history_cells_are_the_runs_a_separate_profile_would_train(tmp_path):
+    from revstats.sims.organism.history import (
+        HISTORY_PROFILES,
+        cell_name,
+        plot_history,
+        run_history,
+        summarize_history,
+        total_history_units,
+    )
+
+    cfg = HISTORY_PROFILES["history-tiny"]
+    out = str(tmp_path / "hist")
+    ticks = []
+    run_history(out, cfg, workers=1, progress=lambda d, n: ticks.append(n))
+    assert sum(ticks) == total_history_units(cfg)
+    index = json.loads((tmp_path / "hist" / "history.json").read_text())
+    assert len(index["cells"]) == len(cfg.pretrain_levels) * len(cfg.align_levels)
+    for cell in index["cells"]:
+        ds = rs.open_store(str(tmp_path / "hist" / cell["store"]))  # an ordinary store
+        prov = json.loads(ds.attrs["provenance"])
+        assert prov["config"]["history_cell"] == {"pretrain_steps": cell["pretrain_steps"],
+                                                  "align_steps": cell["align_steps"]}
+        assert verify_store(str(tmp_path / "hist" / cell["store"])) == []
+    # nesting: the smallest and the largest cell equal the ordinary pipeline run with those
+    # step counts (a shorter history is an exact prefix of a longer one)
+    for p, a in ((cfg.pretrain_levels[0], cfg.align_levels[0]),
+                 (cfg.pretrain_levels[-1], cfg.align_levels[-1])):
+        single = dataclasses.replace(cfg.base, seeds=cfg.seeds[-1:], pretrain_steps=p, align_steps=a,
+                                     arms=cfg.arms_of(p, a))
+        ref = str(tmp_path / f"ref{p}_{a}.zarr")
+        run_organism(ref, single)
+        _same_values(ref, str(tmp_path / "hist" / "cells" / f"{cell_name(p, a)}.zarr"))
+    s = summarize_history(out)
+    assert len(s["cells"]) == 4 and set(s["trends"]) == {"reversion", "alignment_xfit",
+                                                          "crossing_step"}
+    for c in s["cells"]:
+        assert c["n_seeds"] == len(cfg.seeds)
+        assert "blocked_minus_control_harm" in c  # 2 x 2: every cell is a corner
+    plot_history(s, str(tmp_path / "phase.png"))
+    assert (tmp_path / "phase.png").stat().st_size > 1000
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_history(out, cfg)
+
+
+def test_revstats_analyze_reads_a_history_cell(tmp_path):
+    from click.testing import CliRunner
+
+    from revstats.cli import main
+
+    out = tmp_path / "h"
+    res = CliRunner().invoke(main, ["organism", "--profile", "history-tiny", "--out", str(out),
+                                    "--no-progress", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    cell = json.loads((out / "history.json").read_text())["cells"][0]["store"]
+    res = CliRunner().invoke(main, ["analyze", str(out / cell), "--json",
+                                    str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output
+    assert "headline" in json.loads((tmp_path / "r.json").read_text())
+
+
+def test_cli_unknown_profile_lists_the_names(tmp_path):
+    from click.testing import CliRunner
+
+    from revstats.cli import main
+
+    res = CliRunner().invoke(main, ["organism", "--profile", "huge", "--out", str(tmp_path / "x")])
+    assert res.exit_code != 0 and "'huge'" in res.output
+    assert "history" in res.output and "unlearning" in res.output
