@@ -285,3 +285,19 @@ def test_renders_p_floor_approximate_and_interval_method(res):
     row = next(x["revstats"] for x in paper_table(r)["rows"]
                if x["key"] == "isotropic_p99_exceedance")
     assert "effective-dimension" in row and "(approximate null)" in row
+
+
+def test_undefined_numbers_render_as_na(res):
+    """A trend or contrast without a p-value/interval (degenerate data) renders, not crashes."""
+    from revstats.analysis.paper import paper_table
+
+    r = json.loads(json.dumps(res))
+    t = r["details"]["layers"]["hidden_states.2"]["trend"]["final_alignment"]
+    t["pvalue"] = None
+    t["pairwise"][1].update(low=None, high=None)
+    e = r["headline"]["layers"]["hidden_states.2"]["effects"]["blocked_vs_control"]
+    e["behavior_risk_difference"].update(estimate=None, low=None, high=None)
+    row = next(x["revstats"] for x in paper_table(r)["rows"]
+               if x["key"] == "spearman_alignment_behavior")
+    assert "JT p = n/a" in row and "[n/a, n/a]" in row
+    assert "Conclusion" in render_markdown(r, [])
