@@ -33,8 +33,8 @@ _LABELS = {
     "isotropic_p99_exceedance": "run-step pairs above the p99 of the isotropic null and, beside "
                                 "it, of the matched nulls (control)",
     "final_alignment_control_to_blocked": "final alignment, control → blocked",
-    "behavior_control_to_blocked": "behaviour rate, control → blocked",
-    "spearman_alignment_behavior": "alignment vs behaviour (Spearman over runs: pooled, and "
+    "behavior_control_to_blocked": "behavior rate, control → blocked",
+    "spearman_alignment_behavior": "alignment vs behavior (Spearman over runs: pooled, and "
                                    "within arms); ordering",
 }
 
@@ -79,7 +79,7 @@ def _ordering_text(trend: dict | None) -> str | None:
     if not trend:
         return None
     parts = []
-    for key, label in (("final_alignment", "alignment"), ("behavior_rate", "behaviour")):
+    for key, label in (("final_alignment", "alignment"), ("behavior_rate", "behavior")):
         t = trend.get(key)
         if not t:
             continue

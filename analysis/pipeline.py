@@ -6,11 +6,11 @@ function of the context (and a layer), return their part of results.json:
 
     alignment_stage   trajectories and final alignment per arm (plug-in and cross-fitted)
     null_stage        exceedance of every null per arm, and the null bands
-    behaviour_stage   final-step behaviour rate per arm        (layer-independent)
+    behavior_stage   final-step behavior rate per arm        (layer-independent)
     task_stage        final-step task metric per arm           (layer-independent)
     effects_stage     blocked/push vs control contrasts
     trend_stage       ordered-alternative test over the arms
-    spearman_stage    alignment vs behaviour across runs
+    spearman_stage    alignment vs behavior across runs
     stability_stage   bootstrap / split-half stability of v_rev
     per_run_stage     the per-run matrices the figures draw
 
@@ -39,6 +39,7 @@ import xarray as xr
 from revstats import effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
+from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
 from revstats.nulls import AdjustMethod
 
@@ -46,14 +47,14 @@ __all__ = [
     "NULL_TYPES",
     "RESULTS_SCHEMA",
     "AnalysisSettings",
-    "Behaviour",
+    "Behavior",
     "Context",
     "LayerArrays",
     "MissingDataError",
     "Task",
     "alignment_stage",
     "analyze",
-    "behaviour_stage",
+    "behavior_stage",
     "effects_stage",
     "layer_stages",
     "null_stage",
@@ -195,6 +196,8 @@ def store_preset(ds: xr.Dataset) -> str | None:
 
 
 _TARGET_CHUNK_BYTES = 64 * 2**20
+#: reduce the store with the one-pass slab reducer (analysis/_onepass.py) when it applies
+USE_ONEPASS = True
 
 
 def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
@@ -262,7 +265,7 @@ class LayerArrays:
 
 @dataclass(frozen=True)
 class Behaviour:
-    """Per-(run, step) behaviour counts and the final step's per-probe outcomes."""
+    """Per-(run, step) behavior counts and the final step's per-probe outcomes."""
 
     k: np.ndarray  # (run, step) events
     n: np.ndarray  # (run, step) observed outcomes
@@ -373,7 +376,7 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     """Reduce the store to the `Context` every stage reads (one dask compute).
 
     The one place that touches the store's arrays: a faster reduction replaces this function
-    and nothing else. Missing behaviour/task data are recorded in `skipped`.
+    and nothing else. Missing behavior/task data are recorded in `skipped`.
     """
     # one sub-graph per layer, selected by scalar label: a list `.sel` becomes a dask `take`,
     # which (dask 2026.8) can lose keys when fused with the transposes below
@@ -381,9 +384,13 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     step0 = steps.index(0)
     moving_sel = (slice(1, None) if step0 == 0 else
                   [j for j in range(len(steps)) if j != step0])
+    onepass = _onepass.eligible(ds) if USE_ONEPASS else False
+    if onepass:  # one overlapped pass over the slabs (analysis/_onepass.py)
+        reduced = _onepass.reduce_layers(ds, layers, step0,
+                                         [j for j in range(len(steps)) if j != step0])
     ds = _coarsen_chunks(ds)
-    lazy: dict = {"layers": {layer: _lazy_layer(ds, layer, step0, moving_sel)
-                             for layer in layers}}
+    lazy: dict = {"layers": {} if onepass else {
+        layer: _lazy_layer(ds, layer, step0, moving_sel) for layer in layers}}
     if "behavior" in ds:
         b = ds["behavior"]
         lazy["k"] = b.sum("example", skipna=True)
@@ -398,6 +405,8 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     if "arm" in ds.coords:
         lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
     c = _compute(lazy)
+    if onepass:
+        c["layers"] = reduced["layers"]
     moving_idx = [j for j in range(len(steps)) if j != step0]
 
     def with_step0(a: Any) -> np.ndarray:
@@ -732,7 +741,7 @@ def _null_bands(ctx: Context, null: Any, obs: np.ndarray) -> list[dict]:
 
 # ----------------------------------------------------------------------------- behaviour, task
 def behaviour_stage(ctx: Context) -> dict[str, dict | None]:
-    """Per arm: the final-step behaviour rate (None for every arm without behaviour data)."""
+    """Per arm: the final-step behavior rate (None for every arm without behavior data)."""
     beh = ctx.behaviour
     if beh is None:
         return dict.fromkeys(ctx.arm_names)
@@ -885,7 +894,7 @@ def _cluster_rate(ctx: Context, cmp: _Contrast, measure: str,
     if min(parts[1].size, parts[3].size) < 2:
         if skipped is not None:
             skipped.add(f"effects:{cmp.key}:behavior_clustered", cmp.layer,
-                        "fewer than 2 runs with behaviour data in an arm: the behaviour "
+                        "fewer than 2 runs with behavior data in an arm: the behavior "
                         "comparison treats probes as independent")
         return None
     try:
@@ -935,7 +944,7 @@ def _ni_margin(ctx: Context, ic: np.ndarray) -> tuple[float, str]:
 
 
 def _gee(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict | None:
-    """Cluster-robust (runs as clusters) odds ratio of the final-step behaviour rate."""
+    """Cluster-robust (runs as clusters) odds ratio of the final-step behavior rate."""
     assert ctx.behaviour is not None
     per_probe = ctx.behaviour.final
     if per_probe.shape[1] < 2:
@@ -1034,9 +1043,9 @@ def _ordering_statement(present: list[str], pairwise: list[dict], holds: bool) -
 
 
 def spearman_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
-    """Spearman correlation of final alignment and final behaviour rate across runs."""
+    """Spearman correlation of final alignment and final behavior rate across runs."""
     if ctx.behaviour is None:
-        skipped.add("spearman", layer, "the store has no behaviour data")
+        skipped.add("spearman", layer, "the store has no behavior data")
         return None
     x = ctx.arrays[layer].plug_in[:, ctx.s_final]
     y = ctx.behaviour.rates()[:, ctx.s_final]
@@ -1048,10 +1057,10 @@ def spearman_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
     r = effects.spearman_ci(x[ok], y[ok], confidence=st.confidence, method="bca",
                             n_resamples=st.n_resamples, rng=seed)
     out = _interval(r, n=int(ok.sum()), seed=seed,
-                    x="final alignment", y="final behaviour rate", unit="run")
+                    x="final alignment", y="final behavior rate", unit="run")
     out["what_it_measures"] = (
         "pooled over runs of every arm: mixes the between-arm difference (blocking moves "
-        "alignment and behaviour together) with the run-to-run association within an arm; "
+        "alignment and behavior together) with the run-to-run association within an arm; "
         "see within_arm for the latter")
     within: dict[str, dict | None] = {}
     for arm, idx in ctx.arm_idx.items():
@@ -1077,8 +1086,8 @@ def multiplicity_stage(headline: dict, details: dict, settings: AnalysisSettings
 
     The family: per layer, each null's arm-level test that some run-step pair exceeds it
     (`min_adjusted_pvalue`, already adjusted over the arm's pairs), each alignment effect,
-    the alignment trend and the Spearman correlation; the behaviour and task effects and the
-    behaviour trend do not depend on the layer, so each enters once (and every layer shows
+    the alignment trend and the Spearman correlation; the behavior and task effects and the
+    behavior trend do not depend on the layer, so each enters once (and every layer shows
     the same adjusted value). Approximate nulls are left out.
     """
     groups: dict[tuple[str | None, str], list[tuple[dict, str]]] = {}
@@ -1114,7 +1123,7 @@ def multiplicity_stage(headline: dict, details: dict, settings: AnalysisSettings
     return {
         "method": settings.p_adjust,
         "family": "layers x tests: per layer the null exceedance of each arm, the alignment "
-                  "effects, trend and Spearman; the layer-independent behaviour/task tests once",
+                  "effects, trend and Spearman; the layer-independent behavior/task tests once",
         "n_tests": len(tests),
         "alpha": _num(1 - settings.confidence),
         "tests": tests,

@@ -160,7 +160,7 @@ def conclusion(results: dict) -> str:
         e = eff["behavior_risk_difference"]
         how = ("runs as clusters" if "cluster" in e["method"] else "probes independent")
         pts = {k: None if e[k] is None else 100 * e[k] for k in ("estimate", "low", "high")}
-        bits.append(f"the behaviour rate by {_f(pts['estimate'], '{:+.1f}')} points "
+        bits.append(f"the behavior rate by {_f(pts['estimate'], '{:+.1f}')} points "
                     f"[{_f(pts['low'], '{:.1f}')}, {_f(pts['high'], '{:.1f}')}] ({how})")
     if eff.get("task_noninferiority"):
         e = eff["task_noninferiority"]
@@ -267,12 +267,12 @@ def _alignment_section(results: dict, layer: str) -> _Section:
         f"Alignment cos(drift, v_rev): mean ± sd across runs [{conf}% "
         + (f"interval: {align_method}" if align_method else "t interval of the mean")
         + "]; debiased = cross-fitted over probe halves."
-        + (f" Behaviour rate in %: mean ± sd across runs [{beh_method}]; the pooled "
+        + (f" Behavior rate in %: mean ± sd across runs [{beh_method}]; the pooled "
            "Wilson interval, which treats probes as independent, is in results.json "
            "(pooled_ci)." if beh_method else ""))
     sec.tables.append(_Table(
         ["arm", "runs", "first update", "step 20", "final", "final (debiased)",
-         "behaviour %", "task"], rows))
+         "behavior %", "task"], rows))
     return sec
 
 
@@ -337,7 +337,7 @@ def _effects_section(results: dict, layer: str, figs: list[dict]) -> _Section:
     if erows:
         sec.paragraphs.append(
             "Effects are treatment minus control at the final step (ratios: treatment over "
-            "control). Behaviour effects lead with runs as clusters; rows marked 'probes "
+            "control). Behavior effects lead with runs as clusters; rows marked 'probes "
             "independent' pool runs x probes and are too narrow when runs differ.")
         sec.tables.append(_Table(["comparison", "effect", f"estimate [{conf}% CI]",
                                   "p across layers", "method", "n"], erows))
@@ -360,7 +360,7 @@ def _effects_section(results: dict, layer: str, figs: list[dict]) -> _Section:
     if sp:
         within = "; ".join(f"{arm} {_effect(w)} (n = {w['n']})"
                            for arm, w in (sp.get("within_arm") or {}).items() if w)
-        notes.append(f"Spearman correlation of final alignment with final behaviour rate "
+        notes.append(f"Spearman correlation of final alignment with final behavior rate "
                      f"over {sp['n']} runs, pooled across arms: {_effect(sp)} "
                      f"({sp['method']}, seed {sp['seed']})."
                      + (f" What it measures: {sp['what_it_measures']}."

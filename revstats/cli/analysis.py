@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from revstats.cli._options import layers_option
+
 _SCHEDULER_HELP = ("Where dask computes: threads (default), processes, synchronous, local:N "
                    "(a dask.distributed LocalCluster with N workers) or a tcp:// address of a "
                    "running dask.distributed scheduler.")
@@ -36,8 +38,7 @@ def _common_options(f):
     f = click.option("--headline-layer", default=None, metavar="NAME",
                      help="Layer the report and paper table lead with (default: the last "
                           "analysed layer that is not the embedding output hidden_states.0).")(f)
-    f = click.option("--layer", "layers", multiple=True, metavar="NAME",
-                     help="Layer to analyse (repeatable); all layers by default.")(f)
+    f = layers_option("Layers to analyse, comma-separated (repeatable); all layers by default.")(f)
     return f
 
 
@@ -116,8 +117,8 @@ def _warn_skipped(results: dict) -> None:
     for s in results["skipped"]:
         if s["piece"] in ("behavior", "task") and s["piece"] not in seen:
             seen.add(s["piece"])
-            what = ("behaviour rates, risk difference/ratio, the Spearman correlation and the "
-                    "behaviour trend were skipped" if s["piece"] == "behavior" else
+            what = ("behavior rates, risk difference/ratio, the Spearman correlation and the "
+                    "behavior trend were skipped" if s["piece"] == "behavior" else
                     "task cost and the non-inferiority test were skipped")
             fix = ("write per-probe 0/1 outcomes with StoreWriter.write_slab(..., behavior=...)"
                    if s["piece"] == "behavior" else
@@ -194,9 +195,9 @@ def _headline_tables(results: dict):
         tables.append(t)
         if any(e.get("behavior_rate") or e.get("task") for e in h["arms"].values()):
             conf = int(round(100 * results["settings"]["confidence"]))
-            tr = table(f"final step: behaviour % (mean±sd [{conf}% CI, runs as clusters]) "
+            tr = table(f"final step: behavior % (mean±sd [{conf}% CI, runs as clusters]) "
                        "and task (mean±sd)")
-            for col in ("arm", "behaviour %", "task"):
+            for col in ("arm", "behavior %", "task"):
                 tr.add_column(col, overflow="fold")
             for arm, e in h["arms"].items():
                 b = e.get("behavior_rate")
@@ -253,16 +254,18 @@ def _headline_tables(results: dict):
 @click.argument("store")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Write results.json here (atomically).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the headline as a tidy CSV table here (revstats.analysis.frames).")
 @_common_options
-def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
-                    headline_layer: str | None, ni_margin: float | None, n_resamples: int,
-                    confidence: float, seed: int, scheduler: str) -> None:
+def analyze_command(store: str, json_path: str | None, csv_path: str | None,
+                    layers: tuple[str, ...], headline_layer: str | None, ni_margin: float | None,
+                    n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
 
     \b
     Example:
       revstats analyze runs.zarr --json results.json
-      revstats analyze runs.zarr --layer hidden_states.12 --scheduler local:2
+      revstats analyze runs.zarr --layers hidden_states.12 --scheduler local:2
     """
     from rich.markup import escape
 
@@ -278,6 +281,11 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
     if json_path:
         write_results(results, json_path)
         con.print(f"results written to {escape(json_path)}")
+    if csv_path:
+        from revstats.analysis.frames import to_csv
+
+        to_csv(results, csv_path)
+        con.print(f"headline table written to {escape(csv_path)}")
 
 
 @click.command("report")
@@ -309,16 +317,16 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...],
 
 def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from revstats import sims
 
     cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as prog:
         sim = prog.add_task("simulating paper-main-track (steps)", total=cfg.steps)
-        write = prog.add_task("writing the store (runs)", total=None)
+        # the total is known before writing starts: never shown as "0/None"
+        write = prog.add_task("writing the store (runs)", total=cfg.runs * len(cfg.arms))
         sims.simulate_to_store(
             "paper-main-track", str(out_store), runs=runs, steps=steps, hidden=hidden, seed=seed,
             progress=lambda k: prog.advance(sim, k),
@@ -330,11 +338,11 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
 @click.option("--out", "out_dir", default="revstats-demo", show_default=True,
               type=click.Path(file_okay=False),
               help="Directory for the simulated store (store.zarr) and the report.")
-@click.option("--runs", type=click.IntRange(min=2), default=None,
+@click.option("--runs", type=click.IntRange(min=1), default=None,
               help="Runs per arm (default: the preset's, 24).")
-@click.option("--steps", type=click.IntRange(min=20), default=None,
+@click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Fine-tuning steps T (default: the preset's, 100).")
-@click.option("--hidden", type=click.IntRange(min=8), default=None,
+@click.option("--hidden", type=click.IntRange(min=2), default=None,
               help="Hidden size of the simulated activations (default: the preset's).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Experiment seed (simulation and analysis).")

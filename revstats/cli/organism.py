@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from revstats.cli._options import progress_option
 from revstats.errors import RevstatsError
 from revstats.sims.organism.settings import SETTING_PROFILES
 
@@ -24,13 +25,13 @@ from revstats.sims.organism.settings import SETTING_PROFILES
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
                    "blocking variants/layer sets/strengths, 100 steps; unlearning*, traits*: "
                    "the re-emergence and trait-transfer settings (docs/organism.md).")
-@click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
+@click.option("--out", required=True, metavar="STORE", help="Store path (local dir or fsspec URL).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds overriding the profile's, e.g. 0,1,2.")
 @click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False),
               default=None, help="Also save the pretrained, aligned and fine-tuned networks here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option()
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None,
               help="Write per-seed phase metrics and wall times as JSON here.")
 def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: str | None,

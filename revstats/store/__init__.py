@@ -848,6 +848,10 @@ def open_store(
     for name in ("run", "arm", "layer", "example"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
+    # small non-dimension coordinates are loaded, so `groupby("seed")` / `.sel` on them work
+    for name in ("seed",):
+        if name in ds.coords and name not in ds.dims:
+            ds = ds.assign_coords({name: (ds[name].dims, np.asarray(ds[name].values))})
     notes: list[str] = []
     if not g.attrs.get("witness_complete", False):
         if "witness" in ds:
