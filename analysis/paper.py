@@ -71,6 +71,10 @@ def _exceedance_row(nulls: dict) -> str | None:
                   else "; matched nulls not computed (see skipped)")
 
 
+def _g(x: float | None, fmt: str = "{:.3g}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
 def _ordering_text(trend: dict | None) -> str | None:
     if not trend:
         return None
@@ -80,13 +84,12 @@ def _ordering_text(trend: dict | None) -> str | None:
         if not t:
             continue
         steps = ", ".join(
-            f"{p['contrast']} {p['estimate']:.3g} [{p['low']:.3g}, {p['high']:.3g}]"
+            f"{p['contrast']} {_g(p.get('estimate'))} [{_g(p.get('low'))}, {_g(p.get('high'))}]"
             for p in t.get("pairwise", []) if p.get("estimate") is not None)
         verdict = ("order holds at each step" if t.get("ordering_holds")
                    else "order not established")
-        jt = ("n/a (no variation)" if t.get("pvalue") is None  # e.g. every rate 0 in every arm
-              else f"{t['pvalue']:.2g}")
-        parts.append(f"{label}: {verdict} ({steps}); JT p = {jt}")
+        parts.append(f"{label}: {verdict}" + (f" ({steps})" if steps else "")
+                     + f"; JT p = {_g(t.get('pvalue'), '{:.2g}')}")
     return "; ".join(parts) if parts else None
 
 

@@ -155,12 +155,14 @@ def conclusion(results: dict) -> str:
     bits = []
     if eff.get("final_alignment_difference"):
         e = eff["final_alignment_difference"]
-        bits.append(f"final alignment by {e['estimate']:+.3f} [{e['low']:.3f}, {e['high']:.3f}]")
+        bits.append(f"final alignment by {_f(e['estimate'], '{:+.3f}')} "
+                    f"[{_f(e['low'])}, {_f(e['high'])}]")
     if eff.get("behavior_risk_difference"):
         e = eff["behavior_risk_difference"]
         how = ("runs as clusters" if "cluster" in e["method"] else "probes independent")
-        bits.append(f"the behavior rate by {100 * e['estimate']:+.1f} points "
-                    f"[{100 * e['low']:.1f}, {100 * e['high']:.1f}] ({how})")
+        pts = {k: None if e[k] is None else 100 * e[k] for k in ("estimate", "low", "high")}
+        bits.append(f"the behavior rate by {_f(pts['estimate'], '{:+.1f}')} points "
+                    f"[{_f(pts['low'], '{:.1f}')}, {_f(pts['high'], '{:.1f}')}] ({how})")
     if eff.get("task_noninferiority"):
         e = eff["task_noninferiority"]
         bits.append("the task metric "

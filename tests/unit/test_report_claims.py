@@ -8,6 +8,7 @@ first, a wrong skip reason, and a terminal table that leads with the isotropic n
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -49,6 +50,11 @@ def flat_push():
     ds = ds.assign_coords(arm=("run", ["push" if a == "other" else str(a)
                                        for a in ds["arm"].values]))
     return analyze(ds, settings=FAST)
+
+
+def _md_text(results) -> str:
+    """report.md as plain text: Markdown backslash escapes and HTML entities undone."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", render_markdown(results, [])))
 
 
 def _counts(ds, arm):
@@ -103,7 +109,7 @@ def test_ordering_pairwise_and_stated_only_when_each_step_holds(res, flat_push, 
                if r["key"] == "spearman_alignment_behavior")
     assert "order not established" in row["revstats"]
     assert "order holds" not in row["revstats"]
-    md = render_markdown(flat_push, [])
+    md = _md_text(flat_push)
     assert "is not established" in md
 
 
@@ -148,7 +154,7 @@ def test_headline_layer_is_never_the_embedding_output_by_default(ds, res):
     assert res["headline_layer"]["layer"] == "hidden_states.2"
     assert "embedding output" in res["headline_layer"]["rule"]
     assert res["paper_table"]["layer"] == "hidden_states.2"
-    assert "hidden_states.2" in render_markdown(res, []).split("## Store")[0]
+    assert "hidden_states.2" in _md_text(res).split("## Store")[0]
     chosen = analyze(ds, layers=list(LAYERS[:2]),
                      settings=AnalysisSettings(n_resamples=200, n_null_draws=200,
                                                headline_layer="hidden_states.0"))
@@ -180,19 +186,19 @@ def test_calibration_note_beside_published_values():
     assert len(pt["sd_ratio_to_paper"]) == len(PAPER_SDS)
     assert "tuned so that its means land on the paper's" in pt["calibration_note"]
     assert f"{min(ratios):.1f}-{max(ratios):.1f} times the paper's" in pt["calibration_note"]
-    for text in (render_markdown(r, []), render_html(r, [])):
+    for text in (_md_text(r), render_html(r, [])):
         assert "tuned so that its means land on the paper&#x27;s" in text or \
                "tuned so that its means land on the paper's" in text
 
 
 def test_no_calibration_note_when_not_the_preset(res):
     assert res["paper_table"]["calibration_note"] is None
-    assert "tuned so that" not in render_markdown(res, [])
+    assert "tuned so that" not in _md_text(res)
 
 
 # ---- 19.5 the report opens with its answer
 def test_report_opens_with_a_conclusion(res):
-    md = render_markdown(res, [])
+    md = _md_text(res)
     first = md.split("\n## ")[1]
     assert first.startswith("Conclusion")
     para = first.split("\n\n")[1]
@@ -203,7 +209,7 @@ def test_report_opens_with_a_conclusion(res):
 
 
 def test_noninferiority_row_digits_and_sign_convention(res):
-    md = render_markdown(res, [])
+    md = _md_text(res)
     row = next(line for line in md.splitlines() if "task noninferiority" in line)
     assert "treatment − control, sign set so that larger is better" in row
     e = res["headline"]["layers"]["hidden_states.1"]["effects"]["blocked_vs_control"][
@@ -270,7 +276,7 @@ def test_renders_p_floor_approximate_and_interval_method(res):
                                    "anti-conservative when v_rev lies in high-variance directions")
         e["final_alignment"]["method"] = "crossed-design bootstrap (probes x runs)"
         e["final_alignment"]["conditional_on"] = "the probe set"
-    md = render_markdown(r, [])
+    md = _md_text(r)
     assert "p floor 0.084 binds" in md
     assert "n/a (approximate null)" in md and "anti-conservative when v_rev" in md
     assert "crossed-design bootstrap (probes x runs), conditional on the probe set" in md
@@ -285,3 +291,19 @@ def test_renders_p_floor_approximate_and_interval_method(res):
     row = next(x["revstats"] for x in paper_table(r)["rows"]
                if x["key"] == "isotropic_p99_exceedance")
     assert "effective-dimension" in row and "(approximate null)" in row
+
+
+def test_undefined_numbers_render_as_na(res):
+    """A trend or contrast without a p-value/interval (degenerate data) renders, not crashes."""
+    from revstats.analysis.paper import paper_table
+
+    r = json.loads(json.dumps(res))
+    t = r["details"]["layers"]["hidden_states.2"]["trend"]["final_alignment"]
+    t["pvalue"] = None
+    t["pairwise"][1].update(low=None, high=None)
+    e = r["headline"]["layers"]["hidden_states.2"]["effects"]["blocked_vs_control"]
+    e["behavior_risk_difference"].update(estimate=None, low=None, high=None)
+    row = next(x["revstats"] for x in paper_table(r)["rows"]
+               if x["key"] == "spearman_alignment_behavior")
+    assert "JT p = n/a" in row and "[n/a, n/a]" in row
+    assert "Conclusion" in _md_text(r)

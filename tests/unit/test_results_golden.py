@@ -24,7 +24,8 @@ REGEN = os.environ.get("REVSTATS_REGEN_GOLDEN") == "1"
 SETTINGS = AnalysisSettings(seed=3, n_resamples=200, n_null_draws=200)
 # keys whose values change with the machine, the clock, the checkout or the version
 VOLATILE = {"path", "revstats_version", "created", "created_at", "timestamp", "time",
-            "written_at", "provenance", "version", "python", "platform", "host"}
+            "written_at", "provenance", "version", "python", "platform", "host",
+            "revstats_schema"}  # the store format version (hostile moved stores to 2)
 
 
 def _scrub(x):
