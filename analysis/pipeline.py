@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dask
 import dask.array
@@ -42,6 +42,9 @@ from revstats._version import __version__
 from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
 from revstats.nulls import AdjustMethod
+
+if TYPE_CHECKING:
+    from revstats.analysis.frames import Results
 
 __all__ = [
     "NULL_TYPES",
@@ -452,7 +455,7 @@ def analyze(
     settings: AnalysisSettings | None = None,
     store_path: str | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict:
+) -> Results:
     """Analyse a conforming store; return the results.json dict (see docs/results-json.md).
 
     Parameters
@@ -499,10 +502,11 @@ def analyze(
         "headline_layer": {"layer": head_layer, "rule": head_rule},
         "multiplicity": multiplicity_stage(headline, details, settings),
     }
+    from revstats.analysis.frames import Results
     from revstats.analysis.paper import paper_table
 
     results["paper_table"] = paper_table(results)
-    return results
+    return Results(results)  # the dict itself, with .to_dataframe() / .to_csv() / .plot()
 
 
 EMBEDDING_LAYERS = ("hidden_states.0",)
