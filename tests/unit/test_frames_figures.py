@@ -26,6 +26,9 @@ def results():
 
 def test_dataframe_tables_hold_the_headline_numbers(results, tmp_path):
     h = results["headline"]["layers"]
+    # analyze() returns Results: the results dict itself with the table methods
+    assert isinstance(results, dict) and results.to_dataframe("alignment").equals(
+        to_dataframe(results, "alignment"))
     al = to_dataframe(results, "alignment")
     n_steps = len(h["hidden_states.1"]["arms"]["control"]["alignment"])
     assert len(al) == 2 * 3 * n_steps * 2  # layers x arms x steps x (plug-in, debiased)
