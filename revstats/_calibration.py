@@ -171,6 +171,111 @@ def permutation_rejections(paired: bool, alpha: float, n: int, seed: int, n_perm
     return int(k)
 
 
+# --------------------------------------------------------------------------- alignment
+@dataclass(frozen=True)
+class CrossedDesign:
+    """Runs x probes design with a known cos(D, W) (content cancels in the paired differences).
+
+    Run r, probe i: d_ri = D + eps_ri - alpha_i (drift minus aligned), w_i = W + eta_i - alpha_i
+    (witness minus aligned; eta_ri with ``per_run_witness``). eps ~ N(0, I) per run and probe;
+    eta ~ N(0, witness_noise^2 I) is the witness's probe noise, shared by every run unless
+    ``per_run_witness``; alpha ~ N(0, aligned_noise^2 I) is the shared aligned slab's.
+    """
+
+    true_cos: float = 0.6
+    d: int = 4096
+    runs: int = 24
+    probes: int = 32
+    drift_norm: float = 9.85
+    witness_norm: float = 9.85
+    witness_noise: float = 1.0
+    aligned_noise: float = 0.0
+    per_run_witness: bool = False
+
+    def label(self) -> str:
+        wit = ("noiseless witness" if self.witness_noise == 0 else
+               f"witness noise sd {self.witness_noise:g}" + (" per run" if self.per_run_witness
+                                                             else " shared"))
+        extra = f", aligned noise sd {self.aligned_noise:g}" if self.aligned_noise else ""
+        return (f"d={self.d}, {self.runs} runs x {self.probes} probes, true cos {self.true_cos:g}, "
+                f"{wit}{extra}")
+
+
+def crossed_products(design: CrossedDesign, sets: int, rng: np.random.Generator,
+                     batch: int = 4) -> np.ndarray:
+    """Per-probe products (``(sets, runs, probes, 7)``) of `sets` simulated experiments."""
+    from revstats._np_alignment_ci import PRODUCTS, probe_products
+
+    g = design
+    u = np.zeros(g.d)
+    u[0] = 1.0
+    drift = g.drift_norm * (g.true_cos * u + np.sqrt(max(1.0 - g.true_cos**2, 0.0)) * np.eye(1, g.d, 1)[0])
+    wit = g.witness_norm * u
+    out = np.empty((sets, g.runs, g.probes, len(PRODUCTS)))
+    for start in range(0, sets, batch):
+        m = min(batch, sets - start)
+        alpha = g.aligned_noise * rng.standard_normal((m, 1, g.probes, g.d)) if g.aligned_noise else 0.0
+        d = drift + rng.standard_normal((m, g.runs, g.probes, g.d)) - alpha
+        eta_shape = (m, g.runs if g.per_run_witness else 1, g.probes, g.d)
+        w = wit + g.witness_noise * rng.standard_normal(eta_shape) - alpha if g.witness_noise \
+            else np.broadcast_to(wit - alpha, eta_shape)
+        out[start:start + m] = probe_products(d, w)
+    return out
+
+
+def alignment_interval_hits(design: CrossedDesign, method: str, sets: int, seed: int,
+                            confidence: float = 0.95) -> int:
+    """How many of `sets` experiments' intervals cover the truth.
+
+    ``method``: ``"crossed"`` (the crossed-design interval of the cross-fitted alignment, target
+    cos(D, W)), ``"t"`` (the Student-t interval over runs of the same estimates, which treats
+    v_rev as fixed), ``"crossed-plugin"`` (the plug-in's crossed interval; its target, the
+    expected plug-in cosine, is the mean of as many independent experiments from seed + 1).
+    """
+    from revstats._np_alignment_ci import crossed_interval
+
+    rng = np.random.default_rng(seed)
+    res = crossed_interval(crossed_products(design, sets, rng), confidence)  # (sets, 2, fields)
+    if method == "crossed":
+        est, low, high = res[:, 1, 0], res[:, 1, 1], res[:, 1, 2]
+        truth = design.true_cos
+    elif method == "t":
+        est, se, r = res[:, 1, 0], res[:, 1, 4], res[:, 1, 8]
+        q = stats.t.ppf(0.5 + confidence / 2, r - 1)
+        low, high = est - q * se, est + q * se
+        truth = design.true_cos
+    elif method == "crossed-plugin":
+        low, high = res[:, 0, 1], res[:, 0, 2]
+        ref = crossed_interval(crossed_products(design, sets, np.random.default_rng(seed + 1)))
+        truth = float(np.nanmean(ref[:, 0, 0]))
+    else:
+        raise ValueError(f"`method` must be 'crossed', 't' or 'crossed-plugin', got {method!r}")
+    return int(np.sum((low <= truth) & (truth <= high)))
+
+
+AUDIT = CrossedDesign()
+ALIGNMENT_DESIGNS = (
+    CrossedDesign(true_cos=0.6),
+    CrossedDesign(true_cos=0.0),
+    CrossedDesign(true_cos=0.9, aligned_noise=0.5),
+    CrossedDesign(true_cos=0.6, witness_noise=0.0),
+    CrossedDesign(true_cos=0.6, per_run_witness=True),
+)
+
+
+def _alignment_studies() -> list[Study]:
+    s = [Study("intervals", "alignment, crossed jackknife (debiased)", g.label(), 40 + i, "nominal",
+               0.95, "coverage", functools.partial(alignment_interval_hits, g, "crossed"), 1000, 200)
+         for i, g in enumerate(ALIGNMENT_DESIGNS)]
+    s.append(Study("intervals", "alignment, crossed jackknife (plug-in)", AUDIT.label() +
+                   "; target E[plug-in]", 46, "nominal", 0.95, "coverage",
+                   functools.partial(alignment_interval_hits, AUDIT, "crossed-plugin"), 1000, 200))
+    s.append(Study("intervals", "alignment, t over runs (old default)", AUDIT.label(), 40,
+                   "undercover", 0.95, "coverage",
+                   functools.partial(alignment_interval_hits, AUDIT, "t"), 1000, 200))
+    return s
+
+
 # --------------------------------------------------------------------------- monitor
 def monitor_false_alarms(spending: str, n_looks: int, n: int, seed: int, hidden: int = 24) -> int:
     """Runs whose drift is an isotropic random walk plus probe noise: count runs with an alarm."""
@@ -200,7 +305,7 @@ def _interval_studies() -> list[Study]:
     for row in ROWS:
         out.append(Study("intervals", row.name, row.regime, row.seed, row.expect, 0.95, "coverage",
                          row.run, full=2000, quick=300))
-    return out
+    return out + _alignment_studies()
 
 
 def _isotropic_row(alpha: float, n: int, seed: int) -> int:

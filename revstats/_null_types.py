@@ -172,6 +172,11 @@ class EmpiricalNull:
         return int(self.samples.shape[-1])
 
     @property
+    def p_floor(self) -> float:
+        """The smallest p-value these draws can give, 1 / (B + 1) (before any adjustment)."""
+        return 1.0 / (self.n_draws + 1)
+
+    @property
     def batch_shape(self) -> tuple[int, ...]:
         return tuple(self.samples.shape[:-1])
 
