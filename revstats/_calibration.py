@@ -202,16 +202,19 @@ class CrossedDesign:
 
 
 def crossed_products(design: CrossedDesign, sets: int, rng: np.random.Generator,
-                     batch: int = 4) -> np.ndarray:
-    """Per-probe products (``(sets, runs, probes, 7)``) of `sets` simulated experiments."""
-    from revstats._np_alignment_ci import PRODUCTS, probe_products
+                     batch: int = 4, form: str = "gram") -> np.ndarray:
+    """Probe Gram matrices ``(sets, runs, probes, probes, 3)`` (or, ``form="jackknife"``, the
+    per-probe products ``(sets, runs, probes, 7)``) of `sets` simulated experiments."""
+    from revstats._np_alignment_ci import GRAMS, PRODUCTS, probe_grams, probe_products
 
     g = design
     u = np.zeros(g.d)
     u[0] = 1.0
     drift = g.drift_norm * (g.true_cos * u + np.sqrt(max(1.0 - g.true_cos**2, 0.0)) * np.eye(1, g.d, 1)[0])
     wit = g.witness_norm * u
-    out = np.empty((sets, g.runs, g.probes, len(PRODUCTS)))
+    kernel = probe_grams if form == "gram" else probe_products
+    tail = (g.probes, len(GRAMS)) if form == "gram" else (len(PRODUCTS),)
+    out = np.empty((sets, g.runs, g.probes, *tail))
     for start in range(0, sets, batch):
         m = min(batch, sets - start)
         alpha = g.aligned_noise * rng.standard_normal((m, 1, g.probes, g.d)) if g.aligned_noise else 0.0
@@ -219,12 +222,12 @@ def crossed_products(design: CrossedDesign, sets: int, rng: np.random.Generator,
         eta_shape = (m, g.runs if g.per_run_witness else 1, g.probes, g.d)
         w = wit + g.witness_noise * rng.standard_normal(eta_shape) - alpha if g.witness_noise \
             else np.broadcast_to(wit - alpha, eta_shape)
-        out[start:start + m] = probe_products(d, w)
+        out[start:start + m] = kernel(d, w)
     return out
 
 
 def alignment_interval_hits(design: CrossedDesign, method: str, sets: int, seed: int,
-                            confidence: float = 0.95) -> int:
+                            confidence: float = 0.95, form: str = "gram") -> int:
     """How many of `sets` experiments' intervals cover the truth.
 
     ``method``: ``"crossed"`` (the crossed-design interval of the cross-fitted alignment, target
@@ -232,10 +235,11 @@ def alignment_interval_hits(design: CrossedDesign, method: str, sets: int, seed:
     v_rev as fixed), ``"crossed-plugin"`` (the plug-in's crossed interval; its target, the
     expected plug-in cosine, is the mean of as many independent experiments from seed + 1).
     """
-    from revstats._np_alignment_ci import crossed_interval
+    from revstats._np_alignment_ci import crossed_interval, crossed_interval_gram
 
+    interval = crossed_interval_gram if form == "gram" else crossed_interval
     rng = np.random.default_rng(seed)
-    res = crossed_interval(crossed_products(design, sets, rng), confidence)  # (sets, 2, fields)
+    res = interval(crossed_products(design, sets, rng, form=form), confidence)  # (sets, 2, fields)
     if method == "crossed":
         est, low, high = res[:, 1, 0], res[:, 1, 1], res[:, 1, 2]
         truth = design.true_cos
@@ -246,7 +250,7 @@ def alignment_interval_hits(design: CrossedDesign, method: str, sets: int, seed:
         truth = design.true_cos
     elif method == "crossed-plugin":
         low, high = res[:, 0, 1], res[:, 0, 2]
-        ref = crossed_interval(crossed_products(design, sets, np.random.default_rng(seed + 1)))
+        ref = interval(crossed_products(design, sets, np.random.default_rng(seed + 1), form=form))
         truth = float(np.nanmean(ref[:, 0, 0]))
     else:
         raise ValueError(f"`method` must be 'crossed', 't' or 'crossed-plugin', got {method!r}")
@@ -265,14 +269,14 @@ ALIGNMENT_DESIGNS = (
 
 def _alignment_studies() -> list[Study]:
     s = [Study("intervals", "alignment, crossed jackknife (debiased)", g.label(), 40 + i, "nominal",
-               0.95, "coverage", functools.partial(alignment_interval_hits, g, "crossed"), 1000, 200)
+               0.95, "coverage", functools.partial(alignment_interval_hits, g, "crossed"), 500, 100)
          for i, g in enumerate(ALIGNMENT_DESIGNS)]
     s.append(Study("intervals", "alignment, crossed jackknife (plug-in)", AUDIT.label() +
                    "; target E[plug-in]", 46, "nominal", 0.95, "coverage",
-                   functools.partial(alignment_interval_hits, AUDIT, "crossed-plugin"), 1000, 200))
+                   functools.partial(alignment_interval_hits, AUDIT, "crossed-plugin"), 500, 100))
     s.append(Study("intervals", "alignment, t over runs (old default)", AUDIT.label(), 40,
                    "undercover", 0.95, "coverage",
-                   functools.partial(alignment_interval_hits, AUDIT, "t"), 1000, 200))
+                   functools.partial(alignment_interval_hits, AUDIT, "t"), 500, 100))
     return s
 
 
@@ -326,11 +330,13 @@ def _null_studies() -> list[Study]:
         Study("nulls", "isotropic exact, misapplied", "anisotropic drift (eigenvalues 1/i), v = top axis, d=64",
               22, "inflated", 0.05, "type-I error",
               lambda n, z: misapplied_isotropic_rejections(64, 0.05, n, z), 20_000, 4000),
-        Study("nulls", "effective-dimension isotropic", "anisotropic drift (eigenvalues 1/i), random v, d=64",
+        Study("nulls", "effective-dimension isotropic (approximate)",
+              "anisotropic drift (eigenvalues 1/i), random v, d=64",
               23, "report", 0.05, "type-I error",
               lambda n, z: effective_null_rejections(64, 0.05, n, z, "random"), 20_000, 4000),
-        Study("nulls", "effective-dimension isotropic", "anisotropic drift (eigenvalues 1/i), v = top axis, d=64",
-              23, "report", 0.05, "type-I error",
+        Study("nulls", "effective-dimension isotropic (approximate)",
+              "anisotropic drift (eigenvalues 1/i), v = top axis, d=64",
+              23, "inflated", 0.05, "type-I error",
               lambda n, z: effective_null_rejections(64, 0.05, n, z, "top"), 20_000, 4000),
         Study("nulls", "covariance-matched MC", "anisotropic drift (eigenvalues 1/i), random v, d=64",
               24, "nominal", 0.05, "type-I error",
