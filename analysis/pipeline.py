@@ -1,19 +1,34 @@
 """The analysis pipeline: one conforming store in, one `results.json`-shaped dict out.
 
-The store is reduced lazily (dask) to small per-(run, step, layer) quantities, computed once,
-and every statistic is then taken from the revstats core (through `analysis._core`). Each piece
-runs only where the store has the data for it; what was skipped is listed with the reason.
+Two halves. `reduce_store` reduces the store lazily (dask) to small per-(run, step, layer)
+arrays, computed once, and returns them as one frozen `Context`. Then named stages, each a
+function of the context (and a layer), return their part of results.json:
+
+    alignment_stage   trajectories and final alignment per arm (plug-in and cross-fitted)
+    null_stage        exceedance of every null per arm, and the null bands
+    behaviour_stage   final-step behaviour rate per arm        (layer-independent)
+    task_stage        final-step task metric per arm           (layer-independent)
+    effects_stage     blocked/push vs control contrasts
+    trend_stage       ordered-alternative test over the arms
+    spearman_stage    alignment vs behaviour across runs
+    stability_stage   bootstrap / split-half stability of v_rev
+    per_run_stage     the per-run matrices the figures draw
+
+`layer_stages` composes them for one layer; `analyze` runs it for every layer and adds the
+store and settings sections. Every statistic is computed by the revstats core; a piece that
+the store has no data for is skipped and listed (`skipped`) with the reason.
 The key layout is documented in docs/results-json.md and fixed by analysis/results.schema.json.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import cached_property
 from typing import Any
 
 import dask
@@ -21,17 +36,33 @@ import dask.array
 import numpy as np
 import xarray as xr
 
-from analysis import _core
+from revstats import effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
 from revstats.errors import RevstatsError
+from revstats.nulls import AdjustMethod
 
 __all__ = [
     "NULL_TYPES",
     "RESULTS_SCHEMA",
     "AnalysisSettings",
+    "Behaviour",
+    "Context",
+    "LayerArrays",
     "MissingDataError",
+    "Task",
+    "alignment_stage",
     "analyze",
+    "behaviour_stage",
+    "effects_stage",
+    "layer_stages",
+    "null_stage",
+    "per_run_stage",
+    "reduce_store",
+    "spearman_stage",
+    "stability_stage",
+    "task_stage",
+    "trend_stage",
 ]
 
 RESULTS_SCHEMA = 1
@@ -54,7 +85,7 @@ class AnalysisSettings:
     n_resamples: int = 2000
     n_null_draws: int = 2000
     null_quantile: float = 0.99
-    p_adjust: str = "holm"
+    p_adjust: AdjustMethod = "holm"
     ni_margin_fraction: float = 0.2
     ni_margin: float | None = None
 
@@ -123,7 +154,7 @@ def _summary(values: np.ndarray, settings: AnalysisSettings) -> dict:
     if n == 0:
         return {"mean": None, "sd": None, "low": None, "high": None, "n_runs": 0,
                 "method": "t", "confidence": settings.confidence}
-    ci = _core.mean_ci(v, confidence=settings.confidence) if n >= 2 else None
+    ci = intervals.mean_ci(v, confidence=settings.confidence) if n >= 2 else None
     return {
         "mean": _num(v.mean()),
         "sd": _num(v.std(ddof=1)) if n >= 2 else None,
@@ -216,6 +247,193 @@ def _validate_analyze(ds: Any, layers: Sequence[str] | None) -> list[str]:
     return layers
 
 
+# ----------------------------------------------------------------------------- the context
+@dataclass(frozen=True)
+class LayerArrays:
+    """One layer of the reduced store (NumPy, computed once)."""
+
+    plug_in: np.ndarray  # (run, step) cos(drift, v_rev); NaN at step 0 (zero drift)
+    debiased: np.ndarray  # (run, step) cross-fitted cosine; NaN at step 0
+    drift: np.ndarray  # (run, step, hidden) probe-mean drift from step 0
+    aligned: np.ndarray  # (example, hidden) aligned model's probe activations (mean over runs)
+    witness: np.ndarray  # (example, hidden) witness's probe activations (mean over runs)
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Per-(run, step) behaviour counts and the final step's per-probe outcomes."""
+
+    k: np.ndarray  # (run, step) events
+    n: np.ndarray  # (run, step) observed outcomes
+    final: np.ndarray  # (run, example) outcome per probe at the final step (NaN: missing)
+
+    def rates(self) -> np.ndarray:
+        """(run, step) event rate; NaN where nothing was observed."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n > 0, self.k / np.where(self.n > 0, self.n, 1), np.nan)
+
+
+@dataclass(frozen=True)
+class Task:
+    values: np.ndarray  # (run, step) task metric
+    attrs: Mapping[str, Any]  # `metric`, `higher_is_better` as recorded in the store
+
+
+@dataclass(frozen=True)
+class Context:
+    """The reduced store and the settings: everything a stage reads."""
+
+    layers: tuple[str, ...]
+    runs: tuple[str, ...]
+    arms: tuple[str, ...]  # the arm of each run ("all" when the store has no `arm`)
+    steps: tuple[int, ...]
+    hidden: int
+    arrays: Mapping[str, LayerArrays]
+    behaviour: Behaviour | None
+    task: Task | None
+    settings: AnalysisSettings
+    seeds: Mapping[str, int]
+
+    @property
+    def final_step(self) -> int:
+        return max(self.steps)
+
+    @property
+    def s_final(self) -> int:
+        """Index of the final step."""
+        return self.steps.index(self.final_step)
+
+    @property
+    def moving(self) -> np.ndarray:
+        """Indices of the steps after step 0 (where drift, and so alignment, is defined)."""
+        return np.array([j for j, s in enumerate(self.steps) if s != 0], dtype=int)
+
+    @cached_property
+    def arm_names(self) -> tuple[str, ...]:
+        """Arms present, in the order blocked, control, push, then others by name."""
+        return tuple(sorted(set(self.arms), key=lambda a: (
+            _ARM_ORDER.index(a) if a in _ARM_ORDER else len(_ARM_ORDER), a)))
+
+    @cached_property
+    def arm_idx(self) -> dict[str, np.ndarray]:
+        """Run indices of each arm."""
+        return {a: np.array([i for i, x in enumerate(self.arms) if x == a])
+                for a in self.arm_names}
+
+
+class Skipped(list):
+    """The `skipped` section: pieces that did not run, each with its reason (in run order)."""
+
+    def add(self, piece: str, layer: str | None, reason: str) -> None:
+        self.append({"piece": piece, "layer": layer, "reason": reason})
+
+
+# ----------------------------------------------------------------------------- reduction
+def _lazy_layer(ds: xr.Dataset, layer: str, step0: int, moving_sel: Any) -> dict:
+    """One layer's lazy graph: plug-in and cross-fitted alignment, drift, probe slabs."""
+    acts = ds["acts"].sel(layer=layer, drop=True)
+    witness = ds["witness"].sel(layer=layer, drop=True)
+    aligned = acts.isel(step=step0, drop=True)
+    # float64 accumulation without a float64 copy; a NaN (masked, incomplete) slab stays NaN
+    mu = acts.mean("example", dtype=np.float64, skipna=False)
+    drift = mu - mu.isel(step=step0, drop=True)
+    direction = geometry.reversion_direction(witness, aligned, dim="example")
+    # step 0 has zero drift by definition: its cosine is undefined, not computed
+    plug_in = geometry.alignment(drift.isel(step=moving_sel), direction, dim="hidden")
+    debiased = geometry.debiased_alignment(acts.isel(step=moving_sel), witness, aligned,
+                                           splits="all")["debiased"]
+    return {
+        "plug_in": plug_in, "debiased": debiased, "drift": drift,
+        "aligned": aligned.mean("run") if "run" in aligned.dims else aligned,
+        "witness": witness.mean("run") if "run" in witness.dims else witness,
+    }
+
+
+def _compute(lazy: dict) -> dict:
+    """Compute the nested dict of lazy arrays in ONE dask call; NumPy out."""
+    # compute the plain (dask) arrays in canonical dim order, not the xarray objects: with
+    # dask 2026.8 / xarray 2026.9, computing several unnamed DataArrays that share subgraphs
+    # in one call can mix up their finalizers (or lose keys when the graph is optimised)
+    order = ("run", "step", "example", "hidden")
+
+    def _raw(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: _raw(x) for k, x in v.items()}
+        if isinstance(v, xr.Variable):
+            return v.data
+        return v.transpose(*[d for d in order if d in v.dims]).data
+
+    (computed,) = dask.compute(_raw(lazy))
+    return computed
+
+
+def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettings,
+                 skipped: Skipped) -> Context:
+    """Reduce the store to the `Context` every stage reads (one dask compute).
+
+    The one place that touches the store's arrays: a faster reduction replaces this function
+    and nothing else. Missing behaviour/task data are recorded in `skipped`.
+    """
+    # one sub-graph per layer, selected by scalar label: a list `.sel` becomes a dask `take`,
+    # which (dask 2026.8) can lose keys when fused with the transposes below
+    steps = [int(s) for s in ds["step"].values]
+    step0 = steps.index(0)
+    moving_sel = (slice(1, None) if step0 == 0 else
+                  [j for j in range(len(steps)) if j != step0])
+    ds = _coarsen_chunks(ds)
+    lazy: dict = {"layers": {layer: _lazy_layer(ds, layer, step0, moving_sel)
+                             for layer in layers}}
+    if "behavior" in ds:
+        b = ds["behavior"]
+        lazy["k"] = b.sum("example", skipna=True)
+        lazy["n"] = b.notnull().sum("example")
+        lazy["beh_final"] = b.isel(step=int(np.argmax(ds["step"].values)))  # (run, example)
+    else:
+        skipped.add("behavior", None, "the store has no `behavior` variable")
+    if "task" in ds:
+        lazy["task"] = ds["task"]
+    else:
+        skipped.add("task", None, "the store has no `task` variable")
+    if "arm" in ds.coords:
+        lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
+    c = _compute(lazy)
+    moving_idx = [j for j in range(len(steps)) if j != step0]
+
+    def with_step0(a: Any) -> np.ndarray:
+        out = np.full((a.shape[0], len(steps)), np.nan)
+        out[:, moving_idx] = np.asarray(a, dtype=float)
+        return out
+
+    arrays = {
+        layer: LayerArrays(
+            plug_in=with_step0(p["plug_in"]), debiased=with_step0(p["debiased"]),
+            drift=np.asarray(p["drift"], float), aligned=np.asarray(p["aligned"], float),
+            witness=np.asarray(p["witness"], float))
+        for layer, p in c["layers"].items()
+    }
+    behaviour = None
+    if "k" in c:
+        if np.all(np.asarray(c["n"], float) == 0):
+            skipped.add("behavior", None, "`behavior` holds no observed outcome (all NaN)")
+        else:
+            behaviour = Behaviour(*(np.asarray(c[key], float) for key in ("k", "n", "beh_final")))
+    task = None
+    if "task" in c:
+        task = Task(np.asarray(c["task"], float),
+                    {k: (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
+                     for k, v in ds["task"].attrs.items()
+                     if k in ("metric", "higher_is_better")})
+    runs = tuple(str(r) for r in ds["run"].values)
+    arm_values = c.get("arm")
+    arms = (tuple(str(a) for a in np.asarray(arm_values)) if arm_values is not None
+            else ("all",) * len(runs))
+    return Context(layers=tuple(layers), runs=runs, arms=arms, steps=tuple(steps),
+                   hidden=int(ds.sizes["hidden"]), arrays=arrays, behaviour=behaviour,
+                   task=task, settings=settings,
+                   seeds=_seeds(settings.seed, ["stability", "covariance_matched",
+                                                "permutation", "spearman"]))
+
+
 # ----------------------------------------------------------------------------- pipeline
 def analyze(
     ds: xr.Dataset,
@@ -243,224 +461,109 @@ def analyze(
     layers = _validate_analyze(ds, layers)
     settings = settings or AnalysisSettings()
     say = progress or (lambda _msg: None)
-    skipped: list[dict] = []
-    seeds = _seeds(settings.seed, ["stability", "covariance_matched",
-                                   "permutation", "spearman"])
-
-    # ---- one lazy graph, computed once ------------------------------------------------
+    skipped = Skipped()
     say("reducing the store (one pass)")
-    # one sub-graph per layer, selected by scalar label: a list `.sel` becomes a dask `take`,
-    # which (dask 2026.8) can lose keys when fused with the transposes below
-    steps_all = [int(s) for s in ds["step"].values]
-    step0 = steps_all.index(0)
-    moving_sel = (slice(1, None) if step0 == 0 else
-                  [j for j in range(len(steps_all)) if j != step0])
-    ds = _coarsen_chunks(ds)
-    lazy: dict = {"layers": {}}
-    for layer in layers:
-        acts = ds["acts"].sel(layer=layer, drop=True)
-        witness = ds["witness"].sel(layer=layer, drop=True)
-        aligned = acts.isel(step=step0, drop=True)
-        # float64 accumulation without a float64 copy; a NaN (masked, incomplete) slab stays NaN
-        mu = acts.mean("example", dtype=np.float64, skipna=False)
-        drift = mu - mu.isel(step=step0, drop=True)
-        direction = _core.reversion_direction(witness, aligned, dim="example")
-        # step 0 has zero drift by definition: its cosine is undefined, not computed
-        plug_in = _core.alignment(drift.isel(step=moving_sel), direction, dim="hidden")
-        debiased = _core.debiased_alignment(acts.isel(step=moving_sel), witness, aligned)
-        lazy["layers"][layer] = {
-            "plug_in": plug_in, "debiased": debiased, "drift": drift,
-            "aligned_pp": aligned.mean("run") if "run" in aligned.dims else aligned,
-            "witness_pp": witness.mean("run") if "run" in witness.dims else witness,
-        }
-    has_behavior = "behavior" in ds
-    if has_behavior:
-        b = ds["behavior"]
-        lazy["k"] = b.sum("example", skipna=True)
-        lazy["n"] = b.notnull().sum("example")
-        lazy["beh_final"] = b.isel(step=int(np.argmax(ds["step"].values)))  # (run, example)
-    else:
-        skipped.append({"piece": "behavior", "layer": None,
-                        "reason": "the store has no `behavior` variable"})
-    has_task = "task" in ds
-    if not has_task:
-        skipped.append({"piece": "task", "layer": None,
-                        "reason": "the store has no `task` variable"})
-    else:
-        lazy["task"] = ds["task"]
-    if "arm" in ds.coords:
-        lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
-    # compute the plain (dask) arrays in canonical dim order, not the xarray objects: with
-    # dask 2026.8 / xarray 2026.9, computing several unnamed DataArrays that share subgraphs
-    # in one call can mix up their finalizers (or lose keys when the graph is optimised)
-    order = ("run", "step", "example", "hidden")
-
-    def _raw(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: _raw(x) for k, x in v.items()}
-        if isinstance(v, xr.Variable):
-            return v.data
-        return v.transpose(*[d for d in order if d in v.dims]).data
-
-    (computed,) = dask.compute(_raw(lazy))
-    arm_values = computed.pop("arm", None)
-    to_np = partial(np.asarray, dtype=float)
-    moving_idx = [j for j in range(len(steps_all)) if j != step0]
-
-    def _with_step0(a: Any) -> np.ndarray:
-        out = np.full((a.shape[0], len(steps_all)), np.nan)
-        out[:, moving_idx] = a
-        return out
-
-    c: dict[str, Any] = {k: to_np(v) for k, v in computed.items() if k != "layers"}
-    c["layers"] = {
-        layer: {k: (_with_step0(to_np(v)) if k in ("plug_in", "debiased") else to_np(v))
-                for k, v in parts.items()}
-        for layer, parts in computed["layers"].items()
-    }
-
-    runs = [str(r) for r in ds["run"].values]
-    arms = ([str(a) for a in np.asarray(arm_values)] if arm_values is not None
-            else ["all"] * len(runs))
-    steps = [int(s) for s in ds["step"].values]
-    hidden = int(ds.sizes["hidden"])
-    final_step = max(steps)
-    arm_names = sorted(set(arms), key=lambda a: (_ARM_ORDER.index(a) if a in _ARM_ORDER
-                                                  else len(_ARM_ORDER), a))
-    arm_idx = {a: np.array([i for i, x in enumerate(arms) if x == a]) for a in arm_names}
-
-    # behaviour and task are per (run, step): shared by every layer
-    beh = task = None
-    task_attrs: dict = {}
-    if has_behavior:
-        k_arr, n_arr = c["k"], c["n"]
-        if np.all(n_arr == 0):
-            has_behavior = False
-            skipped.append({"piece": "behavior", "layer": None,
-                            "reason": "`behavior` holds no observed outcome (all NaN)"})
-        else:
-            beh = (k_arr, n_arr, c["beh_final"])
-    if has_task:
-        task = c["task"]
-        task_attrs = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else str(v))
-                      for k, v in ds["task"].attrs.items()
-                      if k in ("metric", "higher_is_better")}
-
+    ctx = reduce_store(ds, layers, settings, skipped)
+    headline: dict = {"layers": {}}
+    details: dict = {"layers": {}}
     # statsmodels' Holm adjustment calls gc.collect(), whose cost grows with every live object
     # (~10^6 after importing xarray/dask): freezing them first makes each collection cheap
     gc.freeze()
     try:
-        headline, details = _per_layer(layers, c, runs, arms, arm_names, arm_idx, steps, hidden,
-                                       final_step, beh, task, task_attrs, settings, seeds,
-                                       skipped, say)
+        shared = {"behavior_rate": behaviour_stage(ctx), "task": task_stage(ctx)}
+        for layer in ctx.layers:
+            headline["layers"][layer], details["layers"][layer] = layer_stages(
+                ctx, layer, copy.deepcopy(shared), skipped, say)
     finally:
         gc.unfreeze()
-
-    prov = _provenance(ds)
     results = {
         "results_schema": RESULTS_SCHEMA,
         "revstats_version": __version__,
-        "store": {
-            "path": store_path,
-            "source": str(ds.attrs.get("source", "unknown")),
-            "revstats_schema": _num(ds.attrs.get("revstats_schema")),
-            "preset": store_preset(ds),
-            "provenance": prov,
-            "sizes": {d: int(ds.sizes[d]) for d in ("run", "step", "layer", "example", "hidden")
-                      if d in ds.sizes},
-            "arms": {a: int(len(i)) for a, i in arm_idx.items()},
-            "steps": steps,
-        },
-        "settings": {**asdict(settings), "layers": layers, "null_types": list(NULL_TYPES),
-                     "seeds": seeds},
+        "store": _store_section(ds, ctx, store_path),
+        "settings": {**asdict(settings), "layers": list(ctx.layers),
+                     "null_types": list(NULL_TYPES), "seeds": dict(ctx.seeds)},
         "headline": headline,
         "details": details,
-        "skipped": skipped,
+        "skipped": list(skipped),
     }
-    from analysis.paper import paper_table
+    from revstats.analysis.paper import paper_table
 
     results["paper_table"] = paper_table(results)
     return results
 
 
-def _per_layer(layers, c, runs, arms, arm_names, arm_idx, steps, hidden, final_step, beh, task,
-               task_attrs, settings, seeds, skipped, say):
-    headline: dict = {"layers": {}}
-    details: dict = {"layers": {}}
-    for layer in layers:
-        say(f"layer {layer}: alignment and nulls")
-        cl = c["layers"][layer]
-        a_pi, a_db = cl["plug_in"], cl["debiased"]  # (run, step)
-        dr = cl["drift"]  # (run, step, hidden)
-        h_layer, d_layer = _layer_arms(
-            layer, a_pi, a_db, dr, cl, arm_names, arm_idx, steps, hidden, final_step,
-            beh, task, task_attrs, settings, seeds, skipped)
-        say(f"layer {layer}: effects, trend, correlation, stability")
-        effects, eff_details = _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs,
-                                        settings, skipped, layer)
-        h_layer["effects"] = effects
-        d_layer.update(eff_details)
-        d_layer["trend"] = _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer)
-        d_layer["spearman"] = _spearman(a_pi, steps, final_step, beh, settings, seeds,
-                                        skipped, layer)
-        d_layer["direction_stability"] = _stability(
-            cl["witness_pp"], cl["aligned_pp"],
-            settings, seeds)
-        d_layer["per_run"] = {
-            "run": runs, "arm": arms, "steps": steps,
-            "alignment": [[_num(x) for x in row] for row in a_pi],
-            "alignment_debiased": [[_num(x) for x in row] for row in a_db],
-            "behavior_rate": ([[_num(x) for x in row] for row in _rates(beh)]
-                              if beh is not None else None),
+def _store_section(ds: xr.Dataset, ctx: Context, store_path: str | None) -> dict:
+    return {
+        "path": store_path,
+        "source": str(ds.attrs.get("source", "unknown")),
+        "revstats_schema": _num(ds.attrs.get("revstats_schema")),
+        "preset": store_preset(ds),
+        "provenance": _provenance(ds),
+        "sizes": {d: int(ds.sizes[d]) for d in ("run", "step", "layer", "example", "hidden")
+                  if d in ds.sizes},
+        "arms": {a: int(len(i)) for a, i in ctx.arm_idx.items()},
+        "steps": list(ctx.steps),
+    }
+
+
+def layer_stages(ctx: Context, layer: str, shared: dict, skipped: Skipped,
+                 say: Callable[[str], None]) -> tuple[dict, dict]:
+    """One layer's headline and details: the stages composed in the published key order.
+
+    `shared` holds the layer-independent per-arm parts (`behavior_rate`, `task`).
+    """
+    say(f"layer {layer}: alignment and nulls")
+    align = alignment_stage(ctx, layer)
+    null_head, null_det = null_stage(ctx, layer, skipped)
+    arms_h = {
+        arm: {
+            "n_runs": align[arm]["n_runs"],
+            "alignment": align[arm]["alignment"],
+            "alignment_debiased": align[arm]["alignment_debiased"],
+            "null_p99": null_head[arm],
+            "final_alignment": align[arm]["final_alignment"],
+            "final_alignment_debiased": align[arm]["final_alignment_debiased"],
+            "behavior_rate": shared["behavior_rate"][arm],
+            "task": shared["task"][arm],
         }
-        headline["layers"][layer] = h_layer
-        details["layers"][layer] = d_layer
+        for arm in ctx.arm_names
+    }
+    say(f"layer {layer}: effects, trend, correlation, stability")
+    eff_head, eff_det = effects_stage(ctx, layer, skipped)
+    head = {"arms": arms_h, "effects": eff_head}
+    det = {
+        "arms": {arm: {"nulls": null_det[arm]} for arm in ctx.arm_names},
+        "effects": eff_det,
+        "trend": trend_stage(ctx, layer, skipped),
+        "spearman": spearman_stage(ctx, layer, skipped),
+        "direction_stability": stability_stage(ctx, layer),
+        "per_run": per_run_stage(ctx, layer),
+    }
+    return head, det
 
-    return headline, details
 
-
-def _rates(beh: tuple) -> np.ndarray:
-    k, n = beh[0], beh[1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, k / np.where(n > 0, n, 1), np.nan)
-
-
-def _layer_arms(layer, a_pi, a_db, dr, c, arm_names, arm_idx, steps, hidden, final_step,
-                beh, task, task_attrs, settings, seeds, skipped):
-    s_final = steps.index(final_step)
-    shared = _shared_nulls(layer, dr, steps, arm_idx, hidden, skipped)
-    arms_h: dict = {}
-    arms_d: dict = {}
-    for arm in arm_names:
-        idx = arm_idx[arm]
-        traj = []
-        traj_db = []
-        for j, s in enumerate(steps):
-            traj.append({"step": s, **_summary(a_pi[idx, j], settings)})
-            traj_db.append({"step": s, **_summary(a_db[idx, j], settings)})
-        null_h, null_d = _arm_nulls(layer, a_pi, dr, c, idx, steps, shared, settings, seeds,
-                                    skipped)
-        entry = {
+# ----------------------------------------------------------------------------- alignment
+def alignment_stage(ctx: Context, layer: str) -> dict[str, dict]:
+    """Per arm: alignment trajectory (mean ± sd, t CI over runs) and final alignment."""
+    arr = ctx.arrays[layer]
+    out: dict[str, dict] = {}
+    for arm, idx in ctx.arm_idx.items():
+        st = ctx.settings
+        out[arm] = {
             "n_runs": int(len(idx)),
-            "alignment": traj,
-            "alignment_debiased": traj_db,
-            "null_p99": null_h,
-            "final_alignment": {"step": final_step, **_summary(a_pi[idx, s_final], settings)},
-            "final_alignment_debiased": {"step": final_step,
-                                         **_summary(a_db[idx, s_final], settings)},
-            "behavior_rate": None,
-            "task": None,
+            "alignment": [{"step": s, **_summary(arr.plug_in[idx, j], st)}
+                          for j, s in enumerate(ctx.steps)],
+            "alignment_debiased": [{"step": s, **_summary(arr.debiased[idx, j], st)}
+                                   for j, s in enumerate(ctx.steps)],
+            "final_alignment": {"step": ctx.final_step,
+                                **_summary(arr.plug_in[idx, ctx.s_final], st)},
+            "final_alignment_debiased": {"step": ctx.final_step,
+                                         **_summary(arr.debiased[idx, ctx.s_final], st)},
         }
-        if beh is not None:
-            entry["behavior_rate"] = _behavior_summary(beh, idx, s_final, final_step, settings)
-        if task is not None:
-            entry["task"] = {"step": final_step, **_summary(task[idx, s_final], settings),
-                             **task_attrs}
-        arms_h[arm] = entry
-        arms_d[arm] = {"nulls": null_d}
-    return {"arms": arms_h}, {"arms": arms_d}
+    return out
 
 
+# ----------------------------------------------------------------------------- nulls
 _NULL_METHODS = {
     "isotropic": "isotropic exact: (cos+1)/2 ~ Beta((d-1)/2, (d-1)/2)",
     "effective_dimension": "isotropic with d_eff = (tr S)^2 / tr(S^2) of the drift covariance "
@@ -472,229 +575,315 @@ _NULL_METHODS = {
 }
 
 
-def _shared_nulls(layer, dr, steps, arm_idx, hidden, skipped) -> dict:
+def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
+    """Per arm: exceedance of every null over its (run, step > 0) pairs, and the null bands.
+
+    Returns ({arm: {null: summary}} for `headline...null_p99`,
+             {arm: {null: {"bands": [...]}}} for `details...nulls`).
+    """
+    shared = _shared_nulls(ctx, layer, skipped)
+    head: dict[str, dict] = {}
+    det: dict[str, dict] = {}
+    for arm, idx in ctx.arm_idx.items():
+        obs, drift = _arm_pairs(ctx.arrays[layer], idx, ctx.moving)
+        dists = {**shared, **_monte_carlo_nulls(ctx, layer, drift, skipped)}
+        head[arm] = {name: _null_summary(ctx, name, null, obs) for name, null in dists.items()}
+        det[arm] = {name: {"bands": _null_bands(ctx, null, obs)} for name, null in dists.items()}
+    return head, det
+
+
+def _shared_nulls(ctx: Context, layer: str, skipped: Skipped) -> dict:
     """Nulls that do not depend on the run-step pair: one object per layer."""
-    out: dict = {"isotropic": _core.isotropic_cosine(hidden)}
-    moving = [j for j, s in enumerate(steps) if s != 0]
+    dr = ctx.arrays[layer].drift
+    out: dict = {"isotropic": nulls.isotropic_cosine(ctx.hidden)}
     parts = []
-    for idx in arm_idx.values():
-        block = dr[np.ix_(idx, moving)]
+    for idx in ctx.arm_idx.values():
+        block = dr[np.ix_(idx, ctx.moving)]
         if block.shape[0] >= 2:
             parts.append((block - np.nanmean(block, axis=0, keepdims=True)).reshape(-1, dr.shape[-1]))
     resid = np.concatenate(parts) if parts else np.empty((0, dr.shape[-1]))
     resid = resid[np.all(np.isfinite(resid), axis=1)]
     if resid.shape[0] < 3 or not np.any(resid):
-        skipped.append({"piece": "null:effective_dimension", "layer": layer,
-                        "reason": "fewer than 2 runs per arm: no run-to-run drift covariance"})
+        skipped.add("null:effective_dimension", layer,
+                    "fewer than 2 runs per arm: no run-to-run drift covariance")
     else:
         try:
-            out["effective_dimension"] = _core.effective_isotropic_cosine(resid)
+            out["effective_dimension"] = nulls.effective_isotropic_cosine(resid, kind="samples")
         except ValueError as err:
-            skipped.append({"piece": "null:effective_dimension", "layer": layer,
-                            "reason": str(err)})
+            skipped.add("null:effective_dimension", layer, str(err))
     return out
 
 
-def _arm_nulls(layer, a_pi, dr, cl, idx, steps, shared, settings, seeds, skipped):
-    """Exceedance of every null for the arm's (run, step > 0) pairs; headline + bands."""
-    moving = np.array([j for j, s in enumerate(steps) if s != 0])
-    obs = a_pi[np.ix_(idx, moving)].copy()
-    drift = dr[np.ix_(idx, moving)].copy()
+def _arm_pairs(arr: LayerArrays, idx: np.ndarray, moving: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The arm's (run, step > 0) cosines and drifts; unusable pairs are NaN (not counted)."""
+    obs = arr.plug_in[np.ix_(idx, moving)].copy()
+    drift = arr.drift[np.ix_(idx, moving)].copy()
     bad = ~np.isfinite(obs) | ~np.all(np.isfinite(drift), axis=-1)
     bad |= np.linalg.norm(np.nan_to_num(drift), axis=-1) == 0
     obs[bad] = np.nan
     drift[bad] = 0.0
     drift[bad, 0] = 1.0  # placeholder direction for pairs that are not counted
-    nulls = dict(shared)
-    aligned_pp, witness_pp = cl["aligned_pp"], cl["witness_pp"]
-    if aligned_pp.shape[0] >= 3 and np.isfinite(aligned_pp).all():
-        # a null that is undefined for this layer (e.g. probes that all share one activation,
-        # as an embedding layer read at one token) is skipped with the core's reason
-        try:
-            nulls["covariance_matched"] = _core.covariance_matched_cosine(
-                aligned_pp, drift, n_draws=settings.n_null_draws, rng=seeds["covariance_matched"])
-        except ValueError as err:
-            skipped.append({"piece": "null:covariance_matched", "layer": layer, "reason": str(err)})
-        try:
-            nulls["permutation"] = _core.permutation_cosine(
-                witness_pp, aligned_pp, drift, n_permutations=settings.n_null_draws,
-                rng=seeds["permutation"])
-        except ValueError as err:
-            skipped.append({"piece": "null:permutation", "layer": layer, "reason": str(err)})
+    return obs, drift
+
+
+def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Skipped) -> dict:
+    """The covariance-matched and permutation nulls for the arm's drift directions."""
+    arr, st = ctx.arrays[layer], ctx.settings
+    out: dict = {}
+    if not (arr.aligned.shape[0] >= 3 and np.isfinite(arr.aligned).all()):
+        skipped.add("null:covariance_matched,permutation", layer,
+                    "fewer than 3 probes or a non-finite aligned slab")
+        return out
+    # a null that is undefined for this layer (e.g. probes that all share one activation,
+    # as an embedding layer read at one token) is skipped with the core's reason
+    try:
+        out["covariance_matched"] = nulls.covariance_matched_cosine(
+            arr.aligned, drift, kind="samples", n_draws=st.n_null_draws,
+            rng=ctx.seeds["covariance_matched"])
+    except ValueError as err:
+        skipped.add("null:covariance_matched", layer, str(err))
+    try:
+        out["permutation"] = nulls.permutation_cosine(
+            arr.witness, arr.aligned, drift, paired=True, n_permutations=st.n_null_draws,
+            rng=ctx.seeds["permutation"])
+    except ValueError as err:
+        skipped.add("null:permutation", layer, str(err))
+    return out
+
+
+def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
+    """The headline entry of one null for one arm (`null_p99.<name>`)."""
+    st = ctx.settings
+    ex = nulls.exceedance(obs, null, q=st.null_quantile, adjust=st.p_adjust,
+                          alpha=1 - st.confidence)
+    thr = np.broadcast_to(np.asarray(ex.threshold, float), obs.shape)
+    above = np.asarray(ex.above, bool)
+    p_adj = np.asarray(ex.pvalue_adjusted, float)
+    valid = np.isfinite(obs)
+    step_arr = np.asarray(ctx.steps)[ctx.moving]
+    entry = {
+        "quantile": st.null_quantile,
+        "p99": _nanmean(thr[valid]),
+        "p99_min": _num(thr[valid].min()) if valid.any() else None,
+        "p99_max": _num(thr[valid].max()) if valid.any() else None,
+        "n_above": int(ex.n_above),
+        "n_pairs": int(ex.n_pairs),
+        "first_step": int(step_arr[0]) if step_arr.size else None,
+        "n_above_first_step": int(above[:, 0].sum()) if step_arr.size else 0,
+        "n_runs_first_step": int(valid[:, 0].sum()) if step_arr.size else 0,
+        "max_adjusted_pvalue": _num(np.nanmax(p_adj)) if valid.any() else None,
+        "n_significant_adjusted": int(np.sum(np.asarray(ex.reject, bool))),
+        "p_adjust": st.p_adjust,
+        "method": f"{_NULL_METHODS[name]} [{null.method}]",
+    }
+    if name == "isotropic":
+        entry["d"] = _num(null.d)
+    elif name == "effective_dimension":
+        entry["d"] = _num(null.attrs.get("d_eff", null.d))
     else:
-        skipped.append({"piece": "null:covariance_matched,permutation", "layer": layer,
-                        "reason": "fewer than 3 probes or a non-finite aligned slab"})
-    head: dict = {}
-    det: dict = {}
-    step_arr = np.asarray(steps)[moving]
-    for name, null in nulls.items():
-        ex = _core.exceedance(obs, null, q=settings.null_quantile, adjust=settings.p_adjust,
-                              alpha=1 - settings.confidence)
-        thr = np.broadcast_to(np.asarray(ex.threshold, float), obs.shape)
-        above = np.asarray(ex.above, bool)
-        p_adj = np.asarray(ex.pvalue_adjusted, float)
-        valid = np.isfinite(obs)
-        entry = {
-            "quantile": settings.null_quantile,
-            "p99": _nanmean(thr[valid]),
-            "p99_min": _num(thr[valid].min()) if valid.any() else None,
-            "p99_max": _num(thr[valid].max()) if valid.any() else None,
-            "n_above": int(ex.n_above),
-            "n_pairs": int(ex.n_pairs),
-            "first_step": int(step_arr[0]) if step_arr.size else None,
-            "n_above_first_step": int(above[:, 0].sum()) if step_arr.size else 0,
-            "n_runs_first_step": int(valid[:, 0].sum()) if step_arr.size else 0,
-            "max_adjusted_pvalue": _num(np.nanmax(p_adj)) if valid.any() else None,
-            "n_significant_adjusted": int(np.sum(np.asarray(ex.reject, bool))),
-            "p_adjust": settings.p_adjust,
-            "method": f"{_NULL_METHODS[name]} [{null.method}]",
+        entry["n_draws"] = st.n_null_draws
+        entry["seed"] = ctx.seeds[name]
+    return entry
+
+
+def _null_bands(ctx: Context, null: Any, obs: np.ndarray) -> list[dict]:
+    """Per step: the null's q50/q95/q99, averaged over the arm's countable pairs."""
+    valid = np.isfinite(obs)
+    bands = []
+    for j, s in enumerate(ctx.steps):
+        row: dict[str, Any] = {"step": int(s)}
+        col = np.nonzero(ctx.moving == j)[0]
+        for qq in (0.5, 0.95, 0.99):
+            key = f"q{int(round(qq * 100))}"
+            if col.size == 0:
+                row[key] = None
+                continue
+            qv = np.broadcast_to(np.asarray(null.quantile(qq), float), obs.shape)[:, col[0]]
+            row[key] = _nanmean(qv[valid[:, col[0]]])
+        bands.append(row)
+    return bands
+
+
+# ----------------------------------------------------------------------------- behaviour, task
+def behaviour_stage(ctx: Context) -> dict[str, dict | None]:
+    """Per arm: the final-step behaviour rate (None for every arm without behaviour data)."""
+    beh = ctx.behaviour
+    if beh is None:
+        return dict.fromkeys(ctx.arm_names)
+    st = ctx.settings
+    s = ctx.s_final
+    out: dict[str, dict | None] = {}
+    for arm, idx in ctx.arm_idx.items():
+        base = _summary(beh.rates()[idx, s], st)
+        kk, nn = float(np.nansum(beh.k[idx, s])), float(np.nansum(beh.n[idx, s]))
+        pooled = intervals.proportion_ci(kk, nn, method="wilson", confidence=st.confidence)
+        out[arm] = {
+            "step": ctx.final_step,
+            "mean": base["mean"], "sd": base["sd"],
+            "low": _num(pooled.low), "high": _num(pooled.high),
+            "n_runs": base["n_runs"], "k": int(kk), "n": int(nn),
+            "method": f"{pooled.method} (pooled over runs x probes)",
+            "confidence": st.confidence,
+            "run_mean_ci": {"low": base["low"], "high": base["high"], "method": base["method"]},
         }
-        if name == "isotropic":
-            entry["d"] = _num(null.d)
-        elif name == "effective_dimension":
-            entry["d"] = _num(null.attrs.get("d_eff", null.d))
-        else:
-            entry["n_draws"] = settings.n_null_draws
-            entry["seed"] = seeds[name]
-        head[name] = entry
-        bands = []
-        for j, s in enumerate(steps):
-            row: dict[str, Any] = {"step": int(s)}
-            col = np.nonzero(moving == j)[0]
-            for qq in (0.5, 0.95, 0.99):
-                key = f"q{int(round(qq * 100))}"
-                if col.size == 0:
-                    row[key] = None
-                    continue
-                qv = np.broadcast_to(np.asarray(null.quantile(qq), float), obs.shape)[:, col[0]]
-                row[key] = _nanmean(qv[valid[:, col[0]]])
-            bands.append(row)
-        det[name] = {"bands": bands}
-    return head, det
+    return out
 
 
-def _behavior_summary(beh, idx, s_final, final_step, settings) -> dict:
-    k, n = beh[0], beh[1]
-    rates = _rates(beh)[idx, s_final]
-    base = _summary(rates, settings)
-    kk, nn = float(np.nansum(k[idx, s_final])), float(np.nansum(n[idx, s_final]))
-    pooled = _core.proportion_ci(kk, nn, method="wilson", confidence=settings.confidence)
+def task_stage(ctx: Context) -> dict[str, dict | None]:
+    """Per arm: the final-step task metric (None for every arm without task data)."""
+    if ctx.task is None:
+        return dict.fromkeys(ctx.arm_names)
+    return {arm: {"step": ctx.final_step,
+                  **_summary(ctx.task.values[idx, ctx.s_final], ctx.settings),
+                  **ctx.task.attrs}
+            for arm, idx in ctx.arm_idx.items()}
+
+
+# ----------------------------------------------------------------------------- effects
+@dataclass(frozen=True)
+class _Contrast:
+    layer: str
+    treat: str
+    ctrl: str
+    it: np.ndarray  # run indices of the treatment arm
+    ic: np.ndarray  # run indices of the control arm
+
+    @property
+    def key(self) -> str:
+        return f"{self.treat}_vs_{self.ctrl}"
+
+
+def effects_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
+    """blocked vs control and push vs control at the final step.
+
+    Returns (`headline...effects`, `details...effects`).
+    """
+    out: dict = {}
+    det: dict = {}
+    for treat, ctrl in _COMPARISONS:
+        key = f"{treat}_vs_{ctrl}"
+        if treat not in ctx.arm_idx or ctrl not in ctx.arm_idx:
+            skipped.add(f"effects:{key}", layer, f"the store has no `{treat}` or `{ctrl}` arm")
+            continue
+        cmp = _Contrast(layer, treat, ctrl, ctx.arm_idx[treat], ctx.arm_idx[ctrl])
+        eff = _alignment_effects(ctx, cmp, skipped)
+        if ctx.behaviour is not None:
+            eff.update(_behaviour_effects(ctx, cmp, skipped))
+        if ctx.task is not None:
+            eff.update(_task_effect(ctx, cmp))
+        out[key] = eff
+        det[key] = {"treatment": treat, "control": ctrl}
+    return out, det
+
+
+def _alignment_effects(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict:
+    a = ctx.arrays[cmp.layer].plug_in
+    at, ac = a[cmp.it, ctx.s_final], a[cmp.ic, ctx.s_final]
+    at, ac = at[np.isfinite(at)], ac[np.isfinite(ac)]
+    if at.size < 2 or ac.size < 2:
+        skipped.add(f"effects:{cmp.key}:alignment", cmp.layer, "fewer than 2 runs in an arm")
+        return {}
+    conf, n = ctx.settings.confidence, [int(at.size), int(ac.size)]
     return {
-        "step": final_step,
-        "mean": base["mean"], "sd": base["sd"],
-        "low": _num(pooled.low), "high": _num(pooled.high),
-        "n_runs": base["n_runs"], "k": int(kk), "n": int(nn),
-        "method": f"{pooled.method} (pooled over runs x probes)",
-        "confidence": settings.confidence,
-        "run_mean_ci": {"low": base["low"], "high": base["high"], "method": base["method"]},
+        "final_alignment_difference": _interval(
+            effects.mean_difference(at, ac, confidence=conf), n=n),
+        "final_alignment_hedges_g": _interval(effects.hedges_g(at, ac, confidence=conf), n=n),
     }
 
 
-def _effects(a_pi, steps, final_step, arm_idx, beh, task, task_attrs, settings, skipped, layer):
-    s_final = steps.index(final_step)
-    out: dict = {}
-    det: dict = {}
-    conf = settings.confidence
-    for treat, ctrl in _COMPARISONS:
-        key = f"{treat}_vs_{ctrl}"
-        if treat not in arm_idx or ctrl not in arm_idx:
-            skipped.append({"piece": f"effects:{key}", "layer": layer,
-                            "reason": f"the store has no `{treat}` or `{ctrl}` arm"})
-            continue
-        it, ic = arm_idx[treat], arm_idx[ctrl]
-        at, ac = a_pi[it, s_final], a_pi[ic, s_final]
-        at, ac = at[np.isfinite(at)], ac[np.isfinite(ac)]
-        eff: dict = {}
-        if at.size >= 2 and ac.size >= 2:
-            eff["final_alignment_difference"] = _interval(
-                _core.mean_difference(at, ac, confidence=conf), n=[int(at.size), int(ac.size)])
-            eff["final_alignment_hedges_g"] = _interval(
-                _core.hedges_g(at, ac, confidence=conf), n=[int(at.size), int(ac.size)])
-        else:
-            skipped.append({"piece": f"effects:{key}:alignment", "layer": layer,
-                            "reason": "fewer than 2 runs in an arm"})
-        if beh is not None:
-            k, n = beh[0], beh[1]
-            k1, n1 = float(np.nansum(k[it, s_final])), float(np.nansum(n[it, s_final]))
-            k2, n2 = float(np.nansum(k[ic, s_final])), float(np.nansum(n[ic, s_final]))
-            eff["behavior_risk_difference"] = _interval(
-                _core.proportion_diff_ci(k1, n1, k2, n2, method="newcombe", confidence=conf),
-                n=[int(n1), int(n2)])
-            gee = _gee(beh[2], it, ic, treat, ctrl, conf, skipped, layer, key)
-            if gee is not None:
-                eff["behavior_gee_odds_ratio"] = gee
-            if k1 > 0 and k2 > 0:
-                eff["behavior_risk_ratio"] = _interval(
-                    _core.risk_ratio(k1, n1, k2, n2, confidence=conf), n=[int(n1), int(n2)])
-            else:
-                skipped.append({"piece": f"effects:{key}:risk_ratio", "layer": layer,
-                                "reason": "zero events in an arm: the log risk ratio is "
-                                          "undefined"})
-        if task is not None:
-            tt, tc = task[it, s_final], task[ic, s_final]
-            tt, tc = tt[np.isfinite(tt)], tc[np.isfinite(tc)]
-            if tt.size >= 2 and tc.size >= 2:
-                hib = bool(task_attrs.get("higher_is_better", False))
-                margin, rule = _ni_margin(task, ic, s_final, steps, settings)
-                ni = _core.noninferiority_test(tt, tc, margin=margin, higher_is_better=hib,
-                                               confidence=conf)
-                eff["task_noninferiority"] = _interval(
-                    ni, n=[int(tt.size), int(tc.size)], margin=_num(margin),
-                    margin_rule=rule,
-                    higher_is_better=hib,
-                    scale="treatment minus control, oriented so that larger is better",
-                    noninferior=bool((getattr(ni, "extra", None) or {}).get("noninferior")))
-        out[key] = eff
-        det[key] = {"treatment": treat, "control": ctrl}
-    return out, {"effects": det}
+def _behaviour_effects(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict:
+    beh, s, conf = ctx.behaviour, ctx.s_final, ctx.settings.confidence
+    assert beh is not None
+    k1, n1 = float(np.nansum(beh.k[cmp.it, s])), float(np.nansum(beh.n[cmp.it, s]))
+    k2, n2 = float(np.nansum(beh.k[cmp.ic, s])), float(np.nansum(beh.n[cmp.ic, s]))
+    out = {"behavior_risk_difference": _interval(
+        intervals.proportion_diff_ci(k1, n1, k2, n2, method="newcombe", confidence=conf),
+        n=[int(n1), int(n2)])}
+    gee = _gee(ctx, cmp, skipped)
+    if gee is not None:
+        out["behavior_gee_odds_ratio"] = gee
+    if k1 > 0 and k2 > 0:
+        out["behavior_risk_ratio"] = _interval(
+            effects.risk_ratio(k1, n1, k2, n2, confidence=conf), n=[int(n1), int(n2)])
+    else:
+        skipped.add(f"effects:{cmp.key}:risk_ratio", cmp.layer,
+                    "zero events in an arm: the log risk ratio is undefined")
+    return out
 
 
-def _ni_margin(task, ic, s_final, steps, settings) -> tuple[float, str]:
+def _task_effect(ctx: Context, cmp: _Contrast) -> dict:
+    task, s = ctx.task, ctx.s_final
+    assert task is not None
+    tt, tc = task.values[cmp.it, s], task.values[cmp.ic, s]
+    tt, tc = tt[np.isfinite(tt)], tc[np.isfinite(tc)]
+    if tt.size < 2 or tc.size < 2:
+        return {}
+    hib = bool(task.attrs.get("higher_is_better", False))
+    margin, rule = _ni_margin(ctx, cmp.ic)
+    ni = effects.noninferiority_test(tt, tc, margin=margin, higher_is_better=hib,
+                                     confidence=ctx.settings.confidence)
+    return {"task_noninferiority": _interval(
+        ni, n=[int(tt.size), int(tc.size)], margin=_num(margin),
+        margin_rule=rule,
+        higher_is_better=hib,
+        scale="treatment minus control, oriented so that larger is better",
+        noninferior=bool((getattr(ni, "extra", None) or {}).get("noninferior")))}
+
+
+def _ni_margin(ctx: Context, ic: np.ndarray) -> tuple[float, str]:
     """The non-inferiority margin: stated, or a fraction of what fine-tuning gained."""
-    if settings.ni_margin is not None:
-        return float(settings.ni_margin), "stated (--ni-margin)"
-    f = settings.ni_margin_fraction
-    start, end = task[ic, steps.index(0)], task[ic, s_final]
+    st = ctx.settings
+    if st.ni_margin is not None:
+        return float(st.ni_margin), "stated (--ni-margin)"
+    assert ctx.task is not None
+    f = st.ni_margin_fraction
+    task = ctx.task.values
+    start, end = task[ic, ctx.steps.index(0)], task[ic, ctx.s_final]
     gain = abs(float(np.nanmean(end) - np.nanmean(start))) if np.isfinite(start).any() else 0.0
     if gain > 0:
-        return f * gain, f"{f:g} x |control task change from step 0 to {steps[s_final]}|"
+        return f * gain, f"{f:g} x |control task change from step 0 to {ctx.final_step}|"
     return f * abs(float(np.nanmean(end))), f"{f:g} x |control mean| (the task did not change)"
 
 
-def _gee(per_probe, it, ic, treat, ctrl, conf, skipped, layer, key):
+def _gee(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict | None:
     """Cluster-robust (runs as clusters) odds ratio of the final-step behaviour rate."""
+    assert ctx.behaviour is not None
+    per_probe = ctx.behaviour.final
     if per_probe.shape[1] < 2:
         return None
+    it, ic = cmp.it, cmp.ic
     rows = np.concatenate([it, ic])
     y = per_probe[rows]
-    group = np.repeat(np.array([treat] * len(it) + [ctrl] * len(ic)), y.shape[1])
+    group = np.repeat(np.array([cmp.treat] * len(it) + [cmp.ctrl] * len(ic)), y.shape[1])
     cluster = np.repeat(rows, y.shape[1])
     y = y.ravel()
     ok = np.isfinite(y)
     try:
-        r = _core.gee_rate_comparison(y[ok], group[ok], cluster[ok], reference=ctrl,
-                                      confidence=conf)
+        r = effects.gee_rate_comparison(y[ok], group[ok], cluster[ok], reference=cmp.ctrl,
+                                        confidence=ctx.settings.confidence)
     except (ValueError, np.linalg.LinAlgError) as err:
-        skipped.append({"piece": f"effects:{key}:gee", "layer": layer, "reason": str(err)})
+        skipped.add(f"effects:{cmp.key}:gee", cmp.layer, str(err))
         return None
     return _interval(r, n=[int(len(it)), int(len(ic))], unit="runs (clusters)")
 
 
-def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
-    present = [a for a in _ARM_ORDER if a in arm_idx]
+# ----------------------------------------------------------------------------- trend, correlation
+def trend_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
+    """Jonckheere-Terpstra test of an increase over blocked < control < push (those present)."""
+    present = [a for a in _ARM_ORDER if a in ctx.arm_idx]
     if len(present) < 2:
-        skipped.append({"piece": "trend", "layer": layer,
-                        "reason": "fewer than two of the arms blocked, control, push"})
+        skipped.add("trend", layer, "fewer than two of the arms blocked, control, push")
         return None
-    s_final = steps.index(final_step)
     out: dict[str, Any] = {"order": present}
-    for name, mat in (("final_alignment", a_pi),
-                      ("behavior_rate", _rates(beh) if beh is not None else None)):
+    mats = {"final_alignment": ctx.arrays[layer].plug_in,
+            "behavior_rate": ctx.behaviour.rates() if ctx.behaviour is not None else None}
+    for name, mat in mats.items():
         if mat is None:
             continue
-        groups = [mat[arm_idx[a], s_final] for a in present]
+        groups = [mat[ctx.arm_idx[a], ctx.s_final] for a in present]
         groups = [g[np.isfinite(g)] for g in groups]
-        r = _core.jonckheere_terpstra(groups)
+        r = effects.jonckheere_terpstra(*groups, alternative="increasing")
         out[name] = {"statistic": _num(r.statistic), "tau": _num(r.estimate),
                      "pvalue": _num(r.pvalue),
                      "method": str(r.method), "alternative": "increasing in the order",
@@ -702,26 +891,54 @@ def _trend(a_pi, steps, final_step, arm_idx, beh, skipped, layer):
     return out
 
 
-def _spearman(a_pi, steps, final_step, beh, settings, seeds, skipped, layer):
-    if beh is None:
-        skipped.append({"piece": "spearman", "layer": layer,
-                        "reason": "the store has no behaviour data"})
+def spearman_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
+    """Spearman correlation of final alignment and final behaviour rate across runs."""
+    if ctx.behaviour is None:
+        skipped.add("spearman", layer, "the store has no behaviour data")
         return None
-    s_final = steps.index(final_step)
-    x, y = a_pi[:, s_final], _rates(beh)[:, s_final]
+    x = ctx.arrays[layer].plug_in[:, ctx.s_final]
+    y = ctx.behaviour.rates()[:, ctx.s_final]
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 4 or np.ptp(y[ok]) == 0 or np.ptp(x[ok]) == 0:
-        skipped.append({"piece": "spearman", "layer": layer,
-                        "reason": "fewer than 4 runs or a constant variable"})
+        skipped.add("spearman", layer, "fewer than 4 runs or a constant variable")
         return None
-    r = _core.spearman_ci(x[ok], y[ok], n_resamples=settings.n_resamples,
-                          confidence=settings.confidence, rng=seeds["spearman"])
-    return _interval(r, n=int(ok.sum()), seed=seeds["spearman"],
+    st, seed = ctx.settings, ctx.seeds["spearman"]
+    r = effects.spearman_ci(x[ok], y[ok], confidence=st.confidence, method="bca",
+                            n_resamples=st.n_resamples, rng=seed)
+    return _interval(r, n=int(ok.sum()), seed=seed,
                      x="final alignment", y="final behaviour rate", unit="run")
 
 
-def _stability(witness_pp, aligned_pp, settings, seeds):
-    r = _core.direction_stability(np.asarray(witness_pp, float), np.asarray(aligned_pp, float),
-                                  n_resamples=settings.n_resamples,
-                                  confidence=settings.confidence, rng=seeds["stability"])
-    return {**r, "seed": seeds["stability"]}
+# ----------------------------------------------------------------------------- v_rev, per run
+def stability_stage(ctx: Context, layer: str) -> dict:
+    """Bootstrap and split-half stability of v_rev over probes."""
+    arr, st, seed = ctx.arrays[layer], ctx.settings, ctx.seeds["stability"]
+    dims = ("example", "hidden")
+    res = geometry.direction_stability(
+        xr.DataArray(arr.witness, dims=dims), xr.DataArray(arr.aligned, dims=dims),
+        n_resamples=st.n_resamples, confidence=st.confidence, rng=seed)
+    vals = {k: float(res[k].values) for k in ("bootstrap_mean", "low", "high", "split_half")}
+    return {
+        "bootstrap_cosine": {"estimate": vals["bootstrap_mean"], "low": vals["low"],
+                             "high": vals["high"], "confidence": st.confidence,
+                             "method": str(res.attrs.get("interval", "percentile")),
+                             "n_resamples": st.n_resamples},
+        "split_half_cosine": vals["split_half"],
+        "n_splits": int(res.attrs.get("n_splits", 0)) or None,
+        "seed": seed,
+    }
+
+
+def per_run_stage(ctx: Context, layer: str) -> dict:
+    """The (run, step) matrices behind the figures."""
+    arr = ctx.arrays[layer]
+
+    def rows(m: np.ndarray) -> list[list[float | None]]:
+        return [[_num(x) for x in row] for row in m]
+
+    return {
+        "run": list(ctx.runs), "arm": list(ctx.arms), "steps": list(ctx.steps),
+        "alignment": rows(arr.plug_in),
+        "alignment_debiased": rows(arr.debiased),
+        "behavior_rate": rows(ctx.behaviour.rates()) if ctx.behaviour is not None else None,
+    }

@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis import figures
-from analysis.io import replace_dir, results_to_json
+from revstats.analysis import figures
+from revstats.analysis.io import replace_dir, results_to_json
 
 __all__ = ["write_report"]
 

@@ -17,8 +17,8 @@ import numpy as np
 
 
 def _workload(quick: bool):
-    from sims.model import build_model
-    from sims.simulate import config_for, draw_noise, experiment_seeds, run_layout
+    from revstats.sims.model import build_model
+    from revstats.sims.simulate import config_for, draw_noise, experiment_seeds, run_layout
 
     cfg = config_for("paper-main-track", runs=4 if quick else 24, steps=20 if quick else 100)
     ids, _, sign = run_layout(cfg)
@@ -34,7 +34,7 @@ def _alignment(model, acts, mu0, v):
 
 
 def vectorised(cfg, model, sign, xi):
-    from sims.simulate import trajectories
+    from revstats.sims.simulate import trajectories
 
     saved = cfg.saved_steps()
     th = trajectories(model, sign, xi, saved)
@@ -45,7 +45,7 @@ def vectorised(cfg, model, sign, xi):
 
 
 def per_run_loop(cfg, model, sign, xi):
-    from sims.model import init, step
+    from revstats.sims.model import init, step
 
     saved = cfg.saved_steps()
     mu0 = model.hidden_acts(model.aligned).mean(0)
@@ -71,7 +71,7 @@ def _time(fn, *args, repeat: int = 1):
 
 
 def run(quick: bool) -> list[dict]:
-    from sims.simulate import simulate_to_store
+    from revstats.sims.simulate import simulate_to_store
 
     cfg, model, sign, xi = _workload(quick)
     t_vec, a_vec = _time(vectorised, cfg, model, sign, xi, repeat=1 if quick else 2)

@@ -19,8 +19,8 @@ import warnings
 import torch
 
 from examples._toy_setup import LAYER, data, direction, probes, tiny_gpt2, write_config
-from revstats.torch_blocking import ReversionPenalty, block_reversion
-from revstats.torch_monitor import TorchMonitor
+from revstats.training.blocking import ReversionPenalty, block_reversion
+from revstats.training.monitor import TorchMonitor
 
 
 def _time_steps(step_fn, n: int) -> float:

@@ -13,7 +13,7 @@ import torch
 from transformers import Trainer, TrainingArguments
 
 from examples._toy_setup import LAYER, data, direction, report, run_cli, setup_run
-from revstats.hf_callbacks import BlockingCallback, ReversionMonitorCallback
+from revstats.training.hf_callbacks import BlockingCallback, ReversionMonitorCallback
 
 
 class _Dataset(torch.utils.data.Dataset):

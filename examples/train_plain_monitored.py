@@ -14,8 +14,8 @@ import warnings
 import torch
 
 from examples._toy_setup import LAYER, data, direction, report, run_cli, setup_run
-from revstats.torch_blocking import block_reversion
-from revstats.torch_monitor import TorchMonitor
+from revstats.training.blocking import block_reversion
+from revstats.training.monitor import TorchMonitor
 
 
 def main(quick: bool = False, block: bool = False, workdir: str | None = None, steps: int | None = None) -> dict:

@@ -6,7 +6,7 @@ click, matplotlib, `sims` or `analysis` (tested in tests/unit/test_imports.py).
 
 from __future__ import annotations
 
-from revstats import effects, geometry, intervals, nulls, scheduler, store
+from revstats import _moved, effects, geometry, intervals, nulls, scheduler, store
 from revstats._version import __version__
 from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
 from revstats.geometry import (
@@ -20,6 +20,8 @@ from revstats.geometry import (
 )
 from revstats.scheduler import use_scheduler
 from revstats.store import create_store, open_store, open_writer, read_acts
+
+_moved.install()
 
 __all__ = [
     "DegenerateDataWarning",

@@ -16,6 +16,7 @@ from scipy import stats
 
 from revstats import _bootstrap as _bs
 from revstats import _proportions as _prop
+from revstats._cluster_proportion import cluster_proportion_ci
 from revstats._results import Effect, Interval, settings_attrs, wrap_like
 from revstats._summary import MeanSD, mean_sd
 from revstats._validation import RNGLike, check_choice, check_confidence, check_dims, normalize_rng
@@ -27,6 +28,7 @@ __all__ = [
     "MeanSD",
     "bootstrap_ci",
     "cluster_bootstrap_ci",
+    "cluster_proportion_ci",
     "mean_ci",
     "mean_sd",
     "proportion_ci",

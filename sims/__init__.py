@@ -3,9 +3,9 @@
 `sims` may import `revstats`; the core never imports `sims` (DESIGN.md section 2).
 """
 
-from sims.model import ARMS, Model, SimConfig, SimState, build_model, init, step
-from sims.presets import PRESETS, get_preset
-from sims.simulate import config_for, simulate, simulate_to_store
+from revstats.sims.model import ARMS, Model, SimConfig, SimState, build_model, init, step
+from revstats.sims.presets import PRESETS, get_preset
+from revstats.sims.simulate import config_for, simulate, simulate_to_store
 
 __all__ = [
     "ARMS",

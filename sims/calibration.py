@@ -1,4 +1,4 @@
-"""Reproduce the calibration tables of docs/simulator.md: `python -m sims.calibration`.
+"""Reproduce the calibration tables of docs/simulator.md: `python -m revstats.sims.calibration`.
 
 1. the paper table from a full-size stored run (seed 0), analysed from the store;
 2. seed-to-seed spread of the headline numbers (seeds 0..4, latent statistics = the stored
@@ -13,8 +13,8 @@ import tempfile
 
 import numpy as np
 
-from sims.simulate import config_for
-from sims.sweep import point_stats
+from revstats.sims.simulate import config_for
+from revstats.sims.sweep import point_stats
 
 KNOBS = ("gravity", "anchor", "noise", "noise_normal", "probe_spread", "block_lambda",
          "behavior_gain")
@@ -54,9 +54,9 @@ def sensitivity_table(seed: int = 0) -> str:
 
 
 def full_table(seed: int = 0) -> str:
+    from revstats.sims.simulate import simulate_to_store
+    from revstats.sims.summary import format_table, summarize
     from revstats.store import open_store
-    from sims.simulate import simulate_to_store
-    from sims.summary import format_table, summarize
 
     with tempfile.TemporaryDirectory() as tmp:
         simulate_to_store("paper-main-track", f"{tmp}/paper.zarr", seed=seed)

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.linalg
 
 from revstats import blocking
-from sims.geometry import Geometry, flat_geometry, sphere_geometry
+from revstats.sims.geometry import Geometry, flat_geometry, sphere_geometry
 
 ARMS = ("control", "blocked", "push")
 

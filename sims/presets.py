@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sims.model import SimConfig
+from revstats.sims.model import SimConfig
 
 PAPER_STEPS = (0, 1, 2, 5, 10, 20, 50, 100)
 

@@ -17,7 +17,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from sims.model import Model, SimConfig, build_model, init, step, validate_config
+from revstats.sims.model import Model, SimConfig, build_model, init, step, validate_config
 
 ARM_SIGN = {"control": 0, "blocked": 1, "push": -1}
 
@@ -160,7 +160,7 @@ def config_for(
     overrides: Mapping[str, Any] | None = None,
 ) -> SimConfig:
     """The preset's config with the given size and field overrides applied."""
-    from sims.presets import get_preset
+    from revstats.sims.presets import get_preset
 
     cfg = get_preset(preset).config
     changes: dict[str, Any] = dict(overrides or {})

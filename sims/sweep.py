@@ -14,8 +14,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from sims.model import build_model
-from sims.simulate import config_for, draw_noise, experiment_seeds, run_layout, trajectories
+from revstats.sims.model import build_model
+from revstats.sims.simulate import (
+    config_for,
+    draw_noise,
+    experiment_seeds,
+    run_layout,
+    trajectories,
+)
 
 DEFAULT_GRID: dict[str, list[float]] = {
     "pretrain_mass": [0.02, 0.1, 0.3, 1.0, 2.0],
@@ -115,7 +121,7 @@ def plot_phase_diagram(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from sims.summary import isotropic_p99
+    from revstats.sims.summary import isotropic_p99
 
     if var not in ds:
         raise ValueError(f"`var` {var!r} is not in the sweep; choose one of {sorted(ds.data_vars)}")

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sims.model import Model
+from revstats.sims.model import Model
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def _validate_model(model: Model) -> None:
 def affine_system(model: Model, sign: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(A, b, Q) of the arm with code ``sign`` (0 control, +1 blocked, -1 push; projection
     blocking with reduce='mean')."""
-    from sims.model import force
+    from revstats.sims.model import force
 
     _validate_model(model)
     c = model.cfg

@@ -4,7 +4,7 @@ language through pretrain -> align -> benign fine-tune, on a CPU, reproducibly.
 Needs torch and transformers; `import revstats` never imports this package.
 """
 
-from sims.organism.pipeline import (
+from revstats.sims.organism.pipeline import (
     PROFILES,
     ArmSpec,
     OrganismConfig,

@@ -149,7 +149,7 @@ def _intervention(arm: ArmSpec, *, cfg: OrganismConfig, v: np.ndarray, model, an
     import torch
 
     from revstats.placebo import placebo_direction
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     if arm.kind == "none":
         return None
@@ -223,8 +223,8 @@ def run_organism(
 
     from revstats._version import __version__
     from revstats.capture import residual_layer_names
+    from revstats.sims.organism.language import Language, make_language
     from revstats.store import create_store
-    from sims.organism.language import Language, make_language
 
     cfg = _resolve(config)
     _validate_run(out, cfg)
@@ -254,7 +254,7 @@ def run_organism(
                                          "higher_is_better": True},
                     source="organism", overwrite=overwrite,
                     provenance={
-                        "command": command or "sims.organism.run_organism",
+                        "command": command or "revstats.sims.organism.run_organism",
                         "revstats_version": __version__, "torch_version": torch.__version__,
                         "config": cfg.to_json(), "seeds": list(cfg.seeds),
                         "model": "GPT2LMHeadModel from config, random init (no hub)",
@@ -276,7 +276,7 @@ def run_organism(
 
 
 def _deterministic(seed: int):
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     return train.deterministic(seed)
 
@@ -288,7 +288,7 @@ def _run_seed(cfg, seed, lang, data, writer, tick, timing, checkpoint_dir) -> di
     import torch
 
     from revstats.capture import capture_residual, make_batches, residual_layer_names
-    from sims.organism import train
+    from revstats.sims.organism import train
 
     probes = data["probes"]
     batches = make_batches([list(p) for p in probes.prompts], batch_size=len(probes))

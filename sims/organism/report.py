@@ -1,6 +1,6 @@
 """Summarise an organism store: reversion, alignment against nulls, arm effects (for docs/organism.md).
 
-Run: ``python -m sims.organism.report STORE [--json FILE]``. Every statistic comes from the
+Run: ``python -m revstats.sims.organism.report STORE [--json FILE]``. Every statistic comes from the
 revstats core (geometry, nulls, intervals, effects); this module only selects the numbers.
 """
 

@@ -6,7 +6,7 @@ thread and deterministic algorithms, so a seed fixes every number.
 
 Interventions are pluggable: :class:`Intervention` has three hooks (an extra loss term, a
 context manager around the training forward, a context manager around the optimizer), and each
-blocking variant is a thin adapter to the torch wrappers of :mod:`revstats.torch_blocking`,
+blocking variant is a thin adapter to the torch wrappers of :mod:`revstats.training.blocking`,
 which apply the one definition in :mod:`revstats.blocking`.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from sims.organism.language import Sequences
+from revstats.sims.organism.language import Sequences
 
 __all__ = [
     "ActivationProjection",
@@ -114,12 +114,12 @@ class Intervention:
 
 class Penalty(Intervention):
     """(a) ``lam * ReLU(sign <h_t - h_0, v>)^2`` on anchor-probe activations, summed over layers:
-    :class:`revstats.torch_blocking.ReversionPenalty` (h_0 read from ``model`` now, so build it
+    :class:`revstats.training.blocking.ReversionPenalty` (h_0 read from ``model`` now, so build it
     on the aligned network)."""
 
     def __init__(self, model, anchors: torch.Tensor, directions: Mapping[int, torch.Tensor], *,
                  lam: float, sign: int = 1) -> None:
-        from revstats.torch_blocking import ReversionPenalty
+        from revstats.training.blocking import ReversionPenalty
 
         self._penalty = ReversionPenalty(
             model, anchors, {f"hidden_states.{k}": v for k, v in directions.items()}, lam=lam,
@@ -131,7 +131,7 @@ class Penalty(Intervention):
 
 class ActivationProjection(Intervention):
     """(b) In each training forward, the hooked layers' outputs become
-    ``h_ref + project_off(h - h_ref, v)`` (:func:`revstats.torch_blocking.project_activations`;
+    ``h_ref + project_off(h - h_ref, v)`` (:func:`revstats.training.blocking.project_activations`;
     ``h_ref`` = the frozen aligned network on the same batch). Hooks live only during the
     training forward, so capture and judges see the unhooked network."""
 
@@ -141,7 +141,7 @@ class ActivationProjection(Intervention):
         self.directions = {residual_module(n_layers, k): v for k, v in directions.items()}
 
     def forward_context(self, model, input_ids):
-        from revstats.torch_blocking import project_activations
+        from revstats.training.blocking import project_activations
 
         return project_activations(model, self.directions, reference=self.reference,
                                    sign=self.sign, strength=self.strength)
@@ -149,12 +149,12 @@ class ActivationProjection(Intervention):
 
 class ParameterProjection(Intervention):
     """(c) Every optimizer update is projected off ``u_l = grad_theta <mean_i h_l(anchor_i), v_l>``
-    taken at the aligned network (:func:`revstats.torch_blocking.parameter_directions` and
-    :func:`~revstats.torch_blocking.project_parameter_updates`); all layers span one subspace."""
+    taken at the aligned network (:func:`revstats.training.blocking.parameter_directions` and
+    :func:`~revstats.training.blocking.project_parameter_updates`); all layers span one subspace."""
 
     def __init__(self, model, anchors: torch.Tensor, directions: Mapping[int, torch.Tensor], *,
                  sign: int = 1, strength: float = 1.0) -> None:
-        from revstats.torch_blocking import parameter_directions
+        from revstats.training.blocking import parameter_directions
 
         self.sign, self.strength = sign, strength
         self.directions = parameter_directions(
@@ -162,7 +162,7 @@ class ParameterProjection(Intervention):
             position="last")
 
     def optimizer_context(self, optimizer):
-        from revstats.torch_blocking import project_parameter_updates
+        from revstats.training.blocking import project_parameter_updates
 
         return project_parameter_updates(optimizer, self.directions, sign=self.sign,
                                          strength=self.strength)

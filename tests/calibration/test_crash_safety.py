@@ -94,7 +94,7 @@ def test_report_survives_kills(tmp_path):
     """`revstats report` renames each finished file into place: after any kill every file in
     the report directory is whole (byte-identical to an uninterrupted run's), and the rerun
     completes the report."""
-    pytest.importorskip("analysis.report")
+    pytest.importorskip("revstats.analysis.report")
     from tests.calibration.crash_harness import run
 
     store = str(tmp_path / "s.zarr")

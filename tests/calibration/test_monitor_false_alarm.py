@@ -36,7 +36,7 @@ def test_false_alarm_rate_is_not_vacuous():
 
 
 def detection_delays(preset: str = "paper-main-track", runs: int = 8, hidden: int = 4096, every: int = 1, looks: int = 100):
-    sims = pytest.importorskip("sims.simulate")
+    sims = pytest.importorskip("revstats.sims.simulate")
     cfg = sims.config_for(preset, runs=runs, hidden=hidden, overrides={"save_steps": tuple(range(0, looks * every + 1, every))})
     ds = sims.simulate(cfg, seed=11)
     layer = str(ds["layer"].values[0])

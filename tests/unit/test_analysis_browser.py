@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from analysis.pipeline import AnalysisSettings, analyze
-from analysis.report import write_report
-from analysis.testing import make_synthetic_store
+from revstats.analysis.pipeline import AnalysisSettings, analyze
+from revstats.analysis.report import write_report
+from revstats.analysis.testing import make_synthetic_store
 
 HOSTILE = "<script>alert(1)</script>"
 

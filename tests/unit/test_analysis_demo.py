@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from revstats.cli import main
 
-pytest.importorskip("sims", reason="the simulator package `sims` is not installed")
+pytest.importorskip("revstats.sims", reason="the simulator package `sims` is not installed")
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "analysis" / "results.schema.json").read_text())
 

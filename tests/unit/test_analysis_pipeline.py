@@ -13,8 +13,8 @@ from dask.callbacks import Callback
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis.pipeline import AnalysisSettings, MissingDataError, analyze
-from analysis.testing import make_synthetic_store
+from revstats.analysis.pipeline import AnalysisSettings, MissingDataError, analyze
+from revstats.analysis.testing import make_synthetic_store
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "analysis" / "results.schema.json").read_text())
 FAST = AnalysisSettings(n_resamples=200, n_null_draws=400, seed=3)

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from analysis.pipeline import AnalysisSettings, analyze
-from analysis.report import write_report
-from analysis.testing import make_synthetic_store
+from revstats.analysis.pipeline import AnalysisSettings, analyze
+from revstats.analysis.report import write_report
+from revstats.analysis.testing import make_synthetic_store
 
 HOSTILE = "<script>alert(1)</script>"
 FAST = AnalysisSettings(n_resamples=200, n_null_draws=400)

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from analysis.testing import write_synthetic_store
+from revstats.analysis.testing import write_synthetic_store
 from revstats.cli import main
 from revstats.scheduler import parse_scheduler
 

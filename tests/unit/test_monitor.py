@@ -167,7 +167,7 @@ def test_torch_monitor_fires_on_reverting_mlp_and_gpt2_reader():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     from revstats.capture.probes import read_layers
-    from revstats.torch_monitor import TorchMonitor
+    from revstats.training.monitor import TorchMonitor
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))

@@ -12,8 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import revstats as rs  # noqa: E402
-from revstats.store import verify_store  # noqa: E402
-from sims.organism import (  # noqa: E402
+from revstats.sims.organism import (  # noqa: E402
     PROFILES,
     ArmSpec,
     OrganismConfig,
@@ -21,7 +20,8 @@ from sims.organism import (  # noqa: E402
     total_units,
     train,
 )
-from sims.organism.language import EOS, REFUSAL, SURE, Language, make_language  # noqa: E402
+from revstats.sims.organism.language import EOS, REFUSAL, SURE, Language, make_language  # noqa: E402
+from revstats.store import verify_store  # noqa: E402
 
 TINY = dataclasses.replace(
     PROFILES["tiny"],
@@ -180,7 +180,7 @@ def test_cli_help_and_tiny_run(tmp_path):
 
 
 def test_report_summarizes_the_store(tiny_store):
-    from sims.organism.report import summarize, to_markdown
+    from revstats.sims.organism.report import summarize, to_markdown
 
     s = summarize(tiny_store[0], n_permutations=99)
     ds = rs.open_store(tiny_store[0])
@@ -197,7 +197,7 @@ def test_report_summarizes_the_store(tiny_store):
 def test_revstats_analysis_runs_on_the_organism_store(tiny_store):
     # the embedding layer read at one token is the same vector for every probe: the nulls that
     # need probe variation must be skipped with a reason, not crash the analysis
-    from analysis.pipeline import AnalysisSettings, analyze
+    from revstats.analysis.pipeline import AnalysisSettings, analyze
 
     res = analyze(rs.open_store(tiny_store[0]), settings=AnalysisSettings(n_resamples=100, n_null_draws=100))
     assert set(res["headline"]["layers"]) >= {"hidden_states.1", "hidden_states.2"}

@@ -12,12 +12,12 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("analysis.pipeline")
+pytest.importorskip("revstats.analysis.pipeline")
 pytest.importorskip("matplotlib")
 
-from analysis.pipeline import AnalysisSettings, analyze
-from analysis.report import write_report
-from sims.simulate import config_for, simulate
+from revstats.analysis.pipeline import AnalysisSettings, analyze
+from revstats.analysis.report import write_report
+from revstats.sims.simulate import config_for, simulate
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '<img src=x onerror="alert(2)">'

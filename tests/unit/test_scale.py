@@ -106,7 +106,7 @@ def test_threads_and_two_worker_local_cluster_give_identical_numbers(store):
 def test_full_analysis_is_identical_on_threads_and_a_local_cluster(store):
     import json
 
-    from analysis.pipeline import AnalysisSettings, analyze
+    from revstats.analysis.pipeline import AnalysisSettings, analyze
 
     settings = AnalysisSettings(n_resamples=200, n_null_draws=200, seed=3)
 

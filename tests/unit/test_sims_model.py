@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sims.geometry import flat_geometry, sphere_geometry
-from sims.model import SimConfig, build_model, force, init, step, validate_config
-from sims.simulate import (
+from revstats.sims.geometry import flat_geometry, sphere_geometry
+from revstats.sims.model import SimConfig, build_model, force, init, step, validate_config
+from revstats.sims.simulate import (
     config_for,
     draw_noise,
     experiment_seeds,

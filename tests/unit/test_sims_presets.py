@@ -12,10 +12,10 @@ import scipy.stats
 import zarr
 from click.testing import CliRunner
 
+from revstats.sims.presets import PRESETS
+from revstats.sims.simulate import simulate_to_store
+from revstats.sims.summary import isotropic_p99, summarize
 from revstats.store import open_store
-from sims.presets import PRESETS
-from sims.simulate import simulate_to_store
-from sims.summary import isotropic_p99, summarize
 
 HIDDEN = 256  # full size (4096) in docs/simulator.md
 
@@ -88,8 +88,14 @@ def test_same_seed_bit_identical_store(tmp_path):
 
 
 def test_different_seeds_give_independent_runs():
-    from sims.model import build_model
-    from sims.simulate import config_for, draw_noise, experiment_seeds, run_layout, trajectories
+    from revstats.sims.model import build_model
+    from revstats.sims.simulate import (
+        config_for,
+        draw_noise,
+        experiment_seeds,
+        run_layout,
+        trajectories,
+    )
 
     cfg = config_for("theory-flat", runs=150, hidden=64, steps=3, overrides={"arms": ("control",)})
     ids, _, sign = run_layout(cfg)

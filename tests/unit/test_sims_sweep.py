@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sims.sweep import plot_phase_diagram, point_stats, sweep
+from revstats.sims.sweep import plot_phase_diagram, point_stats, sweep
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_sweep_shape_and_physics(small_sweep):
 
 
 def test_sweep_matches_sequential_point(small_sweep):
-    from sims.simulate import config_for
+    from revstats.sims.simulate import config_for
 
     cfg = config_for("paper-main-track", runs=4, steps=30,
                      overrides={"arms": ("control", "blocked"), "pretrain_mass": 0.3, "hidden": 48,

@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sims import theory
-from sims.model import build_model
-from sims.simulate import config_for, draw_noise, experiment_seeds, run_layout, trajectories
+from revstats.sims import theory
+from revstats.sims.model import build_model
+from revstats.sims.simulate import (
+    config_for,
+    draw_noise,
+    experiment_seeds,
+    run_layout,
+    trajectories,
+)
 
 N_RUNS = 300
 STEPS = (1, 2, 5, 20, 60)

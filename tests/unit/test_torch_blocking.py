@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 from revstats import blocking  # noqa: E402
 from revstats.placebo import placebo_direction  # noqa: E402
-from revstats.torch_blocking import (  # noqa: E402
+from revstats.training.blocking import (  # noqa: E402
     ReversionPenalty,
     block_reversion,
     parameter_directions,

@@ -48,8 +48,8 @@ def _console(err: bool = False):
 
 
 def _open(store: str):
-    from analysis import _core
     from revstats.errors import SchemaError
+    from revstats.store import open_store
 
     is_url = "://" in store
     if not is_url and not Path(store).exists():
@@ -57,7 +57,7 @@ def _open(store: str):
             f"no store at {store!r}: check the path, or make one with "
             f"`revstats simulate --preset paper-main-track --out {store}` (or `revstats demo`)")
     try:
-        return _core.open_store(store)
+        return open_store(store)
     except SchemaError as err:
         raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from err
     except (FileNotFoundError, KeyError, ValueError, OSError) as err:
@@ -68,7 +68,7 @@ def _open(store: str):
 
 
 def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None):
-    from analysis.pipeline import AnalysisSettings
+    from revstats.analysis.pipeline import AnalysisSettings
 
     return AnalysisSettings(confidence=confidence, seed=seed, n_resamples=n_resamples,
                             n_null_draws=n_resamples, ni_margin=ni_margin)
@@ -78,7 +78,7 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
                   scheduler: str) -> dict:
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from analysis.pipeline import MissingDataError, analyze
+    from revstats.analysis.pipeline import MissingDataError, analyze
     from revstats.scheduler import parse_scheduler, use_scheduler
 
     with contextlib.ExitStack() as stack:
@@ -175,7 +175,7 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
     """
     from rich.markup import escape
 
-    from analysis.io import write_results
+    from revstats.analysis.io import write_results
 
     ds = _open(store)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
@@ -205,7 +205,7 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
     """
     from rich.markup import escape
 
-    from analysis.report import write_report
+    from revstats.analysis.report import write_report
 
     ds = _open(store)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
@@ -219,7 +219,7 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    import sims
+    from revstats import sims
 
     cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
     with Progress(TextColumn("{task.description}"), BarColumn(),
@@ -261,7 +261,7 @@ def demo_command(out_dir: str, runs: int | None, steps: int | None, hidden: int 
     """
     from rich.markup import escape
 
-    from analysis.report import write_report
+    from revstats.analysis.report import write_report
 
     con = _console()
     out = Path(out_dir)

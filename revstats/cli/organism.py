@@ -45,7 +45,7 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
     """
     import dataclasses
 
-    from sims.organism import PROFILES, run_organism, total_units
+    from revstats.sims.organism import PROFILES, run_organism, total_units
 
     cfg = PROFILES[profile]
     if seeds is not None:

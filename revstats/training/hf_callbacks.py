@@ -2,14 +2,14 @@
 
 Needs torch and transformers; not imported by ``import revstats``. Two lines to monitor::
 
-    from revstats.hf_callbacks import ReversionMonitorCallback
+    from revstats.training.hf_callbacks import ReversionMonitorCallback
     trainer = Trainer(..., callbacks=[ReversionMonitorCallback.from_config("monitor-cfg")])
 
 Blocking: ``BlockingCallback(directions, method="activation" | "parameter" | "penalty")``. The
-activation and parameter methods install the hooks of :mod:`revstats.torch_blocking` at
+activation and parameter methods install the hooks of :mod:`revstats.training.blocking` at
 ``on_train_begin`` and remove them at ``on_train_end``; if ``train`` raises, call
 ``callback.remove()`` (or use ``with callback.installed(trainer): trainer.train()``). The
-penalty method adds the gradient of :class:`~revstats.torch_blocking.ReversionPenalty` in
+penalty method adds the gradient of :class:`~revstats.training.blocking.ReversionPenalty` in
 ``on_pre_optimizer_step`` (gradients accumulate, so this equals adding the penalty to the loss
 once per optimizer step; note the Trainer clips gradients *before* this event, so the penalty's
 gradient is not clipped).
@@ -24,9 +24,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from revstats import torch_blocking as tb
 from revstats.monitor import MonitorConfig
-from revstats.torch_monitor import TorchMonitor
+from revstats.training import blocking as tb
+from revstats.training.monitor import TorchMonitor
 
 __all__ = ["BlockingCallback", "ReversionMonitorCallback"]
 
@@ -35,7 +35,7 @@ class ReversionMonitorCallback(TrainerCallback):
     """Look every ``every`` optimizer steps (``state.global_step``); adds the alignment to the
     Trainer's logs; ``stop_on_alarm=True`` stops training at the first alarm.
 
-    Keyword arguments other than `stop_on_alarm` go to :class:`revstats.torch_monitor.TorchMonitor`.
+    Keyword arguments other than `stop_on_alarm` go to :class:`revstats.training.monitor.TorchMonitor`.
     """
 
     def __init__(self, config: MonitorConfig, *, stop_on_alarm: bool = False, **monitor_kwargs: Any) -> None:
@@ -77,7 +77,7 @@ class BlockingCallback(TrainerCallback):
     probes : tensor or dict
         Probe inputs (needed by ``"parameter"`` and ``"penalty"``).
     lam, sign, strength, reduce, position
-        As in :mod:`revstats.torch_blocking`.
+        As in :mod:`revstats.training.blocking`.
     """
 
     def __init__(

@@ -8,7 +8,7 @@ only decides *which tensors* it is applied to and installs/removes hooks. Not im
    :func:`project_activations` and :func:`project_parameter_updates`). Hooks exist only inside
    the ``with`` block and are removed in ``finally``, also when the loop raises.
 2. **Loss term**: :class:`ReversionPenalty` -- ``loss = task_loss + penalty()``.
-3. **Hugging Face** ``TrainerCallback``: :mod:`revstats.hf_callbacks`.
+3. **Hugging Face** ``TrainerCallback``: :mod:`revstats.training.hf_callbacks`.
 
 What "projection of activation updates" means in a forward pass
 ---------------------------------------------------------------
@@ -54,9 +54,9 @@ import torch
 from torch.nn.utils import parameters_to_vector
 
 from revstats import blocking
-from revstats._torch_probes import as_tensor, first_tensor, replace_first, resolve_module
 from revstats.capture.hooks import capture_modules
 from revstats.capture.probes import PROBE_POSITIONS, read_layers
+from revstats.training._probes import as_tensor, first_tensor, replace_first, resolve_module
 
 __all__ = [
     "ParameterDirections",

@@ -54,7 +54,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from sims.presets import PRESETS
+    from revstats.sims.presets import PRESETS
 
     if list_presets:
         width = max(map(len, PRESETS))
@@ -68,7 +68,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
     if parsed_steps is not None:
         overrides["save_steps"] = parsed_steps
     from revstats.errors import RevstatsError
-    from sims.simulate import config_for, simulate_to_store
+    from revstats.sims.simulate import config_for, simulate_to_store
 
     try:
         cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)

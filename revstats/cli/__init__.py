@@ -12,16 +12,16 @@ import importlib
 import click
 
 _COMMANDS: dict[str, str] = {
-    "analyze": "revstats.cli_analysis:analyze_command",
-    "calibrate": "revstats.cli_calibrate:calibrate",
-    "demo": "revstats.cli_analysis:demo_command",
-    "report": "revstats.cli_analysis:report_command",
-    "capture": "revstats.cli_capture:capture_command",
-    "info": "revstats.cli_info:info",
-    "ingest": "revstats.cli_capture:ingest_command",
-    "monitor-config": "revstats.cli_monitor:monitor_config",
-    "organism": "revstats.cli_organism:organism_command",
-    "simulate": "revstats.cli_simulate:simulate",
+    "analyze": "revstats.cli.analysis:analyze_command",
+    "calibrate": "revstats.cli.calibrate:calibrate",
+    "demo": "revstats.cli.analysis:demo_command",
+    "report": "revstats.cli.analysis:report_command",
+    "capture": "revstats.cli.capture:capture_command",
+    "info": "revstats.cli.info:info",
+    "ingest": "revstats.cli.capture:ingest_command",
+    "monitor-config": "revstats.cli.monitor:monitor_config",
+    "organism": "revstats.cli.organism:organism_command",
+    "simulate": "revstats.cli.simulate:simulate",
 }
 
 

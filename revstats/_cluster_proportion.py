@@ -1,0 +1,86 @@
+"""A rate's confidence interval when outcomes come in clusters (probes within runs/seeds).
+
+Korn & Graubard's (1998) interval, as in R's ``survey::svyciprop(method = "beta")``: the pooled
+rate p = sum k_c / sum n_c; its variance from the clusters (ratio-estimator linearisation,
+Var = C / (C - 1) * sum_c (k_c - p n_c)^2 / n^2, the between-cluster variation, so correlated
+probes of one run count once); the effective sample size n_eff = p (1 - p) / Var, shrunk for
+the few clusters by (z / t_{C-1})^2; then the Clopper-Pearson interval at n_eff trials with
+p n_eff successes. The interval lies in [0, 1] by construction, is never zero-width, and at
+p = 0 or 1 (or no between-cluster variation) it falls back to n_eff = n (the binomial limit:
+with no observed over-dispersion there is nothing to inflate by).
+
+References
+----------
+Korn EL, Graubard BI (1998). Confidence intervals for proportions with small expected number
+of positive counts estimated from survey data. Survey Methodology 24:193-201.
+Lumley T (2010). Complex Surveys, sec. 2.3.1 (svyciprop, method "beta").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from revstats._results import Interval
+from revstats._validation import check_confidence
+
+__all__ = ["cluster_proportion_ci"]
+
+
+def _validate(k: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.ndarray, float]:
+    conf = check_confidence(confidence)
+    kk = np.asarray(k, dtype=float).ravel()
+    nn = np.asarray(n, dtype=float)
+    if nn.ndim == 0:
+        nn = np.full(kk.shape, float(nn))
+    nn = nn.ravel()
+    if kk.shape != nn.shape:
+        raise ValueError(f"`k` and `n` must have one entry per cluster, got {kk.size} and {nn.size}")
+    if kk.size < 2:
+        raise ValueError(f"`k` needs at least 2 clusters (runs/seeds) to estimate the between-"
+                         f"cluster variance, got {kk.size}; with one cluster use proportion_ci "
+                         f"and say that probes are treated as independent")
+    if not (np.all(np.isfinite(kk)) and np.all(np.isfinite(nn))):
+        raise ValueError("`k` and `n` must be finite")
+    if np.any(nn <= 0) or np.any(kk < 0) or np.any(kk > nn) or np.any(kk != np.round(kk)):
+        raise ValueError("`k` must hold whole counts with 0 <= k_c <= n_c, and `n` positive sizes")
+    return kk, nn, conf
+
+
+def cluster_proportion_ci(k: Any, n: Any, *, confidence: float = 0.95) -> Interval:
+    """Korn-Graubard interval of a pooled rate with clusters as the independent units.
+
+    Parameters
+    ----------
+    k : array-like (C,)
+        Successes (e.g. harmful answers) per cluster (run or seed).
+    n : int or array-like (C,)
+        Trials (probes) per cluster.
+
+    Returns
+    -------
+    Interval with ``estimate`` = pooled rate, bounds in [0, 1], ``method="korn_graubard"``,
+    ``n`` = (clusters, trials) and ``extra`` = ``n_eff`` (after the df shrinkage),
+    ``design_effect`` (n / n_eff before it, NaN when the variance is 0), ``df`` = C - 1.
+    """
+    kk, nn, conf = _validate(k, n, confidence)
+    c = kk.size
+    total = nn.sum()
+    p = kk.sum() / total
+    var = c / (c - 1) * np.sum((kk - p * nn) ** 2) / total**2
+    alpha = 1.0 - conf
+    if var > 0 and 0 < p < 1:
+        n_eff = min(total, p * (1 - p) / var)
+        deff = total * var / (p * (1 - p))
+    else:
+        n_eff, deff = total, float("nan")
+    df = c - 1
+    n_eff *= (stats.norm.ppf(1 - alpha / 2) / stats.t.ppf(1 - alpha / 2, df)) ** 2
+    x = p * n_eff
+    low = 0.0 if x <= 0 else float(stats.beta.ppf(alpha / 2, x, n_eff - x + 1))
+    high = 1.0 if x >= n_eff else float(stats.beta.ppf(1 - alpha / 2, x + 1, n_eff - x))
+    return Interval(estimate=float(p), low=low, high=high, confidence=conf,
+                    method="korn_graubard", n=(int(c), int(total)),
+                    extra={"n_eff": float(n_eff), "design_effect": float(deff), "df": int(df)})
