@@ -165,3 +165,23 @@ def test_plugin_interval_covers_the_expected_plugin_cosine():
         warnings.simplefilter("ignore", DegenerateDataWarning)
         hits = cal.alignment_interval_hits(SMALL, "crossed-plugin", n, seed=12)
     assert stats.binomtest(hits, n, 0.95).pvalue > 1e-3, hits / n
+
+
+def test_reduced_simulation_has_the_distribution_of_the_direct_one():
+    """The calibration's reduced draw (noise orthogonal to the shared span as a Wishart Gram
+    matrix) against drawing every d-dimensional vector: same law of the estimates."""
+    design = cal.CrossedDesign(true_cos=0.6, d=96, runs=4, probes=8, drift_norm=3.0,
+                               witness_norm=3.0, aligned_noise=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        a = npc.crossed_interval_gram(cal.crossed_products(design, 500, np.random.default_rng(1),
+                                                           reduced=True))
+        b = npc.crossed_interval_gram(cal.crossed_products(design, 500, np.random.default_rng(2),
+                                                           reduced=False))
+    for est in (0, 1):
+        for field in (0, 3):  # estimate, standard error
+            x, y = a[:, est, field], b[:, est, field]
+            assert stats.ks_2samp(x[np.isfinite(x)], y[np.isfinite(y)]).pvalue > 1e-3
+    with pytest.raises(ValueError, match="reduced simulation"):
+        cal.crossed_products(cal.CrossedDesign(per_run_witness=True, d=96, probes=8), 1,
+                             np.random.default_rng(0), reduced=True)
