@@ -1,12 +1,27 @@
-"""PNG figures from a results dict (matplotlib, Agg backend, no display needed).
+"""The report's figures (matplotlib), callable on results or a store.
 
-Every figure works from results.json alone, so a report can be re-drawn without the store.
+Public API::
+
+    from revstats.analysis.figures import plot
+    fig = plot("report/results.json", "trajectory")          # results.json, a results dict,
+    fig = plot(results, "ablation", layer="hidden_states.2")  # an analysis.frames.Results,
+    fig = plot("acts.zarr", "per_run")                       # or a store (analysed first)
+    fig.savefig("trajectory.png")
+
+Kinds (:data:`FIGURES`): ``trajectory`` (alignment by step per arm with CI bands, each null's
+p99 line, and one panel per null with its own median-to-p99 band), ``per_run``, ``ablation``
+(final alignment / behavior / task per arm with intervals), ``scatter`` (final alignment vs
+behavior per run; None without behavior). Every figure works from results.json alone, so a
+report can be re-drawn without the store. The figures use matplotlib's Agg backend unless a
+backend is already selected (so they also show in a notebook).
 """
 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +35,12 @@ NULL_STYLES = {
 
 
 def _plt():
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    if "matplotlib.pyplot" not in sys.modules:  # headless by default; keep a notebook's backend
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt
@@ -37,44 +55,88 @@ def _color(arm: str, i: int) -> str:
     return ARM_COLORS.get(arm, f"C{(i + 3) % 10}")
 
 
+def _legend(ax, **kwargs) -> None:
+    """A legend only when something is labelled (matplotlib warns "No artists" otherwise)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(**kwargs)
+
+
 def _vals(rows, key):
     return np.array([np.nan if r.get(key) is None else r[key] for r in rows], float)
 
 
+def _null_label(name: str) -> str:
+    return name.replace("_", " ")
+
+
 def trajectory(results: dict, layer: str):
+    """Alignment by step per arm (mean, CI band, debiased mean) with each null's p99 line; below,
+    one small panel per null with its own median-to-p99 band against the reference arm's mean.
+    The legend sits outside the data (right of the main panel)."""
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     h = results["headline"]["layers"][layer]
     d = results["details"]["layers"][layer]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    ctrl = "control" if "control" in d["arms"] else next(iter(d["arms"]))
+    nulls = d["arms"][ctrl].get("nulls") or {}
+    q = int(round(100 * results["settings"]["null_quantile"]))
+    conf = int(round(100 * results["settings"]["confidence"]))
+    n_null = max(1, len(nulls))
+    fig = plt.figure(figsize=(11, 7.4 if nulls else 5.2), dpi=110)
+    grid = fig.add_gridspec(2 if nulls else 1, n_null, height_ratios=[2.4, 1] if nulls else [1],
+                            hspace=0.32, wspace=0.25)
+    ax = fig.add_subplot(grid[0, :])
+    ref = None
     for i, (arm, e) in enumerate(h["arms"].items()):
         steps = np.array([r["step"] for r in e["alignment"]])
         m, lo, hi = (_vals(e["alignment"], k) for k in ("mean", "low", "high"))
         col = _color(arm, i)
-        ax.plot(steps, m, "-o", ms=3, color=col, label=f"{_text(arm)}: plug-in mean (n={e['n_runs']})")
-        ax.fill_between(steps, lo, hi, color=col, alpha=0.2, lw=0)
+        ax.plot(steps, m, "-o", ms=3, color=col, label=f"{_text(arm)}: mean (n={e['n_runs']})")
+        ax.fill_between(steps, lo, hi, color=col, alpha=0.15, lw=0, label=f"{_text(arm)}: {conf}% CI")
         md = _vals(e["alignment_debiased"], "mean")
         if np.any(np.isfinite(md)):
             ax.plot(steps, md, ":", color=col, lw=1.5, label=f"{_text(arm)}: debiased (cross-fit)")
-    ctrl = "control" if "control" in d["arms"] else next(iter(d["arms"]))
-    q = results["settings"]["null_quantile"]
-    for name, nd in d["arms"][ctrl]["nulls"].items():
+        if arm == ctrl:
+            ref = (steps, m, col)
+    for name, nd in nulls.items():
         col, ls = NULL_STYLES.get(name, ("k", "--"))
         bands = nd["bands"]
         steps = np.array([b["step"] for b in bands])
-        ax.plot(steps, _vals(bands, "q99"), color=col, ls=ls, lw=1.2,
-                label=f"null p{int(round(q * 100))}: {name.replace('_', ' ')}")
-        ax.fill_between(steps, _vals(bands, "q50"), _vals(bands, "q99"), color=col, alpha=0.07,
-                        lw=0)
+        ax.plot(steps, _vals(bands, "q99"), color=col, ls=ls, lw=1.8,
+                label=f"null p{q}: {_null_label(name)}")
     ax.axhline(0, color="k", lw=0.6)
     ax.set_xlabel("fine-tuning step")
-    ax.set_ylabel("alignment cos(drift, v_rev)  [unitless, −1…1]")
-    conf = int(round(100 * results["settings"]["confidence"]))
-    ax.set_title(f"Alignment trajectory, layer {_text(layer)}\n(arm bands: {conf}% CI of the "
-                 f"mean; null bands: median to p{int(round(q * 100))} of the {_text(ctrl)} arm's "
-                 f"nulls)", fontsize=10)
-    ax.legend(fontsize=7, loc="best", ncol=2)
+    ax.set_ylabel("alignment cos(drift, v_rev)\n[unitless, −1…1]")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"Alignment trajectory, layer {_text(layer)}: arm means with {conf}% CI; "
+                 f"dashed: p{q} of each null ({_text(ctrl)} arm)", fontsize=10)
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              frameon=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    for j, (name, nd) in enumerate(nulls.items()):
+        col, ls = NULL_STYLES.get(name, ("k", "--"))
+        sub = fig.add_subplot(grid[1, j], sharey=ax)
+        bands = nd["bands"]
+        steps = np.array([b["step"] for b in bands])
+        sub.fill_between(steps, _vals(bands, "q50"), _vals(bands, "q99"), color=col, alpha=0.3, lw=0,
+                         label=f"median–p{q}")
+        sub.plot(steps, _vals(bands, "q99"), color=col, ls=ls, lw=1.4)
+        if ref is not None:
+            sub.plot(ref[0], ref[1], "-", color=ref[2], lw=1.0, label=f"{_text(ctrl)} mean")
+        sub.axhline(0, color="k", lw=0.5)
+        sub.set_title(f"null: {_null_label(name)}", fontsize=9, color=col)
+        sub.set_xlabel("step", fontsize=7)
+        sub.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+        sub.tick_params(labelsize=7)
+        sub.grid(alpha=0.3)
+        if j == 0:
+            sub.set_ylabel("alignment", fontsize=8)
+        else:
+            sub.tick_params(labelleft=False)
+        sub.legend(fontsize=6.5, loc="lower right", frameon=False)
+    fig.subplots_adjust(left=0.08, right=0.74, top=0.93, bottom=0.08)
     return fig
 
 
@@ -95,7 +157,10 @@ def per_run(results: dict, layer: str):
     ax.set_xlabel("fine-tuning step")
     ax.set_ylabel("alignment cos(drift, v_rev)  [unitless]")
     ax.set_title(f"Per-run alignment, layer {_text(layer)} ({len(pr['run'])} runs)")
-    ax.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(ax, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -107,7 +172,7 @@ def ablation(results: dict, layer: str):
     arms = list(h["arms"])
     panels = [("final_alignment", "final alignment cos(drift, v_rev)", 1.0)]
     if any(h["arms"][a]["behavior_rate"] for a in arms):
-        panels.append(("behavior_rate", "behaviour rate [% of probes]", 100.0))
+        panels.append(("behavior_rate", "behavior rate [% of probes]", 100.0))
     if any(h["arms"][a]["task"] for a in arms):
         t = next(h["arms"][a]["task"] for a in arms if h["arms"][a]["task"])
         panels.append(("task", f"task {_text(t.get('metric', 'metric'))} (final step)", 1.0))
@@ -130,9 +195,9 @@ def ablation(results: dict, layer: str):
         ax.set_ylabel(label)
         ax.axhline(0, color="k", lw=0.6)
         ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=8)
+    _legend(axes[0], fontsize=8)
     fig.suptitle(f"Ablation, layer {_text(layer)}: means with {conf}% intervals "
-                 f"(behaviour: Wilson)", fontsize=10)
+                 f"(behavior: Wilson)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -151,14 +216,14 @@ def scatter(results: dict, layer: str):
         sel = np.array([ra == a for ra in pr["arm"]])
         ax.scatter(x[sel], y[sel], color=_color(a, i), label=_text(a), s=28, alpha=0.8)
     sp = d.get("spearman")
-    title = f"Alignment vs behaviour, layer {_text(layer)}"
+    title = f"Alignment vs behavior, layer {_text(layer)}"
     if sp and sp.get("estimate") is not None:
         title += (f"\nSpearman r = {sp['estimate']:.3f}"
                   + (f" [{sp['low']:.3f}, {sp['high']:.3f}]" if sp.get("low") is not None else ""))
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(f"final alignment cos(drift, v_rev) at step {pr['steps'][-1]}")
-    ax.set_ylabel("final behaviour rate [% of probes]")
-    ax.legend(fontsize=8)
+    ax.set_ylabel("final behavior rate [% of probes]")
+    _legend(ax, fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -166,6 +231,52 @@ def scatter(results: dict, layer: str):
 
 FIGURES = {"trajectory": trajectory, "per_run": per_run, "ablation": ablation,
            "scatter": scatter}
+
+
+def _as_results(source: Any, analyze_kwargs: dict) -> dict:
+    import xarray as xr
+
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, xr.Dataset):
+        from revstats.analysis.pipeline import analyze
+
+        return analyze(source, **analyze_kwargs)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if path.is_file():
+            from revstats.analysis.frames import Results
+
+            return Results.load(path)
+        if path.is_dir() and (path / "results.json").is_file() and not (path / "zarr.json").is_file():
+            from revstats.analysis.frames import Results
+
+            return Results.load(path / "results.json")
+        from revstats.analysis.pipeline import analyze
+        from revstats.store import open_store
+
+        return analyze(open_store(path), store_path=str(path), **analyze_kwargs)
+    raise TypeError(f"`source` must be a results dict, a results.json path, a store path or an xarray "
+                    f"Dataset; got {type(source).__name__}")
+
+
+def plot(source: Any, kind: str = "trajectory", *, layer: str | None = None, **analyze_kwargs: Any):
+    """One report figure for `layer` (default: the first analysed) from results or a store.
+
+    `source`: a results dict (``analyze`` / ``Results``), a results.json path (or a report
+    directory holding one), a store path or an opened store (analysed first with
+    `analyze_kwargs`, e.g. ``settings=AnalysisSettings(n_resamples=500)``). Returns the
+    matplotlib Figure (None for ``scatter`` without behavior data).
+    """
+    if kind not in FIGURES:
+        raise ValueError(f"`kind` must be one of {sorted(FIGURES)}, got {kind!r}")
+    results = _as_results(source, analyze_kwargs)
+    layers = list(results["settings"]["layers"])
+    if layer is None:
+        layer = layers[0]
+    if layer not in layers:
+        raise ValueError(f"`layer` {layer!r} was not analysed; analysed layers: {', '.join(layers)}")
+    return FIGURES[kind](results, layer)
 
 
 def render_all(results: dict, out_dir: Path) -> list[dict]:

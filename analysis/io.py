@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "replace_dir", "results_to_json",
-           "write_results"]
+           "umask_mode", "write_results"]
+
+
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` under the process umask (what a plain ``open(path, "w")`` would create)."""
+    current = os.umask(0)
+    os.umask(current)
+    return mode & ~current
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -18,6 +25,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, umask_mode())  # mkstemp makes 0600; the file gets what open() would give
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

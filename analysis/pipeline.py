@@ -6,11 +6,11 @@ function of the context (and a layer), return their part of results.json:
 
     alignment_stage   trajectories and final alignment per arm (plug-in and cross-fitted)
     null_stage        exceedance of every null per arm, and the null bands
-    behaviour_stage   final-step behaviour rate per arm        (layer-independent)
+    behavior_stage   final-step behavior rate per arm        (layer-independent)
     task_stage        final-step task metric per arm           (layer-independent)
     effects_stage     blocked/push vs control contrasts
     trend_stage       ordered-alternative test over the arms
-    spearman_stage    alignment vs behaviour across runs
+    spearman_stage    alignment vs behavior across runs
     stability_stage   bootstrap / split-half stability of v_rev
     per_run_stage     the per-run matrices the figures draw
 
@@ -39,6 +39,7 @@ import xarray as xr
 from revstats import alignment_ci, effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
+from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
 from revstats.nulls import AdjustMethod
 
@@ -46,14 +47,14 @@ __all__ = [
     "NULL_TYPES",
     "RESULTS_SCHEMA",
     "AnalysisSettings",
-    "Behaviour",
+    "Behavior",
     "Context",
     "LayerArrays",
     "MissingDataError",
     "Task",
     "alignment_stage",
     "analyze",
-    "behaviour_stage",
+    "behavior_stage",
     "effects_stage",
     "layer_stages",
     "null_stage",
@@ -88,6 +89,7 @@ class AnalysisSettings:
     p_adjust: AdjustMethod = "holm"
     ni_margin_fraction: float = 0.2
     ni_margin: float | None = None
+    headline_layer: str | None = None
 
     def __post_init__(self) -> None:
         check_confidence(self.confidence)
@@ -194,6 +196,8 @@ def store_preset(ds: xr.Dataset) -> str | None:
 
 
 _TARGET_CHUNK_BYTES = 64 * 2**20
+#: reduce the store with the one-pass slab reducer (analysis/_onepass.py) when it applies
+USE_ONEPASS = True
 
 
 def _coarsen_chunks(ds: xr.Dataset) -> xr.Dataset:
@@ -265,7 +269,7 @@ class LayerArrays:
 
 @dataclass(frozen=True)
 class Behaviour:
-    """Per-(run, step) behaviour counts and the final step's per-probe outcomes."""
+    """Per-(run, step) behavior counts and the final step's per-probe outcomes."""
 
     k: np.ndarray  # (run, step) events
     n: np.ndarray  # (run, step) observed outcomes
@@ -381,7 +385,7 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     """Reduce the store to the `Context` every stage reads (one dask compute).
 
     The one place that touches the store's arrays: a faster reduction replaces this function
-    and nothing else. Missing behaviour/task data are recorded in `skipped`.
+    and nothing else. Missing behavior/task data are recorded in `skipped`.
     """
     # one sub-graph per layer, selected by scalar label: a list `.sel` becomes a dask `take`,
     # which (dask 2026.8) can lose keys when fused with the transposes below
@@ -389,9 +393,13 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     step0 = steps.index(0)
     moving_sel = (slice(1, None) if step0 == 0 else
                   [j for j in range(len(steps)) if j != step0])
+    onepass = _onepass.eligible(ds) if USE_ONEPASS else False
+    if onepass:  # one overlapped pass over the slabs (analysis/_onepass.py)
+        reduced = _onepass.reduce_layers(ds, layers, step0,
+                                         [j for j in range(len(steps)) if j != step0])
     ds = _coarsen_chunks(ds)
-    lazy: dict = {"layers": {layer: _lazy_layer(ds, layer, step0, moving_sel)
-                             for layer in layers}}
+    lazy: dict = {"layers": {} if onepass else {
+        layer: _lazy_layer(ds, layer, step0, moving_sel) for layer in layers}}
     if "behavior" in ds:
         b = ds["behavior"]
         lazy["k"] = b.sum("example", skipna=True)
@@ -406,6 +414,8 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
     if "arm" in ds.coords:
         lazy["arm"] = ds["arm"].reset_coords(drop=True).variable  # may be lazy too
     c = _compute(lazy)
+    if onepass:
+        c["layers"] = reduced["layers"]
     moving_idx = [j for j in range(len(steps)) if j != step0]
 
     def with_step0(a: Any) -> np.ndarray:
@@ -473,6 +483,7 @@ def analyze(
     """
     layers = _validate_analyze(ds, layers)
     settings = settings or AnalysisSettings()
+    head_layer, head_rule = headline_layer(layers, settings)
     say = progress or (lambda _msg: None)
     skipped = Skipped()
     say("reducing the store (one pass)")
@@ -498,11 +509,33 @@ def analyze(
         "headline": headline,
         "details": details,
         "skipped": list(skipped),
+        "headline_layer": {"layer": head_layer, "rule": head_rule},
+        "multiplicity": multiplicity_stage(headline, details, settings),
     }
     from revstats.analysis.paper import paper_table
 
     results["paper_table"] = paper_table(results)
     return results
+
+
+EMBEDDING_LAYERS = ("hidden_states.0",)
+
+
+def headline_layer(layers: Sequence[str], settings: AnalysisSettings) -> tuple[str, str]:
+    """The layer the report leads with, and the rule that chose it (stated in the report)."""
+    if settings.headline_layer is not None:
+        if settings.headline_layer not in layers:
+            raise ValueError(f"`headline_layer` {settings.headline_layer!r} is not among the "
+                             f"analysed layers {list(layers)!r}; pass one of them "
+                             "(--headline-layer) or add it to --layer")
+        return settings.headline_layer, "chosen by the user (--headline-layer)"
+    rule = ("the last analysed layer that is not the embedding output (hidden_states.0, which "
+            "carries no fine-tuning signal at the probe token); override with --headline-layer")
+    candidates = [x for x in layers if x not in EMBEDDING_LAYERS and "embed" not in x.lower()]
+    if candidates:
+        return candidates[-1], rule
+    return layers[-1], ("the only analysed layer is the embedding output; analyse later layers "
+                        "(--layer) for a meaningful headline")
 
 
 def _store_section(ds: xr.Dataset, ctx: Context, store_path: str | None) -> dict:
@@ -754,6 +787,7 @@ def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
         "n_above_first_step": int(above[:, 0].sum()) if step_arr.size else 0,
         "n_runs_first_step": int(valid[:, 0].sum()) if step_arr.size else 0,
         "max_adjusted_pvalue": _num(np.nanmax(p_adj)) if valid.any() else None,
+        "min_adjusted_pvalue": _num(np.nanmin(p_adj)) if valid.any() else None,
         "n_significant_adjusted": int(np.sum(np.asarray(ex.reject, bool))),
         "p_adjust": st.p_adjust,
         "method": f"{_NULL_METHODS[name]} [{null.method}]",
@@ -807,7 +841,7 @@ def _null_bands(ctx: Context, null: Any, obs: np.ndarray) -> list[dict]:
 
 # ----------------------------------------------------------------------------- behaviour, task
 def behaviour_stage(ctx: Context) -> dict[str, dict | None]:
-    """Per arm: the final-step behaviour rate (None for every arm without behaviour data)."""
+    """Per arm: the final-step behavior rate (None for every arm without behavior data)."""
     beh = ctx.behaviour
     if beh is None:
         return dict.fromkeys(ctx.arm_names)
@@ -816,18 +850,38 @@ def behaviour_stage(ctx: Context) -> dict[str, dict | None]:
     out: dict[str, dict | None] = {}
     for arm, idx in ctx.arm_idx.items():
         base = _summary(beh.rates()[idx, s], st)
-        kk, nn = float(np.nansum(beh.k[idx, s])), float(np.nansum(beh.n[idx, s]))
+        k_run, n_run = beh.k[idx, s], beh.n[idx, s]
+        seen = n_run > 0
+        kk, nn = float(np.nansum(k_run)), float(np.nansum(n_run))
         pooled = intervals.proportion_ci(kk, nn, method="wilson", confidence=st.confidence)
+        pooled_ci = {"low": _num(pooled.low), "high": _num(pooled.high),
+                     "method": f"{pooled.method} (probes independent: pooled runs x probes)"}
+        if seen.sum() >= 2:
+            lead = intervals.cluster_proportion_ci(k_run[seen], n_run[seen],
+                                                   confidence=st.confidence)
+            ci = {"low": _num(lead.low), "high": _num(lead.high),
+                  "method": f"{lead.method} (runs as clusters)",
+                  "design_effect": _num(lead.extra.get("design_effect"))}
+        else:
+            ci = dict(pooled_ci)
         out[arm] = {
             "step": ctx.final_step,
             "mean": base["mean"], "sd": base["sd"],
-            "low": _num(pooled.low), "high": _num(pooled.high),
+            "low": ci["low"], "high": ci["high"],
             "n_runs": base["n_runs"], "k": int(kk), "n": int(nn),
-            "method": f"{pooled.method} (pooled over runs x probes)",
+            "method": ci["method"],
             "confidence": st.confidence,
-            "run_mean_ci": {"low": base["low"], "high": base["high"], "method": base["method"]},
+            # a rate lies in [0, 1]: the t interval of the run mean is cut to it
+            "run_mean_ci": {"low": _clip01(base["low"]), "high": _clip01(base["high"]),
+                            "method": base["method"]},
+            "pooled_ci": pooled_ci,
+            "design_effect": ci.get("design_effect"),
         }
     return out
+
+
+def _clip01(x: float | None) -> float | None:
+    return None if x is None else min(max(x, 0.0), 1.0)
 
 
 def task_stage(ctx: Context) -> dict[str, dict | None]:
@@ -863,8 +917,11 @@ def effects_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dic
     det: dict = {}
     for treat, ctrl in _COMPARISONS:
         key = f"{treat}_vs_{ctrl}"
-        if treat not in ctx.arm_idx or ctrl not in ctx.arm_idx:
-            skipped.add(f"effects:{key}", layer, f"the store has no `{treat}` or `{ctrl}` arm")
+        missing = [a for a in (treat, ctrl) if a not in ctx.arm_idx]
+        if missing:
+            skipped.add(f"effects:{key}", layer,
+                        f"the store has no `{'` or `'.join(missing)}` arm (its arms: "
+                        f"{', '.join(ctx.arm_names)})")
             continue
         cmp = _Contrast(layer, treat, ctrl, ctx.arm_idx[treat], ctx.arm_idx[ctrl])
         eff = _alignment_effects(ctx, cmp, skipped)
@@ -897,19 +954,59 @@ def _behaviour_effects(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict:
     assert beh is not None
     k1, n1 = float(np.nansum(beh.k[cmp.it, s])), float(np.nansum(beh.n[cmp.it, s]))
     k2, n2 = float(np.nansum(beh.k[cmp.ic, s])), float(np.nansum(beh.n[cmp.ic, s]))
-    out = {"behavior_risk_difference": _interval(
-        intervals.proportion_diff_ci(k1, n1, k2, n2, method="newcombe", confidence=conf),
-        n=[int(n1), int(n2)])}
-    gee = _gee(ctx, cmp, skipped)
-    if gee is not None:
-        out["behavior_gee_odds_ratio"] = gee
+    n = [int(n1), int(n2)]
+    pooled = "(probes independent: pooled runs x probes)"
+    rd = _interval(intervals.proportion_diff_ci(k1, n1, k2, n2, method="newcombe",
+                                                confidence=conf), n=n)
+    rd["method"] = f"{rd['method']} {pooled}"
+    rr = None
     if k1 > 0 and k2 > 0:
-        out["behavior_risk_ratio"] = _interval(
-            effects.risk_ratio(k1, n1, k2, n2, confidence=conf), n=[int(n1), int(n2)])
+        rr = _interval(effects.risk_ratio(k1, n1, k2, n2, confidence=conf), n=n)
+        rr["method"] = f"{rr['method']} {pooled}"
     else:
         skipped.add(f"effects:{cmp.key}:risk_ratio", cmp.layer,
                     "zero events in an arm: the log risk ratio is undefined")
+    out: dict = {}
+    clustered = _cluster_rate(ctx, cmp, "difference", skipped)
+    out["behavior_risk_difference"] = clustered if clustered is not None else rd
+    gee = _gee(ctx, cmp, skipped)
+    if gee is not None:
+        out["behavior_gee_odds_ratio"] = gee
+    if rr is not None:
+        clustered = _cluster_rate(ctx, cmp, "ratio", None)
+        out["behavior_risk_ratio"] = clustered if clustered is not None else rr
+    if "cluster" in out["behavior_risk_difference"]["method"]:
+        out["behavior_risk_difference_pooled"] = rd
+    if rr is not None and "cluster" in out["behavior_risk_ratio"]["method"]:
+        out["behavior_risk_ratio_pooled"] = rr
     return out
+
+
+def _cluster_rate(ctx: Context, cmp: _Contrast, measure: str,
+                  skipped: Skipped | None) -> dict | None:
+    """Risk difference or ratio with runs as clusters (None with < 2 runs in an arm)."""
+    beh, s = ctx.behaviour, ctx.s_final
+    assert beh is not None
+    parts = []
+    for idx in (cmp.it, cmp.ic):
+        k, n = beh.k[idx, s], beh.n[idx, s]
+        parts += [k[n > 0], n[n > 0]]
+    if min(parts[1].size, parts[3].size) < 2:
+        if skipped is not None:
+            skipped.add(f"effects:{cmp.key}:behavior_clustered", cmp.layer,
+                        "fewer than 2 runs with behavior data in an arm: the behavior "
+                        "comparison treats probes as independent")
+        return None
+    try:
+        r = intervals.cluster_rate_comparison(*parts, measure=measure,
+                                              confidence=ctx.settings.confidence)
+    except ValueError as err:
+        if skipped is not None:
+            skipped.add(f"effects:{cmp.key}:behavior_clustered", cmp.layer, str(err))
+        return None
+    return _interval(r, n=[int(parts[1].sum()), int(parts[3].sum())],
+                     n_runs=[int(parts[1].size), int(parts[3].size)], unit="runs (clusters)",
+                     df=_num(r.extra.get("df")))
 
 
 def _task_effect(ctx: Context, cmp: _Contrast) -> dict:
@@ -947,7 +1044,7 @@ def _ni_margin(ctx: Context, ic: np.ndarray) -> tuple[float, str]:
 
 
 def _gee(ctx: Context, cmp: _Contrast, skipped: Skipped) -> dict | None:
-    """Cluster-robust (runs as clusters) odds ratio of the final-step behaviour rate."""
+    """Cluster-robust (runs as clusters) odds ratio of the final-step behavior rate."""
     assert ctx.behaviour is not None
     per_probe = ctx.behaviour.final
     if per_probe.shape[1] < 2:
@@ -984,17 +1081,71 @@ def trend_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
         groups = [mat[ctx.arm_idx[a], ctx.s_final] for a in present]
         groups = [g[np.isfinite(g)] for g in groups]
         r = effects.jonckheere_terpstra(*groups, alternative="increasing")
+        pairwise = _ordering_steps(ctx, name, present, groups)
+        holds = bool(pairwise) and all(step["holds"] for step in pairwise)
         out[name] = {"statistic": _num(r.statistic), "tau": _num(r.estimate),
                      "pvalue": _num(r.pvalue),
                      "method": str(r.method), "alternative": "increasing in the order",
-                     "n": [int(g.size) for g in groups]}
+                     "n": [int(g.size) for g in groups],
+                     "what_it_measures": _JT_MEANS,
+                     "pairwise": pairwise,
+                     "ordering_holds": holds,
+                     "statement": _ordering_statement(present, pairwise, holds)}
     return out
 
 
+_JT_MEANS = ("Jonckheere-Terpstra: evidence of some increase along the order (a one-sided "
+             "rank test over all cross-arm pairs); one large gap can drive it, so it does not "
+             "show that each step of the order holds - the pairwise contrasts do")
+
+
+def _ordering_steps(ctx: Context, name: str, present: list[str],
+                    groups: list[np.ndarray]) -> list[dict]:
+    """Each adjacent step of the order (later arm minus earlier arm) with its interval."""
+    conf = ctx.settings.confidence
+    steps = []
+    for j in range(len(present) - 1):
+        lo_arm, hi_arm = present[j], present[j + 1]
+        if name == "behavior_rate":
+            beh, s = ctx.behaviour, ctx.s_final
+            assert beh is not None
+            parts = []
+            for arm in (hi_arm, lo_arm):
+                k, n = beh.k[ctx.arm_idx[arm], s], beh.n[ctx.arm_idx[arm], s]
+                parts += [k[n > 0], n[n > 0]]
+            if min(parts[1].size, parts[3].size) < 2:
+                continue
+            try:
+                r = intervals.cluster_rate_comparison(*parts, confidence=conf)
+            except ValueError:
+                continue
+        else:
+            a, b = groups[j + 1], groups[j]
+            if a.size < 2 or b.size < 2:
+                continue
+            r = effects.mean_difference(a, b, confidence=conf)
+        e = _interval(r, n=[int(len(ctx.arm_idx[hi_arm])), int(len(ctx.arm_idx[lo_arm]))])
+        e["contrast"] = f"{hi_arm} - {lo_arm}"
+        e["holds"] = bool(e["low"] is not None and e["low"] > 0)
+        steps.append(e)
+    return steps
+
+
+def _ordering_statement(present: list[str], pairwise: list[dict], holds: bool) -> str:
+    order = " < ".join(present)
+    if holds:
+        return f"{order}: every step holds (each interval excludes 0 in the stated direction)"
+    if not pairwise:
+        return f"{order}: not assessed (fewer than 2 runs in an arm)"
+    failed = [p["contrast"] for p in pairwise if not p["holds"]]
+    return (f"the ordering {order} is not established: the interval of "
+            f"{', '.join(failed)} does not exclude 0 in the stated direction")
+
+
 def spearman_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
-    """Spearman correlation of final alignment and final behaviour rate across runs."""
+    """Spearman correlation of final alignment and final behavior rate across runs."""
     if ctx.behaviour is None:
-        skipped.add("spearman", layer, "the store has no behaviour data")
+        skipped.add("spearman", layer, "the store has no behavior data")
         return None
     x = ctx.arrays[layer].plug_in[:, ctx.s_final]
     y = ctx.behaviour.rates()[:, ctx.s_final]
@@ -1005,8 +1156,78 @@ def spearman_stage(ctx: Context, layer: str, skipped: Skipped) -> dict | None:
     st, seed = ctx.settings, ctx.seeds["spearman"]
     r = effects.spearman_ci(x[ok], y[ok], confidence=st.confidence, method="bca",
                             n_resamples=st.n_resamples, rng=seed)
-    return _interval(r, n=int(ok.sum()), seed=seed,
-                     x="final alignment", y="final behaviour rate", unit="run")
+    out = _interval(r, n=int(ok.sum()), seed=seed,
+                    x="final alignment", y="final behavior rate", unit="run")
+    out["what_it_measures"] = (
+        "pooled over runs of every arm: mixes the between-arm difference (blocking moves "
+        "alignment and behavior together) with the run-to-run association within an arm; "
+        "see within_arm for the latter")
+    within: dict[str, dict | None] = {}
+    for arm, idx in ctx.arm_idx.items():
+        xa, ya = x[idx], y[idx]
+        oka = np.isfinite(xa) & np.isfinite(ya)
+        if oka.sum() < 4 or np.ptp(ya[oka]) == 0 or np.ptp(xa[oka]) == 0:
+            within[arm] = None
+            continue
+        ra = effects.spearman_ci(xa[oka], ya[oka], confidence=st.confidence, method="bca",
+                                 n_resamples=st.n_resamples, rng=seed)
+        within[arm] = _interval(ra, n=int(oka.sum()), seed=seed)
+    out["within_arm"] = within
+    return out
+
+
+# ----------------------------------------------------------------------------- multiplicity
+_LAYER_FREE_EFFECTS = ("behavior_", "task_")  # the same numbers in every layer: counted once
+
+
+def multiplicity_stage(headline: dict, details: dict, settings: AnalysisSettings) -> dict:
+    """Holm (settings.p_adjust) over layers x tests; writes `pvalue_adjusted_layers` beside
+    each p-value it adjusts and returns the family.
+
+    The family: per layer, each null's arm-level test that some run-step pair exceeds it
+    (`min_adjusted_pvalue`, already adjusted over the arm's pairs), each alignment effect,
+    the alignment trend and the Spearman correlation; the behavior and task effects and the
+    behavior trend do not depend on the layer, so each enters once (and every layer shows
+    the same adjusted value). Approximate nulls are left out.
+    """
+    groups: dict[tuple[str | None, str], list[tuple[dict, str]]] = {}
+
+    def add(layer: str | None, test: str, obj: dict, key: str) -> None:
+        if obj.get(key) is not None:
+            groups.setdefault((layer, test), []).append((obj, key))
+
+    for layer, h in headline["layers"].items():
+        d = details["layers"][layer]
+        for arm, e in h["arms"].items():
+            for name, n in e["null_p99"].items():
+                if not n.get("approximate"):
+                    add(layer, f"null:{name}:{arm}", n, "min_adjusted_pvalue")
+        for comp, effs in h["effects"].items():
+            for name, e in effs.items():
+                free = name.startswith(_LAYER_FREE_EFFECTS)
+                add(None if free else layer, f"effects:{comp}:{name}", e, "pvalue")
+        for name, t in (d.get("trend") or {}).items():
+            if isinstance(t, dict):
+                add(None if name == "behavior_rate" else layer, f"trend:{name}", t, "pvalue")
+        if d.get("spearman"):
+            add(layer, "spearman", d["spearman"], "pvalue")
+    keys = list(groups)
+    raw = np.array([groups[k][0][0][groups[k][0][1]] for k in keys], float)
+    adjusted = nulls.adjust_pvalues(raw, method=settings.p_adjust) if keys else raw
+    tests = []
+    for (layer, test), p, q in zip(keys, raw, adjusted, strict=True):
+        for obj, _ in groups[(layer, test)]:
+            obj["pvalue_adjusted_layers"] = _num(q)
+        tests.append({"layer": layer, "test": test, "pvalue": _num(p),
+                      "pvalue_adjusted": _num(q)})
+    return {
+        "method": settings.p_adjust,
+        "family": "layers x tests: per layer the null exceedance of each arm, the alignment "
+                  "effects, trend and Spearman; the layer-independent behavior/task tests once",
+        "n_tests": len(tests),
+        "alpha": _num(1 - settings.confidence),
+        "tests": tests,
+    }
 
 
 # ----------------------------------------------------------------------------- v_rev, per run

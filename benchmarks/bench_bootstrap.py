@@ -1,16 +1,21 @@
-"""bootstrap_ci (BCa of the mean, 9,999 resamples) against scipy.stats.bootstrap.
+"""bootstrap_ci of the mean (BCa, percentile, basic; 9,999 resamples) against scipy.stats.bootstrap.
 
-Run: ``python -m benchmarks.bench_bootstrap [--quick]``. For n = 1,000 and n = 100,000 it
-times both (median of repeats; scipy at n = 100,000 once), checks that the intervals agree
-within Monte Carlo error (|difference| < 4 x the bootstrap standard error / sqrt(B) scale,
-see `_agree`), and reports the speed ratio and peak traced memory (tracemalloc).
+Run: ``python -m benchmarks.bench_bootstrap [--quick] [--sizes 1000,20000,100000]``.
+
+For each n and method it alternates peer and ours rounds (so both see the same machine load),
+reports the ratio of medians of wall time (peer / ours; > 1 means revstats is faster) and of
+process CPU time (less sensitive to other users of a shared machine; ours uses all cores,
+so its CPU time is the sum over threads), and checks that the intervals agree within Monte
+Carlo error (`_agree`). scipy needs ``batch=`` at large n or its BCa jackknife allocates
+n x (n - 1) floats at once; at n = 100,000 each scipy BCa round takes minutes, so that size
+runs fewer peer rounds (printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
-import tracemalloc
 
 import numpy as np
 from scipy import stats
@@ -18,24 +23,7 @@ from scipy import stats
 from revstats.intervals import bootstrap_ci
 
 N_RESAMPLES = 9999
-
-
-def _time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
-
-
-def _peak_mib(fn) -> float:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1] / 2**20
-    finally:
-        tracemalloc.stop()
+METHODS = ("bca", "percentile", "basic")
 
 
 def _agree(ours, theirs, x: np.ndarray) -> bool:
@@ -47,50 +35,76 @@ def _agree(ours, theirs, x: np.ndarray) -> bool:
     return bool(abs(ours.low - theirs.low) < tol and abs(ours.high - theirs.high) < tol)
 
 
-def run(quick: bool = False) -> list[dict]:
-    rows = []
-    sizes = (1_000, 100_000)
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
+
+
+def run(quick: bool = False, sizes: tuple[int, ...] = (1_000, 20_000, 100_000)) -> list[dict]:
+    return list(iter_rows(quick, sizes))
+
+
+def iter_rows(quick: bool = False, sizes: tuple[int, ...] = (1_000, 20_000, 100_000)):
     for n in sizes:
-        # scipy needs a batch at n = 100,000 or its BCa jackknife allocates 75 GiB at once
         peer_batch = None if n <= 10_000 else 100
         x = np.random.default_rng(n).lognormal(size=n)  # skewed, so BCa differs from percentile
-        ours_fn = lambda x=x: bootstrap_ci(x, "mean", method="bca", n_resamples=N_RESAMPLES, rng=1)  # noqa: E731
-        peer_fn = lambda x=x, peer_batch=peer_batch: stats.bootstrap(  # noqa: E731
-            (x,), np.mean, method="BCa", n_resamples=N_RESAMPLES, rng=2, batch=peer_batch
-        ).confidence_interval
-        ours_fn()  # warm up
-        ours_s, ours = _time(ours_fn, 3 if quick else 7)
-        peer_repeats = 1 if (n > 10_000 or quick) else 5
-        peer_s, peer = _time(peer_fn, peer_repeats)
-        rows.append(
-            {
-                "name": f"bootstrap_ci bca mean n={n} B={N_RESAMPLES}",
-                "peer": "scipy.stats.bootstrap",
-                "ours_s": ours_s,
-                "peer_s": peer_s,
-                "ratio": peer_s / ours_s,
-                "agree": _agree(ours, peer, x),
-                "ours_interval": (ours.low, ours.high),
-                "peer_interval": (float(peer.low), float(peer.high)),
-                "ours_peak_mib": _peak_mib(ours_fn),
-                "peer_peak_mib": _peak_mib(peer_fn) if n <= 10_000 and not quick else float("nan"),
-            }
-        )
-    return rows
+        for method in METHODS:
+            def ours_fn(x=x, method=method):
+                return bootstrap_ci(x, "mean", method=method, n_resamples=N_RESAMPLES, rng=1)
+
+            def peer_fn(x=x, method=method, peer_batch=peer_batch):
+                return stats.bootstrap(
+                    (x,), np.mean, method="BCa" if method == "bca" else method,
+                    n_resamples=N_RESAMPLES, rng=2, batch=peer_batch,
+                ).confidence_interval
+
+            ours_fn()  # warm up
+            rounds = 3 if quick else 5
+            peer_rounds = rounds if n <= 20_000 else (1 if quick else 3 if method == "bca" else 5)
+            ow, oc, pw, pc = [], [], [], []
+            ours = peer = None
+            for i in range(rounds):  # alternate: peer, ours, peer, ours, ...
+                if i < peer_rounds:
+                    w, c, peer = _timed(peer_fn)
+                    pw.append(w)
+                    pc.append(c)
+                w, c, ours = _timed(ours_fn)
+                ow.append(w)
+                oc.append(c)
+            yield (
+                {
+                    "name": f"bootstrap_ci {method} mean n={n} B={N_RESAMPLES}",
+                    "peer": "scipy.stats.bootstrap",
+                    "ours_s": float(np.median(ow)),
+                    "peer_s": float(np.median(pw)),
+                    "ratio": float(np.median(pw) / np.median(ow)),
+                    "cpu_ratio": float(np.median(pc) / np.median(oc)),
+                    "rounds": (len(ow), len(pw)),
+                    "agree": _agree(ours, peer, x),
+                    "ours_interval": (float(ours.low), float(ours.high)),
+                    "peer_interval": (float(peer.low), float(peer.high)),
+                }
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds")
+    parser.add_argument("--sizes", default="1000,20000,100000", help="comma-separated n")
     args = parser.parse_args()
-    for r in run(args.quick):
+    sizes = tuple(int(s) for s in args.sizes.split(","))
+    print(f"load before: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} CPUs")
+    for r in iter_rows(args.quick, sizes):
         print(
             f"{r['name']}: ours {r['ours_s']:.4f} s, scipy {r['peer_s']:.4f} s, "
-            f"ratio {r['ratio']:.1f}x, agree={r['agree']}, "
+            f"wall ratio {r['ratio']:.1f}x, CPU ratio {r['cpu_ratio']:.1f}x "
+            f"(rounds ours/scipy {r['rounds'][0]}/{r['rounds'][1]}), agree={r['agree']}, "
             f"ours [{r['ours_interval'][0]:.5f}, {r['ours_interval'][1]:.5f}] "
-            f"scipy [{r['peer_interval'][0]:.5f}, {r['peer_interval'][1]:.5f}], "
-            f"peak MiB ours {r['ours_peak_mib']:.1f} scipy {r['peer_peak_mib']:.1f}"
+            f"scipy [{r['peer_interval'][0]:.5f}, {r['peer_interval'][1]:.5f}]",
+            flush=True,
         )
+    print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -125,9 +125,9 @@ def _child(mode: str, path: str, scheduler: str) -> dict[str, Any]:
 
     import zarr
 
-    from revstats._chunkio import chunk_reader
     from revstats.scheduler import default_threads, use_scheduler
     from revstats.store import open_store
+    from revstats.store._chunkio import chunk_reader
 
     t0 = time.perf_counter()  # imports excluded: both passes pay only for their reads
     if mode == "raw":

@@ -1,7 +1,7 @@
 """Coverage of nominal 95% intervals by simulation; writes docs/coverage.md.
 
 Run: ``python -m benchmarks.coverage_table [--sets 2000]``. The rows (`ROWS`) and their binomial
-check (`check`) live in `revstats._coverage`, shared with `revstats calibrate` and
+check (`check`) live in `revstats.calibration._coverage`, shared with `revstats calibrate` and
 tests/calibration/test_interval_coverage.py.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from revstats._coverage import ROWS, check
+from revstats.calibration._coverage import ROWS, check
 from revstats.intervals import proportion_ci
 
 __all__ = ["ROWS", "check", "main"]

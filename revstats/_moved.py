@@ -9,22 +9,45 @@ the old paths, so no stale file shadows the moved one (and version control sees 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
-import importlib.util
 import sys
 import warnings
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 MOVED: dict[str, str] = {
     "revstats.torch_blocking": "revstats.training.blocking",
     "revstats.torch_monitor": "revstats.training.monitor",
     "revstats.hf_callbacks": "revstats.training.hf_callbacks",
+    "revstats.schema": "revstats.store.schema",
+    "revstats.ingest": "revstats.store.ingest",
 }
+# Private modules regrouped into their concept's package (issue 15.3). Not public API: these
+# aliases only keep code written against the old layout working while branches merge; remove
+# them once nothing in the repository warns.
+MOVED_PRIVATE: dict[str, str] = {
+    "revstats._np_geometry": "revstats.geometry._np",
+    "revstats._null_types": "revstats.nulls._types",
+    "revstats._cosine_law": "revstats.nulls._cosine_law",
+    "revstats._bootstrap": "revstats.intervals._bootstrap",
+    "revstats._proportions": "revstats.intervals._proportions",
+    "revstats._summary": "revstats.intervals._summary",
+    "revstats._results": "revstats.intervals._results",
+    "revstats._cluster_proportion": "revstats.intervals._cluster_proportion",
+    "revstats._trend": "revstats.effects._trend",
+    "revstats._calibration": "revstats.calibration",
+    "revstats._coverage": "revstats.calibration._coverage",
+    "revstats._chunkio": "revstats.store._chunkio",
+    "revstats._dtypes": "revstats.store._dtypes",
+    "revstats._torch_probes": "revstats.training._probes",
+}
+_ALL = {**MOVED, **MOVED_PRIVATE}
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:  # the loader protocol (importlib.abc is not imported: startup cost)
     def __init__(self, new: str) -> None:
         self.new = new
 
@@ -40,12 +63,12 @@ class _AliasLoader(importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(self.new)
 
 
-class MovedModuleFinder(importlib.abc.MetaPathFinder):
+class MovedModuleFinder:  # the meta-path finder protocol
     def find_spec(self, fullname: str, path: Any = None, target: Any = None):
-        new = MOVED.get(fullname)
+        new = _ALL.get(fullname)
         if new is None:
             return None
-        return importlib.util.spec_from_loader(fullname, _AliasLoader(new))
+        return importlib.machinery.ModuleSpec(fullname, cast("Loader", _AliasLoader(new)))
 
 
 def install() -> None:

@@ -34,6 +34,28 @@ The null p-value assumes the drift direction is isotropic when there is no rever
 isotropic Gaussian drift, checked in tests/calibration/test_monitor_false_alarm.py); for
 anisotropic activations use ``null="effective"`` (d_eff from the probe activations).
 
+Numerical noise: a drift-magnitude floor
+----------------------------------------
+A model that was never trained (the aligned model itself, a freshly wrapped LoRA model, a frozen
+layer, the first steps of a warm-up) still reads probe activations that differ from the config's
+aligned activations by float rounding (different batch sizes, kernels, storage dtype). That
+difference is not isotropic -- its cosine with v_rev can be anything -- so the isotropic p-value
+is wrong there. The monitor therefore bounds the numerical noise by a floor beta per layer and
+tests a noise-robust cosine: if the observed drift is D = X + b with ||b|| <= beta (b any
+vector, also adversarial) and X the drift the null describes, then
+
+.. math:: \cos(X, v) \ge a_\beta = \frac{\langle D, v\rangle - \beta}{\lVert D\rVert + \beta}
+   \quad\text{whenever } \langle D, v\rangle > \beta,
+
+so p = P(C >= a_beta) is a valid p-value (p = 1 when <D, v> <= beta: a drift within the noise
+floor never alarms). beta = max(4 eps S, 4 r) where eps is the machine epsilon of the coarsest
+dtype involved (the config's aligned activations, the model's compute dtype), S the RMS norm of
+a probe activation, and r the largest numerical discrepancy seen at start (repeated forwards of
+the untrained model, in one batch and in two halves, against each other and against the
+config's aligned activations); see :meth:`ReversionMonitor.estimate_noise_floor`. Calibrated
+in tests/calibration/test_monitor_false_alarm.py (zero drift with rounding noise along v_rev,
+warm-up, a frozen layer).
+
 References: Lan & DeMets (1983), Biometrika 70:659; Kim & DeMets (1987), Biometrics 43:857;
 arXiv 2606.28525 (the reversion alignment statistic).
 """
@@ -53,9 +75,10 @@ import numpy as np
 import xarray as xr
 
 from revstats import geometry, nulls
-from revstats._null_types import CosineNull
 from revstats._validation import as_finite_array, check_choice
 from revstats.errors import DegenerateDataWarning, RevstatsError, RevstatsWarning
+from revstats.geometry import _np as _np_geometry
+from revstats.nulls._types import CosineNull
 
 __all__ = [
     "Check",
@@ -64,6 +87,7 @@ __all__ = [
     "ReversionMonitor",
     "build_config",
     "look_level",
+    "noise_robust_cosine",
 ]
 
 log = logging.getLogger("revstats.monitor")
@@ -71,6 +95,12 @@ Spending = Literal["bonferroni", "power", "harmonic"]
 NullKind = Literal["isotropic", "effective"]
 _SPENDING = ("bonferroni", "power", "harmonic")
 CONFIG_VERSION = 1
+#: multiples of the machine epsilon / of the start discrepancy that make the noise floor
+FLOOR_EPS_FACTOR = 4.0
+FLOOR_START_FACTOR = 4.0
+#: a start discrepancy larger than this fraction of the RMS probe norm is not rounding noise
+#: (the model at start is not the config's aligned model): it is reported, not used as floor
+FLOOR_MAX_RELATIVE = 0.05
 
 
 class ReversionAlarm(RevstatsWarning):
@@ -136,6 +166,8 @@ class MonitorConfig:
     examples: tuple[str, ...] = ()
     position: str = "last"
     probes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: dtype the aligned activations were computed/stored in (its epsilon sets the noise floor)
+    aligned_dtype: str = "float32"
 
     def level(self, k: int) -> float:
         """Per-layer level at look k: alpha_k / L."""
@@ -170,7 +202,7 @@ class MonitorConfig:
             "alpha": self.alpha, "n_looks": self.n_looks, "every": self.every,
             "spending": self.spending, "rho": self.rho, "null": self.null,
             "examples": list(self.examples), "position": self.position,
-            "probe_keys": list(self.probes),
+            "probe_keys": list(self.probes), "aligned_dtype": self.aligned_dtype,
             "thresholds_first_looks": {
                 name: [self.threshold(k, name) for k in range(1, 1 + min(5, self.n_looks or 5))] for name in self.layers
             },
@@ -208,6 +240,7 @@ class MonitorConfig:
             every=meta["every"], spending=meta["spending"], rho=meta["rho"], null=meta["null"],
             examples=tuple(meta["examples"]), position=meta["position"],
             probes={k: arr[f"probe/{k}"] for k in meta["probe_keys"]},
+            aligned_dtype=meta.get("aligned_dtype", "float32"),
         )
 
 
@@ -248,6 +281,7 @@ def build_config(
     probes: Mapping[str, Any] | None = None,
     examples: Sequence[str] | None = None,
     position: str = "last",
+    aligned_dtype: str | None = None,
 ) -> MonitorConfig:
     """Monitor configuration from witness and aligned probe activations per layer.
 
@@ -257,7 +291,14 @@ def build_config(
     (:func:`revstats.nulls.effective_dimension`), for activations far from isotropic.
     `probes` are the probe *inputs* the torch monitor feeds the model (e.g. ``input_ids``,
     ``attention_mask``; or ``input`` for ``model(x)``), stored in the config.
+    `aligned_dtype` is the dtype the aligned activations were computed or stored in (default:
+    that of the `aligned` arrays, at least float32); its epsilon enters the noise floor.
     """
+    if aligned_dtype is None:
+        kinds = [np.asarray(x).dtype for x in aligned.values()] if isinstance(aligned, Mapping) else []
+        floats = [d for d in kinds if np.issubdtype(d, np.floating)]
+        aligned_dtype = "float16" if any(d.itemsize <= 2 for d in floats) else "float32"
+    _dtype_eps(aligned_dtype, "aligned_dtype")
     pairs = _validate_build(witness, aligned, alpha, n_looks, every, spending, rho, null)
     layers = tuple(pairs)
     dirs, null_dim = {}, {}
@@ -277,10 +318,50 @@ def build_config(
         rho=float(rho), null=null,
         examples=tuple(examples) if examples is not None else tuple(f"probe{i}" for i in range(n_ex)),
         position=position, probes={k: np.asarray(v) for k, v in (probes or {}).items()},
+        aligned_dtype=str(aligned_dtype),
     )
 
 
+_EPS = {"float64": float(np.finfo(np.float64).eps), "float32": float(np.finfo(np.float32).eps),
+        "float16": float(np.finfo(np.float16).eps), "bfloat16": 2.0**-7}
+
+
+def _dtype_eps(dtype: Any, name: str = "dtype") -> float:
+    key = str(dtype).removeprefix("torch.")
+    if key not in _EPS:
+        raise ValueError(f"`{name}` must be one of {sorted(_EPS)}, got {dtype!r}")
+    return _EPS[key]
+
+
+def noise_robust_cosine(drift: np.ndarray, direction: np.ndarray, floor: float) -> float:
+    r"""Lower bound on cos(X, v) for a drift D = X + b with an unknown noise ``||b|| <= floor``.
+
+    Returns (<D, v> - floor) / (||D|| + floor) when <D, v> > floor (`direction` a unit
+    vector), else -inf (the drift is within the noise floor: no evidence of any direction).
+    With ``floor = 0`` this is the plug-in cosine (-inf for a zero drift).
+    """
+    d = np.asarray(drift, np.float64)
+    proj = float(d @ np.asarray(direction, np.float64))
+    if proj <= floor or not np.isfinite(proj):
+        return -math.inf
+    return (proj - floor) / (float(np.linalg.norm(d)) + floor)
+
+
 # --------------------------------------------------------------------------- the monitor
+def _warn_every_time(message: str, category: type[Warning], stacklevel: int) -> None:
+    """`warnings.warn` honouring the user's filters, but without the per-location registry that
+    shows a repeated message once per process: each run's first alarm is shown (the default
+    filter) even if an earlier run in the process raised the same text."""
+    import sys
+
+    frame = sys._getframe(stacklevel)
+    warnings.warn_explicit(
+        message, category, frame.f_code.co_filename, frame.f_lineno,
+        module=frame.f_globals.get("__name__", "revstats"), registry={},
+        module_globals=frame.f_globals,
+    )
+
+
 @dataclass(frozen=True)
 class Check:
     """One look: per layer alignment, p-value and threshold; whether it alarmed."""
@@ -293,12 +374,21 @@ class Check:
     threshold: Mapping[str, float]
     alarm: bool
     layers_alarmed: tuple[str, ...]
+    #: per layer: norm of the mean drift, and the noise floor it is tested against
+    drift_norm: Mapping[str, float] = field(default_factory=dict)
+    noise_floor: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def below_floor(self) -> tuple[str, ...]:
+        """Layers whose drift is within the noise floor at this look (they cannot alarm)."""
+        return tuple(n for n in self.drift_norm if self.drift_norm[n] <= self.noise_floor.get(n, 0.0))
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "step": self.step, "look": self.look, "level": self.level, "alarm": self.alarm,
             "alignment": dict(self.alignment), "pvalue": dict(self.pvalue),
             "threshold": dict(self.threshold), "layers_alarmed": list(self.layers_alarmed),
+            "drift_norm": dict(self.drift_norm), "noise_floor": dict(self.noise_floor),
         }
 
 
@@ -320,7 +410,13 @@ class ReversionMonitor:
     on_alarm : callable(Check), optional
         Called at the first alarm (after the :class:`ReversionAlarm` warning).
     warn : bool
-        Emit :class:`ReversionAlarm` at the first alarm.
+        Emit :class:`ReversionAlarm` at the first alarm (once per monitor, i.e. per run, even
+        when another run in the same process raised the same message before).
+    noise_floor : "auto", float or mapping {layer: float}
+        Bound beta on the norm of the numerical noise in the mean drift (see the module
+        docstring). ``"auto"`` (default): 4 eps S from the config's aligned dtype until
+        :meth:`estimate_noise_floor` sees start reads (the torch monitor does this at start);
+        ``0`` restores the plain plug-in test (only valid if there is no numerical noise).
     """
 
     def __init__(
@@ -332,6 +428,7 @@ class ReversionMonitor:
         writer: Any = None,
         on_alarm: Callable[[Check], Any] | None = None,
         warn: bool = True,
+        noise_floor: str | float | Mapping[str, float] = "auto",
     ) -> None:
         if not isinstance(config, MonitorConfig):
             raise TypeError(f"`config` must be a MonitorConfig, got {type(config).__name__}")
@@ -344,6 +441,74 @@ class ReversionMonitor:
         self._looks = 0
         self._warned_exhausted = False
         self._aligned_mean = {n: np.asarray(config.aligned[n], np.float64).mean(0) for n in config.layers}
+        self._scale = {
+            n: float(np.sqrt(np.mean(np.sum(np.asarray(config.aligned[n], np.float64) ** 2, axis=1))))
+            for n in config.layers
+        }
+        self.noise_floor: dict[str, float] = self._initial_floor(noise_floor)
+        self.noise_report: dict[str, dict[str, float]] = {}
+
+    # ------------------------------------------------------------------ noise floor
+    def _eps_floor(self, compute_dtype: Any = None) -> dict[str, float]:
+        eps = _dtype_eps(self.config.aligned_dtype, "config.aligned_dtype")
+        eps = max(eps, _EPS["float32"])  # probe activations are compared in float32 at best
+        if compute_dtype is not None:
+            eps = max(eps, _dtype_eps(compute_dtype, "compute_dtype"))
+        return {n: FLOOR_EPS_FACTOR * eps * self._scale[n] for n in self.config.layers}
+
+    def _initial_floor(self, floor: Any) -> dict[str, float]:
+        layers = self.config.layers
+        if isinstance(floor, str):
+            if floor != "auto":
+                raise ValueError(f"`noise_floor` must be 'auto', a number >= 0 or a mapping {{layer: number}}, got {floor!r}")
+            return self._eps_floor()
+        if isinstance(floor, Mapping):
+            missing = [n for n in layers if n not in floor]
+            if missing:
+                raise ValueError(f"`noise_floor` has no value for layer(s) {missing}")
+            values = {n: floor[n] for n in layers}
+        else:
+            values = {n: floor for n in layers}
+        for n, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not v >= 0 or not math.isfinite(v):
+                raise ValueError(f"`noise_floor` for layer {n!r} must be a finite number >= 0, got {v!r}")
+        return {n: float(v) for n, v in values.items()}
+
+    def estimate_noise_floor(self, reads: Sequence[Mapping[str, Any]], *, compute_dtype: Any = None) -> dict[str, float]:
+        """Set the noise floor from probe reads of the *untrained* model taken at start.
+
+        `reads` are >= 1 reads {layer: (example, hidden)} of the same model (repeated forwards,
+        different batchings). The numerical discrepancy r per layer is the largest distance
+        between their probe means, and between each and the config's aligned mean -- unless
+        that offset exceeds ``FLOOR_MAX_RELATIVE`` of the RMS probe norm, which is not rounding
+        (the model is not the config's aligned model): then it is warned about and left out.
+        Floor = max(4 eps S, 4 r); the numbers are kept in :attr:`noise_report`.
+        """
+        if not isinstance(reads, Sequence) or not reads:
+            raise ValueError("`reads` must be a non-empty sequence of {layer: (example, hidden)} reads")
+        floor = self._eps_floor(compute_dtype)
+        means = [{n: v.astype(np.float64).mean(0) for n, v in self._validate_acts(0, r).items()} for r in reads]
+        for n in self.config.layers:
+            spread = max((float(np.linalg.norm(a[n] - b[n])) for a in means for b in means), default=0.0)
+            offset = max(float(np.linalg.norm(m[n] - self._aligned_mean[n])) for m in means)
+            rel = offset / self._scale[n] if self._scale[n] > 0 else math.inf
+            used = spread
+            if rel <= FLOOR_MAX_RELATIVE:
+                used = max(used, offset)
+            else:
+                warnings.warn(
+                    f"layer {n!r}: at start the model's probe activations differ from the config's "
+                    f"aligned activations by {offset:.3g} ({rel:.1%} of a probe's norm) -- more than "
+                    "rounding: the model being monitored is not the aligned model the config was "
+                    "built from (or the probes/position differ). Drift is still measured from the "
+                    "config's aligned activations; rebuild the config from this model if that is wrong.",
+                    RevstatsWarning, stacklevel=2,
+                )
+            floor[n] = max(floor[n], FLOOR_START_FACTOR * used)
+            self.noise_report[n] = {"spread": spread, "offset": offset, "scale": self._scale[n], "floor": floor[n]}
+        self.noise_floor = floor
+        log.info("noise floor per layer: %s", {n: f"{v:.3g}" for n, v in floor.items()})
+        return dict(floor)
 
     @property
     def alarmed(self) -> bool:
@@ -376,18 +541,19 @@ class ReversionMonitor:
                 "spent and no further alarm can fire (plan more looks, or use spending='harmonic')",
                 RevstatsWarning, stacklevel=2,
             )
-        al, pv, th, hit = {}, {}, {}, []
+        al, pv, th, norms, hit = {}, {}, {}, {}, []
         for n in self.config.layers:
-            d = xr.DataArray(values[n].astype(np.float64).mean(0) - self._aligned_mean[n], dims=("hidden",))
-            v = xr.DataArray(self.config.directions[n], dims=("hidden",))
+            drift = values[n].astype(np.float64).mean(0) - self._aligned_mean[n]
             with warnings.catch_warnings():  # zero drift (no training yet) is not an error here
                 warnings.simplefilter("ignore", DegenerateDataWarning)
-                a = float(geometry.alignment(d, v))
-            p = float(self.config.null_law(n).sf(a)) if np.isfinite(a) else 1.0
-            al[n], pv[n], th[n] = a, p, self.config.threshold(k, n)
+                # the kernel of revstats.geometry.alignment, without the labelled wrapper (per look)
+                a = float(_np_geometry.cosine(drift, self.config.directions[n]))
+            robust = noise_robust_cosine(drift, self.config.directions[n], self.noise_floor[n])
+            p = float(self.config.null_law(n).sf(robust)) if np.isfinite(robust) else 1.0
+            al[n], pv[n], th[n], norms[n] = a, p, self.config.threshold(k, n), float(np.linalg.norm(drift))
             if level > 0 and p <= level:
                 hit.append(n)
-        chk = Check(int(step), k, level, al, pv, th, bool(hit), tuple(hit))
+        chk = Check(int(step), k, level, al, pv, th, bool(hit), tuple(hit), norms, dict(self.noise_floor))
         self.history.append(chk)
         self._log(chk)
         if self.store is not None:
@@ -397,16 +563,19 @@ class ReversionMonitor:
             msg = (
                 f"reversion detected at step {step} (look {k}): layer(s) {', '.join(hit)} drift toward "
                 f"the pre-alignment witness, alignment {', '.join(f'{al[n]:.3f}' for n in hit)} with "
-                f"p <= {level:.2e} (alpha={self.config.alpha} spent over looks, {self.config.spending})"
+                f"p <= {level:.2e} (alpha={self.config.alpha} spent over looks, {self.config.spending}; "
+                f"run {self.run!r})"
             )
             log.info(msg)
             if self.warn:
-                warnings.warn(msg, ReversionAlarm, stacklevel=2)
+                _warn_every_time(msg, ReversionAlarm, stacklevel=2)
             if self.on_alarm is not None:
                 self.on_alarm(chk)
         return chk
 
     def _log(self, chk: Check) -> None:
+        if chk.look == 1 and chk.below_floor:
+            log.info("step %d: drift within the noise floor at %s (no evidence yet)", chk.step, ", ".join(chk.below_floor))
         for n in self.config.layers:
             log.info("step %d look %d %s: alignment %.4f p %.3g (level %.2e)", chk.step, chk.look, n, chk.alignment[n], chk.pvalue[n], chk.level)
             if self.writer is not None:

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from revstats._dtypes import to_store_dtype
 from revstats.errors import RevstatsError
+from revstats.store._dtypes import to_store_dtype
 
 __all__ = [
     "POSITION_KINDS",

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from revstats._layers import parse_layer_list, resolve_layers
 from revstats._version import __version__
 from revstats.capture.checkpoints import (
     Manifest,
@@ -76,6 +77,12 @@ def _hidden_size(path: str) -> int:
     return int(AutoConfig.from_pretrained(path).hidden_size)
 
 
+def _n_blocks(path: str) -> int:
+    from transformers import AutoConfig
+
+    return int(AutoConfig.from_pretrained(path).num_hidden_layers)
+
+
 def _free(model) -> None:
     del model
     gc.collect()
@@ -104,7 +111,7 @@ def capture_experiment(
     aligned: str | os.PathLike,
     checkpoints: Manifest,
     probes: str | os.PathLike,
-    layers: Sequence[int],
+    layers: Sequence[int | str],
     position: str | int = "last",
     device: str = "cpu",
     dtype: str = "float32",
@@ -130,7 +137,9 @@ def capture_experiment(
     witness, aligned = str(witness), str(aligned)
     _validate_capture(witness, aligned, checkpoints, layers, batch_size, store_dtype, padding_side)
     pos = parse_position(position)
-    layers = [int(x) for x in layers]
+    # resolve negative / TransformerLens names against the depth, and refuse a bad layer
+    # before any store is created (a rejected --layers must leave nothing behind)
+    layers = resolve_layers(parse_layer_list(layers) or [], _n_blocks(aligned))
     tok_dir = str(tokenizer) if tokenizer is not None else aligned
     tok = load_tokenizer(tok_dir)
     probe_set: ProbeSet = load_probes(probes, tokenizer=tok, chat_template=chat_template)

@@ -16,6 +16,8 @@ from typing import Any
 
 import click
 
+from revstats.cli._options import layers_option
+
 _SCHEDULER_HELP = ("Where dask computes: threads (default), processes, synchronous, local:N "
                    "(a dask.distributed LocalCluster with N workers) or a tcp:// address of a "
                    "running dask.distributed scheduler.")
@@ -33,8 +35,10 @@ def _common_options(f):
     f = click.option("--ni-margin", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Non-inferiority margin for the task cost, in task-metric units "
                           "(default: 20% of the control arm's task change over fine-tuning).")(f)
-    f = click.option("--layer", "layers", multiple=True, metavar="NAME",
-                     help="Layer to analyse (repeatable); all layers by default.")(f)
+    f = click.option("--headline-layer", default=None, metavar="NAME",
+                     help="Layer the report and paper table lead with (default: the last "
+                          "analysed layer that is not the embedding output hidden_states.0).")(f)
+    f = layers_option("Layers to analyse, comma-separated (repeatable); all layers by default.")(f)
     return f
 
 
@@ -67,11 +71,13 @@ def _open(store: str):
             "`ingest`") from err
 
 
-def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None):
+def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None,
+              headline_layer: str | None = None):
     from revstats.analysis.pipeline import AnalysisSettings
 
     return AnalysisSettings(confidence=confidence, seed=seed, n_resamples=n_resamples,
-                            n_null_draws=n_resamples, ni_margin=ni_margin)
+                            n_null_draws=n_resamples, ni_margin=ni_margin,
+                            headline_layer=headline_layer)
 
 
 def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
@@ -98,6 +104,8 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
         except MissingDataError as err:
             raise click.UsageError(f"{store!r}: {err}") from err
         except ValueError as err:
+            if "`headline_layer`" in str(err):
+                raise click.BadParameter(str(err), param_hint="--headline-layer") from err
             if "`layers`" in str(err):
                 raise click.BadParameter(str(err), param_hint="--layer") from err
             raise
@@ -109,16 +117,54 @@ def _warn_skipped(results: dict) -> None:
     for s in results["skipped"]:
         if s["piece"] in ("behavior", "task") and s["piece"] not in seen:
             seen.add(s["piece"])
-            what = ("behaviour rates, risk difference/ratio, the Spearman correlation and the "
-                    "behaviour trend were skipped" if s["piece"] == "behavior" else
+            what = ("behavior rates, risk difference/ratio, the Spearman correlation and the "
+                    "behavior trend were skipped" if s["piece"] == "behavior" else
                     "task cost and the non-inferiority test were skipped")
             fix = ("write per-probe 0/1 outcomes with StoreWriter.write_slab(..., behavior=...)"
                    if s["piece"] == "behavior" else
                    "write a task metric with StoreWriter.write_slab(..., task=...)")
             con.print(f"[yellow]note:[/] {s['reason']}: {what}; to include them, {fix}.")
+        elif s["piece"].startswith(("effects:", "trend")):
+            # one note per piece and reason, whatever the number of layers
+            key = (s["piece"], s["reason"])
+            if key in seen:
+                continue
+            seen.add(key)
+            what = s["piece"].replace("effects:", "").replace("_vs_", " vs ").replace(":", ", ")
+            con.print(f"[yellow]note:[/] {what} skipped: {s['reason']}.")
+
+
+_EFFECT_SHORT = {
+    "final_alignment_difference": "alignment diff.", "final_alignment_hedges_g": "alignment g",
+    "behavior_risk_difference": "behav. RD", "behavior_risk_difference_pooled": "behav. RD pooled",
+    "behavior_risk_ratio": "behav. RR", "behavior_risk_ratio_pooled": "behav. RR pooled",
+    "behavior_gee_odds_ratio": "behav. OR (GEE)", "task_noninferiority": "task non-inf.",
+}
+_NULL_SHORT = (("isotropic", "isotropic"), ("covariance_matched", "cov-matched"),
+               ("permutation", "permutation"), ("effective_dimension", "eff-dim"))
+
+
+def _null_cell(n: dict | None, alpha: float, floors: list[str]) -> str:
+    """'above/pairs (significant)': no significance count for an approximate null; a binding
+    p floor marks the cell with * and is listed in `floors` (printed under the table)."""
+    from revstats.analysis.report import adjusted_p_floor, p_floor_binds
+
+    if not n:
+        return "—"
+    txt = f"{n['n_above']}/{n['n_pairs']}"
+    if n.get("approximate"):
+        return txt + " approx"
+    txt += f" ({n['n_significant_adjusted']})"
+    if p_floor_binds(n, alpha):
+        floors.append(f"{adjusted_p_floor(n):.2g}")
+        txt += "*"
+    return txt
 
 
 def _headline_tables(results: dict):
+    """The terminal tables (each fits 80 columns): alignment and rates; the nulls side by
+    side; blocked vs control."""
+    from rich import box
     from rich.markup import escape
     from rich.table import Table
 
@@ -127,33 +173,79 @@ def _headline_tables(results: dict):
             return "—"
         s = fmt.format(e["mean"] * scale)
         if e.get("sd") is not None:
-            s += " ± " + fmt.format(e["sd"] * scale)
+            s += "±" + fmt.format(e["sd"] * scale)
         return s
 
+    def table(title: str) -> Table:
+        return Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                     padding=(0, 1))
+
+    alpha = 1 - results["settings"]["confidence"]
+    adjust = results["settings"]["p_adjust"]
     tables = []
     for layer in results["settings"]["layers"]:
         h = results["headline"]["layers"][layer]
-        t = Table(title=f"layer {escape(layer)}", title_justify="left")
-        for col in ("arm", "runs", "first update", "step 20", "final", "> iso p99",
-                    "behaviour %", "task"):
+        t = table(f"layer {escape(layer)}: alignment cos(drift, v_rev), mean±sd over runs")
+        for col in ("arm", "runs", "first update", "step 20", "final"):
             t.add_column(col, overflow="fold")
         for arm, e in h["arms"].items():
             first = next((r for r in e["alignment"] if r["step"] > 0), None)
             s20 = next((r for r in e["alignment"] if r["step"] == 20), None)
-            iso = e["null_p99"].get("isotropic")
-            t.add_row(escape(arm), str(e["n_runs"]), pm(first), pm(s20), pm(e["final_alignment"]),
-                      f"{iso['n_above']}/{iso['n_pairs']}" if iso else "—",
-                      pm(e["behavior_rate"], 100, "{:.1f}"), pm(e["task"], fmt="{:.3g}"))
+            t.add_row(escape(arm), str(e["n_runs"]), pm(first), pm(s20), pm(e["final_alignment"]))
         tables.append(t)
+        if any(e.get("behavior_rate") or e.get("task") for e in h["arms"].values()):
+            conf = int(round(100 * results["settings"]["confidence"]))
+            tr = table(f"final step: behavior % (mean±sd [{conf}% CI, runs as clusters]) "
+                       "and task (mean±sd)")
+            for col in ("arm", "behavior %", "task"):
+                tr.add_column(col, overflow="fold")
+            for arm, e in h["arms"].items():
+                b = e.get("behavior_rate")
+                ci = (f" [{100 * b['low']:.1f}, {100 * b['high']:.1f}]"
+                      if b and b.get("low") is not None else "")
+                tr.add_row(escape(arm), pm(b, 100, "{:.1f}") + ci, pm(e.get("task"), fmt="{:.2g}"))
+            tables.append(tr)
+        tn = table(f"layer {escape(layer)}: run-step pairs above each null's p99 "
+                   f"(significant, {adjust})")
+        present = [(k, lab) for k, lab in _NULL_SHORT
+                   if any(k in e["null_p99"] for e in h["arms"].values())]
+        tn.add_column("arm")
+        for _, lab in present:
+            tn.add_column(lab, overflow="fold")
+        floors: list[str] = []
+        approx = False
+        for arm, e in h["arms"].items():
+            tn.add_row(escape(arm), *[_null_cell(e["null_p99"].get(k), alpha, floors)
+                                      for k, _ in present])
+            approx |= any(n.get("approximate") for n in e["null_p99"].values())
+        notes = []
+        if floors:
+            notes.append(f"* p floor {'/'.join(sorted(set(floors)))} binds: the smallest "
+                         f"attainable {adjust}-adjusted p (Monte Carlo draws), so the "
+                         "significant count is limited by the draws, not the data")
+        if approx:
+            notes.append("approx: approximate null, no significance count")
+        if notes:
+            tn.caption = "; ".join(notes)
+            tn.caption_justify = "left"
+        tables.append(tn)
         eff = h["effects"].get("blocked_vs_control")
         if eff:
-            te = Table(title=f"blocked vs control, layer {escape(layer)}", title_justify="left")
-            for col in ("effect", "estimate", "interval", "method"):
-                te.add_column(col, overflow="fold")
+            conf = int(round(100 * results["settings"]["confidence"]))
+            te = table(f"blocked vs control, layer {escape(layer)}")
+            te.add_column("effect", no_wrap=True)
+            te.add_column(f"estimate [{conf}% CI]", no_wrap=True)
+            te.add_column("method", overflow="fold")
             for name, e in eff.items():
-                iv = ("—" if e["low"] is None else f"[{e['low']:.3f}, {e['high']:.3f}]")
-                est = "—" if e["estimate"] is None else f"{e['estimate']:.3f}"
-                te.add_row(name.replace("_", " "), est, iv, e["method"])
+                fmt = "{:.3g}" if name == "task_noninferiority" else "{:.3f}"
+                est = "—" if e["estimate"] is None else fmt.format(e["estimate"])
+                iv = ("" if e["low"] is None else
+                      f" [{fmt.format(e['low'])}, {fmt.format(e['high'])}]")
+                method = e["method"].replace("(probes independent: pooled runs x probes)",
+                                             "(probes independent)")
+                if name == "task_noninferiority":
+                    method += "; treatment - control, larger is better"
+                te.add_row(_EFFECT_SHORT.get(name, name.replace("_", " ")), est + iv, method)
             tables.append(te)
     return tables
 
@@ -162,24 +254,26 @@ def _headline_tables(results: dict):
 @click.argument("store")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
               help="Write results.json here (atomically).")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the headline as a tidy CSV table here (revstats.analysis.frames).")
 @_common_options
-def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
-                    ni_margin: float | None, n_resamples: int, confidence: float, seed: int,
-                    scheduler: str) -> None:
+def analyze_command(store: str, json_path: str | None, csv_path: str | None,
+                    layers: tuple[str, ...], headline_layer: str | None, ni_margin: float | None,
+                    n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
 
     \b
     Example:
       revstats analyze runs.zarr --json results.json
-      revstats analyze runs.zarr --layer hidden_states.12 --scheduler local:2
+      revstats analyze runs.zarr --layers hidden_states.12 --scheduler local:2
     """
     from rich.markup import escape
 
     from revstats.analysis.io import write_results
 
     ds = _open(store)
-    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
-                            scheduler)
+    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin,
+                                                           headline_layer), scheduler)
     con = _console()
     for t in _headline_tables(results):
         con.print(t)
@@ -187,6 +281,11 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
     if json_path:
         write_results(results, json_path)
         con.print(f"results written to {escape(json_path)}")
+    if csv_path:
+        from revstats.analysis.frames import to_csv
+
+        to_csv(results, csv_path)
+        con.print(f"headline table written to {escape(csv_path)}")
 
 
 @click.command("report")
@@ -194,8 +293,9 @@ def analyze_command(store: str, json_path: str | None, layers: tuple[str, ...],
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Directory for report.md, report.html, results.json and the PNG figures.")
 @_common_options
-def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin: float | None,
-                   n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
+def report_command(store: str, out_dir: str, layers: tuple[str, ...],
+                   headline_layer: str | None, ni_margin: float | None, n_resamples: int,
+                   confidence: float, seed: int, scheduler: str) -> None:
     """Write the significance report for STORE into --out DIR.
 
     \b
@@ -208,8 +308,8 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
     from revstats.analysis.report import write_report
 
     ds = _open(store)
-    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin),
-                            scheduler)
+    results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin,
+                                                           headline_layer), scheduler)
     _warn_skipped(results)
     paths = write_report(results, out_dir)
     _console().print(f"report written to {escape(str(paths['html']))}")
@@ -217,16 +317,16 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...], ni_margin:
 
 def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               hidden: int | None, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from revstats import sims
 
     cfg = sims.config_for("paper-main-track", runs=runs, steps=steps, hidden=hidden)
-    with Progress(TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as prog:
         sim = prog.add_task("simulating paper-main-track (steps)", total=cfg.steps)
-        write = prog.add_task("writing the store (runs)", total=None)
+        # the total is known before writing starts: never shown as "0/None"
+        write = prog.add_task("writing the store (runs)", total=cfg.runs * len(cfg.arms))
         sims.simulate_to_store(
             "paper-main-track", str(out_store), runs=runs, steps=steps, hidden=hidden, seed=seed,
             progress=lambda k: prog.advance(sim, k),
@@ -238,11 +338,11 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
 @click.option("--out", "out_dir", default="revstats-demo", show_default=True,
               type=click.Path(file_okay=False),
               help="Directory for the simulated store (store.zarr) and the report.")
-@click.option("--runs", type=click.IntRange(min=2), default=None,
+@click.option("--runs", type=click.IntRange(min=1), default=None,
               help="Runs per arm (default: the preset's, 24).")
-@click.option("--steps", type=click.IntRange(min=20), default=None,
+@click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Fine-tuning steps T (default: the preset's, 100).")
-@click.option("--hidden", type=click.IntRange(min=8), default=None,
+@click.option("--hidden", type=click.IntRange(min=2), default=None,
               help="Hidden size of the simulated activations (default: the preset's).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Experiment seed (simulation and analysis).")

@@ -1,7 +1,7 @@
 """`revstats capture` and `revstats ingest`: real-model activations and logged arrays into a store.
 
 Thin commands: they parse options, call :func:`revstats.capture.pipeline.capture_experiment` or
-:func:`revstats.ingest.ingest`, and turn domain errors into usage errors that say the fix.
+:func:`revstats.store.ingest.ingest`, and turn domain errors into usage errors that say the fix.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 import click
 
+from revstats.cli._options import LAYER_HELP, progress_option
 from revstats.errors import RevstatsError
 
 
@@ -23,6 +24,15 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 8,12,16; got {value!r}"
                                  ) from None
+
+
+def _layer_list(ctx, param, value: str | None) -> list[str | int] | None:
+    from revstats._layers import parse_layer_list
+
+    try:
+        return parse_layer_list(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _str_list(value: str | None) -> list[str] | None:
@@ -58,18 +68,17 @@ def _progress_bars(enabled: bool):
                    "give witness/aligned/adapter_base.")
 @click.option("--probes", required=True, type=click.Path(dir_okay=False, exists=True),
               help="Probe prompts: JSONL (prompt/response or prompt_ids) or text, one per line.")
-@click.option("--layers", required=True, callback=_int_list,
-              help="Residual layers in output_hidden_states numbering, e.g. 8,12,16 "
-                   "(0 = embeddings, L = block L, last = final norm).")
+@click.option("--layers", required=True, callback=_layer_list, help=LAYER_HELP + " E.g. 8,12,-1.")
 @click.option("--position", default="last", show_default=True,
               help="Token policy: last, mean_prompt, mean_response or index:K.")
-@click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
+@click.option("--out", required=True, metavar="STORE", help="Store path (local dir or fsspec URL).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda:0.")
 @click.option("--dtype", default="float32", show_default=True,
               type=click.Choice(["float32", "bfloat16", "float16"]), help="Model compute dtype.")
 @click.option("--store-dtype", default="float32", show_default=True,
               type=click.Choice(["float32", "float16"]), help="Storage dtype (overflow refused).")
-@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Probes per forward pass.")
 @click.option("--tokenizer", type=click.Path(file_okay=False),
               help="Tokenizer directory (default: the aligned model's).")
 @click.option("--adapter-base", type=click.Path(file_okay=False),
@@ -78,12 +87,13 @@ def _progress_bars(enabled: bool):
 @click.option("--chat-template/--no-chat-template", default=False, show_default=True,
               help="Render each prompt as a user turn with the tokenizer's chat template.")
 @click.option("--padding-side", default="left", show_default=True,
-              type=click.Choice(["left", "right"]))
+              type=click.Choice(["left", "right"]),
+              help="Side padded tokens go in a batch (positions follow the mask either way).")
 @click.option("--overwrite", is_flag=True, help="Start over instead of resuming.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@progress_option()
 def capture_command(witness, aligned, runs_glob, manifest, probes, layers, position, out, device,
                     dtype, store_dtype, batch_size, tokenizer, adapter_base, chat_template,
-                    padding_side, overwrite, quiet):
+                    padding_side, overwrite, progress):
     """Capture residual activations of witness, aligned and checkpoint models into a store.
 
     Resumable: rerunning skips (run, step) slabs the store already holds.
@@ -110,13 +120,13 @@ def capture_command(witness, aligned, runs_glob, manifest, probes, layers, posit
         if witness is None or aligned is None:
             raise click.UsageError("`--witness` and `--aligned` are required (or set them in the "
                                    "manifest)")
-        with _progress_bars(not quiet) as progress:
+        with _progress_bars(progress) as bars:
             summary = capture_experiment(
                 out, witness=witness, aligned=aligned, checkpoints=spec, probes=probes,
                 layers=layers, position=position, device=device, dtype=dtype,
                 store_dtype=store_dtype, batch_size=batch_size, tokenizer=tokenizer,
                 adapter_base=adapter_base, chat_template=chat_template,
-                padding_side=padding_side, progress=progress, overwrite=overwrite,
+                padding_side=padding_side, progress=bars, overwrite=overwrite,
                 command=" ".join(["revstats", *sys.argv[1:]]),
             )
     except (RevstatsError, ValueError, FileNotFoundError) as exc:
@@ -127,7 +137,7 @@ def capture_command(witness, aligned, runs_glob, manifest, probes, layers, posit
 
 @click.command("ingest")
 @click.argument("source", type=click.Path(dir_okay=False, exists=True))
-@click.option("--out", required=True, help="Store path to create.")
+@click.option("--out", required=True, metavar="STORE", help="Store path to create (local dir or fsspec URL).")
 @click.option("--mapping", type=click.Path(dir_okay=False, exists=True),
               help="TOML mapping of arrays/dims/coords (see docs/capture.md).")
 @click.option("--acts-key", help="Array name of the activations in SOURCE.")
@@ -146,9 +156,10 @@ def capture_command(witness, aligned, runs_glob, manifest, probes, layers, posit
 @click.option("--dtype", default="float32", show_default=True,
               type=click.Choice(["float32", "float16"]), help="Storage dtype (overflow refused).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
+@progress_option()
 def ingest_command(source, out, mapping, acts_key, acts_dims, witness_key, witness_dims,
                    witness_file, behavior_key, task_key, runs, steps, layers, arms, seeds, dtype,
-                   overwrite):
+                   overwrite, progress):
     """Ingest logged activations (.npy .npz .safetensors .pt .h5) into a store.
 
     .pt files are read with torch.load(weights_only=True) only; files that need pickle are
@@ -163,7 +174,7 @@ def ingest_command(source, out, mapping, acts_key, acts_dims, witness_key, witne
     """
     import dataclasses
 
-    from revstats.ingest import IngestMapping, VariableMapping, ingest, read_mapping
+    from revstats.store.ingest import IngestMapping, VariableMapping, ingest, read_mapping
 
     try:
         mp = read_mapping(mapping) if mapping else IngestMapping()
@@ -189,7 +200,7 @@ def ingest_command(source, out, mapping, acts_key, acts_dims, witness_key, witne
             task=merged(mp.task, task_key, None),
             coords=coords,
         )
-        with _progress_bars(True) as factory:
+        with _progress_bars(progress) as factory:
             tick = factory("ingest", None) if factory is not None else None
             path = ingest(source, out, mapping=mp, dtype=dtype, overwrite=overwrite,
                           command=" ".join(["revstats", *sys.argv[1:]]), progress=tick)

@@ -70,7 +70,7 @@ def info(store: str, check: bool, as_json: bool) -> None:
                 table.add_row(f"  {name}", f"({dims}) {var['dtype']}")
         prov = summary.get("provenance") or {}
         for k in sorted(prov)[:12]:
-            table.add_row(f"  provenance.{k}", str(prov[k])[:100])
+            table.add_row(f"  provenance.{k}", _clip(prov[k]))
     console.print(table)
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s):[/]")
@@ -78,3 +78,14 @@ def info(store: str, check: bool, as_json: bool) -> None:
             console.print(f"  - {p}", markup=False)
         sys.exit(1)
     console.print("[green]no problems found[/]" + (" (every chunk verified)" if check else ""))
+
+
+def _clip(value, width: int = 160) -> str:
+    """A provenance value for the table: whole words only (a long value ends with "…" after
+    the last whole word or JSON item that fits; `info --json` has the full text)."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    if len(text) <= width:
+        return text
+    cut = text[:width]
+    stop = max(cut.rfind(c) for c in " ,;/")
+    return (cut[:stop + 1] if stop > width // 2 else cut).rstrip() + " …"

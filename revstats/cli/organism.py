@@ -13,22 +13,25 @@ from pathlib import Path
 
 import click
 
+from revstats.cli._options import progress_option
 from revstats.errors import RevstatsError
+from revstats.sims.organism.settings import SETTING_PROFILES
 
 
 @click.command("organism")
 @click.option("--profile", default="quick", show_default=True,
-              type=click.Choice(["tiny", "quick", "paper", "sweep"]),
+              type=click.Choice(["tiny", "quick", "paper", "sweep", *SETTING_PROFILES]),
               help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
-                   "blocking variants/layer sets/strengths, 100 steps.")
-@click.option("--out", required=True, help="Store path (local dir or fsspec URL).")
+                   "blocking variants/layer sets/strengths, 100 steps; unlearning*, traits*: "
+                   "the re-emergence and trait-transfer settings (docs/organism.md).")
+@click.option("--out", required=True, metavar="STORE", help="Store path (local dir or fsspec URL).")
 @click.option("--seeds", default=None,
               help="Comma-separated seeds overriding the profile's, e.g. 0,1,2.")
 @click.option("--checkpoints", "checkpoint_dir", type=click.Path(file_okay=False),
               default=None, help="Also save the pretrained, aligned and fine-tuned networks here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing store.")
-@click.option("--progress/--no-progress", default=True, show_default=True)
+@progress_option()
 @click.option("--summary", "summary_path", type=click.Path(dir_okay=False), default=None,
               help="Write per-seed phase metrics and wall times as JSON here.")
 def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: str | None,
@@ -47,7 +50,10 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
 
     from revstats.sims.organism import PROFILES, run_organism, total_units
 
-    cfg = PROFILES[profile]
+    cfg = PROFILES[profile] if profile in PROFILES else SETTING_PROFILES[profile].config
+    if profile in SETTING_PROFILES:  # another setting: same command, its own run function
+        setting = SETTING_PROFILES[profile]
+        run_organism, total_units = setting.run, setting.total_units
     if seeds is not None:
         try:
             cfg = dataclasses.replace(cfg, seeds=tuple(int(s) for s in seeds.split(",") if s.strip()))

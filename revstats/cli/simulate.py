@@ -41,7 +41,7 @@ def _parse_steps(text: str | None) -> tuple[int, ...] | None:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Experiment seed.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field (repeatable).")
 @click.option("--save-steps", help="Comma list of steps to store (0, 1, 20 and T are always kept).")
-@click.option("--out", type=click.Path(), help="Output store path (local or fsspec URL).")
+@click.option("--out", metavar="STORE", help="Output store path (local or fsspec URL).")
 @click.option("--overwrite/--no-overwrite", default=False, show_default=True, help="Replace an existing store.")
 def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, out, overwrite):
     """Simulate fine-tuning reversion with the toy geometric model and write a store.
@@ -52,7 +52,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
       revstats simulate --preset light-pretraining --runs 8 --set lr=0.5 --out light.zarr
       revstats simulate --list
     """
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from revstats.sims.presets import PRESETS
 
@@ -74,7 +74,7 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
         cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)
     except (ValueError, TypeError) as err:
         raise click.UsageError(str(err)) from None
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), transient=False) as bar:
         sim_task = bar.add_task(f"simulating {preset}", total=cfg.steps)
         write_task = bar.add_task("writing store", total=cfg.runs * len(cfg.arms))

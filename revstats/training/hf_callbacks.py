@@ -17,14 +17,17 @@ gradient is not clipped).
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from transformers import TrainerCallback
 
-from revstats.monitor import MonitorConfig
+from revstats.errors import RevstatsWarning
+from revstats.monitor import Check, MonitorConfig
 from revstats.training import blocking as tb
 from revstats.training.monitor import TorchMonitor
 
@@ -32,17 +35,39 @@ __all__ = ["BlockingCallback", "ReversionMonitorCallback"]
 
 
 class ReversionMonitorCallback(TrainerCallback):
-    """Look every ``every`` optimizer steps (``state.global_step``); adds the alignment to the
-    Trainer's logs; ``stop_on_alarm=True`` stops training at the first alarm.
+    """Look every ``every`` optimizer steps (``state.global_step``) and log the look through the
+    Trainer's own logging path (``Trainer.log``), so every ``report_to`` integration
+    (TensorBoard, W&B, ...) and ``state.log_history`` receive the ``revstats/*`` metrics.
 
-    Keyword arguments other than `stop_on_alarm` go to :class:`revstats.training.monitor.TorchMonitor`.
+    Parameters
+    ----------
+    config : MonitorConfig
+    stop_on_alarm : bool
+        Stop training (``control.should_training_stop``) at the first alarm.
+    trainer : transformers.Trainer, optional
+        The trainer to log through. Default: the Trainer whose ``train()`` calls
+        ``on_train_begin`` (found on the call stack); without one the metrics only go to
+        ``state.log_history``, with a warning.
+    **monitor_kwargs
+        Passed to :class:`revstats.training.monitor.TorchMonitor`: ``store=`` (zarr store that
+        receives every look's slab), ``run=``, ``tensorboard_dir=`` (a SummaryWriter of the
+        monitor's own, beside the Trainer's), ``warn=``, ``on_alarm=``, ``noise_floor=``,
+        ``probes=``, ``every=``.
+
+    Metrics per look: ``revstats/alignment/<layer>`` (plug-in cosine),
+    ``revstats/neglog10_p/<layer>`` (-log10 of the noise-robust p-value),
+    ``revstats/alarm`` (1 once an alarm fired in this run). HF's integrations prefix them
+    (TensorBoard shows ``train/revstats/alignment/<layer>``).
     """
 
-    def __init__(self, config: MonitorConfig, *, stop_on_alarm: bool = False, **monitor_kwargs: Any) -> None:
+    def __init__(self, config: MonitorConfig, *, stop_on_alarm: bool = False, trainer: Any = None,
+                 **monitor_kwargs: Any) -> None:
         if not isinstance(config, MonitorConfig):
             raise TypeError(f"`config` must be a MonitorConfig, got {type(config).__name__}")
         self.config, self.stop_on_alarm, self.kwargs = config, stop_on_alarm, monitor_kwargs
         self.monitor: TorchMonitor | None = None
+        self.trainer = trainer
+        self._warned_no_trainer = False
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], **kwargs: Any) -> ReversionMonitorCallback:
@@ -51,18 +76,56 @@ class ReversionMonitorCallback(TrainerCallback):
     def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kw: Any) -> None:
         if model is None:
             raise RuntimeError("the Trainer passed no `model` to the callback")
+        if self.trainer is None:
+            self.trainer = _calling_trainer()
+        # a new run: a new monitor (its alarm, history and noise floor are this run's)
         self.monitor = TorchMonitor(model, self.config, **self.kwargs)
 
+    @staticmethod
+    def metrics(chk: Check, alarmed: bool) -> dict[str, float]:
+        """The scalars logged for one look."""
+        out: dict[str, float] = {}
+        for n, a in chk.alignment.items():
+            out[f"revstats/alignment/{n}"] = float(a)
+            out[f"revstats/neglog10_p/{n}"] = -math.log10(max(chk.pvalue[n], 1e-300))
+        out["revstats/alarm"] = float(alarmed)
+        return out
+
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> Any:
-        assert self.monitor is not None
+        if self.monitor is None:
+            raise RuntimeError("on_step_end before on_train_begin: the callback was not started by a Trainer")
         chk = self.monitor.step(int(state.global_step))
         if chk is not None:
-            state.log_history.append(
-                {"step": chk.step, **{f"revstats/alignment/{n}": a for n, a in chk.alignment.items()}, "revstats/alarm": chk.alarm}
-            )
+            logs = self.metrics(chk, self.monitor.alarmed)
+            if self.trainer is not None and callable(getattr(self.trainer, "log", None)):
+                self.trainer.log(logs)
+            else:
+                if not self._warned_no_trainer:
+                    self._warned_no_trainer = True
+                    warnings.warn(
+                        "ReversionMonitorCallback found no Trainer to log through: revstats metrics go to "
+                        "state.log_history only (pass `trainer=` to reach TensorBoard/W&B)",
+                        RevstatsWarning, stacklevel=2,
+                    )
+                state.log_history.append({**logs, "step": chk.step})
             if chk.alarm and self.stop_on_alarm:
                 control.should_training_stop = True
         return control
+
+
+def _calling_trainer() -> Any:
+    """The ``transformers.Trainer`` up the call stack (``train`` -> ``on_train_begin``), or None."""
+    import sys
+
+    from transformers import Trainer
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, Trainer):
+            return owner
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
 
 
 class BlockingCallback(TrainerCallback):

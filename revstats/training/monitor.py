@@ -10,6 +10,11 @@ Every ``config.every`` steps the probes stored in the config are run through the
 mode, no grad; training mode restored), and :class:`revstats.monitor.ReversionMonitor` tests
 the look (alpha spending over looks, see :mod:`revstats.monitor`), logs it, writes the slab to
 the store and warns with :class:`~revstats.monitor.ReversionAlarm` on the first alarm.
+
+At construction the monitor reads the probes of the still untrained model three times (one
+batch twice, then in two halves) and sets its numerical noise floor from the discrepancies
+(:meth:`revstats.monitor.ReversionMonitor.estimate_noise_floor`): a model that has not moved
+cannot alarm, whatever its rounding noise (``noise_floor=`` overrides).
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class TorchMonitor:
         As in :class:`revstats.monitor.ReversionMonitor`.
     tensorboard_dir : path, optional
         Also log to TensorBoard there (if installed).
+    noise_floor : "auto", float or mapping
+        ``"auto"`` (default): estimated now from repeated reads of the model, which must be the
+        untrained (aligned) model; a number or {layer: number} sets it (``0`` disables it).
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class TorchMonitor:
         warn: bool = True,
         tensorboard_dir: str | os.PathLike[str] | None = None,
         writer: Any = None,
+        noise_floor: Any = "auto",
     ) -> None:
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
@@ -91,8 +100,10 @@ class TorchMonitor:
         self.every = config.every if every is None else every
         self.monitor = ReversionMonitor(
             config, store=store, run=run, writer=writer if writer is not None else tensorboard_writer(tensorboard_dir),
-            on_alarm=on_alarm, warn=warn,
+            on_alarm=on_alarm, warn=warn, noise_floor=noise_floor,
         )
+        if isinstance(noise_floor, str) and noise_floor == "auto":
+            self.estimate_noise_floor()
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str], model: torch.nn.Module, **kwargs: Any) -> TorchMonitor:
@@ -116,6 +127,34 @@ class TorchMonitor:
         finally:
             self.model.train(was_training)
         return {k: v.float().cpu().numpy() for k, v in acts.items()}
+
+    def _read_split(self) -> dict[str, np.ndarray]:
+        """Probe activations read in two halves (another batch shape, other kernels)."""
+        n = len(self.config.examples) or (len(self.probes) if isinstance(self.probes, torch.Tensor) else 0)
+        if n < 2:
+            return self.read()
+        half = n // 2
+
+        def part(sl: slice) -> Any:
+            if isinstance(self.probes, dict):
+                return {k: v[sl] for k, v in self.probes.items()}
+            return self.probes[sl]
+
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            a = read_layers(self.model, part(slice(0, half)), list(self.config.layers), position=self.config.position)
+            b = read_layers(self.model, part(slice(half, None)), list(self.config.layers), position=self.config.position)
+        finally:
+            self.model.train(was_training)
+        return {k: torch.cat([a[k], b[k]]).float().cpu().numpy() for k in a}
+
+    def estimate_noise_floor(self) -> dict[str, float]:
+        """Re-estimate the noise floor from three reads of the model as it is now (untrained)."""
+        params = [p for p in self.model.parameters() if p.is_floating_point()]
+        dtype = str(params[0].dtype) if params else None
+        reads = [self.read(), self.read(), self._read_split()]
+        return self.monitor.estimate_noise_floor(reads, compute_dtype=dtype)
 
     def check(self, step: int) -> Check:
         """Look now, whatever the step."""

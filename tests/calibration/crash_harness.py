@@ -5,7 +5,7 @@ Used by `tests/calibration/test_crash_safety.py` (slow, >= 50 kills) and
 
 A command runs in a subprocess through `DRIVER`, which wraps zarr's local-store write function
 (`zarr.storage._local._put`: metadata documents and zarr-written chunks) and revstats' direct
-chunk writer (`revstats._chunkio.ChunkReader.write_chunk`), counting both as object writes, and
+chunk writer (`revstats.store._chunkio.ChunkReader.write_chunk`), counting both as object writes, and
 kills its own process with SIGKILL:
 
 * ``before:N`` - just before the N-th object write (every write boundary can be hit);
@@ -56,7 +56,7 @@ def _put(path, value, exclusive=False):
     return _orig_put(path, value, exclusive=exclusive)
 _local._put = _put
 try:  # revstats' direct chunk writer (local stores) bypasses zarr's store: count it too
-    from revstats import _chunkio
+    from revstats.store import _chunkio
 except ImportError:
     _chunkio = None
 if _chunkio is not None:

@@ -8,7 +8,7 @@ published table is docs/coverage.md.
 
 import pytest
 
-from revstats._coverage import ROWS, check
+from revstats.calibration._coverage import ROWS, check
 
 N_SETS = 2000
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from revstats._calibration import monitor_false_alarms
+from revstats.calibration import monitor_false_alarms
 from revstats.monitor import ReversionMonitor, build_config
 
 pytestmark = pytest.mark.slow
@@ -33,6 +33,45 @@ def test_false_alarm_rate_is_not_vacuous():
     """With a single look the rule is exact: the alarm rate is alpha, not far below it."""
     k, n = null_alarm_rate(3000, spending="bonferroni", n_looks=1, seed=3)
     assert stats.binomtest(k, n, 0.05).pvalue > 0.001, (k, n)
+
+
+@pytest.mark.parametrize("regime", ["never trained", "warm-up", "frozen layer"])
+def test_false_alarm_rate_near_zero_drift(regime):
+    """Drift at the float-rounding level (LoRA at init, warm-up, a frozen layer), with the
+    rounding discrepancy pointing along v_rev: the noise floor keeps the rate <= alpha."""
+    from revstats.calibration import monitor_noise_false_alarms
+
+    n = 1500
+    k = monitor_noise_false_alarms(regime, n, seed=34)
+    assert stats.binomtest(k, n, 0.05, alternative="greater").pvalue > 0.001, (regime, k, n)
+
+
+def test_near_zero_drift_without_floor_is_inflated():
+    from revstats.calibration import monitor_noise_false_alarms
+
+    n = 600
+    k = monitor_noise_false_alarms("warm-up", n, seed=37, noise_floor=0.0)
+    assert stats.binomtest(k, n, 0.05, alternative="greater").pvalue < 1e-6, k
+
+
+def test_warm_up_keeps_power_after_the_floor():
+    """The floor is not a mute: a warm-up run that then reverts is caught."""
+    from revstats.monitor import ReversionMonitor, build_config
+
+    rng = np.random.default_rng(38)
+    caught = 0
+    for _ in range(200):
+        aligned = rng.normal(size=(6, 24)).astype(np.float32)
+        shift = rng.normal(size=24)
+        cfg = build_config({"L": aligned + shift}, {"L": aligned}, n_looks=20)
+        mon = ReversionMonitor(cfg, warn=False)
+        rho = 1e-6 * np.sqrt(np.mean(np.sum(aligned.astype(np.float64) ** 2, axis=1)))
+        mon.estimate_noise_floor([{"L": aligned + rho * cfg.directions["L"]}] * 3)
+        for k in range(1, 21):  # warm-up ramp toward the witness, from the noise level
+            frac = rho * min(k, 10) * k / np.linalg.norm(shift)
+            mon.check(k, {"L": aligned + frac * shift + 0.3 * rho * rng.normal(size=(6, 24))})
+        caught += mon.alarmed
+    assert caught >= 190, caught
 
 
 def detection_delays(preset: str = "paper-main-track", runs: int = 8, hidden: int = 4096, every: int = 1, looks: int = 100):
@@ -67,4 +106,9 @@ def test_fires_on_paper_preset_and_not_on_blocked_arm():
 if __name__ == "__main__":  # python -m tests.calibration.test_monitor_false_alarm: the numbers in docs
     for sp in ("bonferroni", "power", "harmonic"):
         print(sp, null_alarm_rate(2000, spending=sp, n_looks=20))
+    from revstats.calibration import monitor_noise_false_alarms
+
+    for regime in ("never trained", "warm-up", "frozen layer"):
+        print(regime, monitor_noise_false_alarms(regime, 1500, 34), "/ 1500 runs",
+              "(no floor:", monitor_noise_false_alarms(regime, 300, 37, noise_floor=0.0), "/ 300)")
     print("paper preset delays (steps, every=1, 100 looks):", detection_delays())

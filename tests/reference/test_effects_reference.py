@@ -20,8 +20,8 @@ import pytest
 from scipy import stats
 from scipy.stats.contingency import odds_ratio as scipy_odds_ratio
 
-from revstats import _trend
 from revstats.effects import (
+    _trend,
     hedges_g_from_stats,
     jonckheere_terpstra,
     mean_difference,

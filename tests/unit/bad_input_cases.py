@@ -101,7 +101,7 @@ def _npz(path: Path, **arrays) -> str:
 
 
 def _ingest(src, out, **mapping):
-    from revstats.ingest import ingest
+    from revstats.store.ingest import ingest
 
     mp = {"acts": {"key": "acts", "dims": ["run", "step", "layer", "example", "hidden"]},
           "witness": {"key": "base", "dims": ["layer", "example", "hidden"]}}

@@ -79,7 +79,18 @@ def test_behavior_rate_and_wilson_interval(ds, results):
     e = results["headline"]["layers"][L1]["arms"]["blocked"]["behavior_rate"]
     assert (e["k"], e["n"]) == (k, n)
     lo, hi = proportion_confint(k, n, alpha=0.05, method="wilson")
-    assert (e["low"], e["high"]) == pytest.approx((lo, hi), rel=1e-6)
+    # the pooled (probes independent) Wilson interval is kept, labelled, beside the lead
+    assert (e["pooled_ci"]["low"], e["pooled_ci"]["high"]) == pytest.approx((lo, hi), rel=1e-6)
+    assert "probes independent" in e["pooled_ci"]["method"]
+    # the lead interval treats runs as clusters: Korn-Graubard, by hand
+    kc, nc = b[idx, -1].sum(axis=1), np.full(idx.sum(), b.shape[-1])
+    c, p = kc.size, kc.sum() / nc.sum()
+    var = c / (c - 1) * np.sum((kc - p * nc) ** 2) / nc.sum() ** 2
+    n_eff = min(nc.sum(), p * (1 - p) / var) * (stats.norm.ppf(0.975) / stats.t.ppf(0.975, c - 1)) ** 2
+    x = p * n_eff
+    kg = (stats.beta.ppf(0.025, x, n_eff - x + 1), stats.beta.ppf(0.975, x + 1, n_eff - x))
+    assert (e["low"], e["high"]) == pytest.approx(kg, rel=1e-6)
+    assert "runs as clusters" in e["method"] and 0 <= e["low"] < e["high"] <= 1
     assert e["mean"] == pytest.approx(b[idx, -1].mean(axis=1).mean())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from revstats import _calibration as cal
+from revstats import calibration as cal
 from revstats.cli import main
 
 
@@ -56,3 +56,29 @@ def test_a_broken_null_fails_its_row():
     study = cal.Study("nulls", "wrong d", "d=64 tested as d=256", 0, "nominal", 0.05, "type-I error",
                       wrong_d, full=4000, quick=4000)
     assert cal.run_study(study).ok is False
+
+
+def test_default_prints_the_table_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["calibrate", "--quick", "--only", "nulls", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    assert "# Calibration dashboard" in res.stdout and "| isotropic exact, misapplied |" in res.stdout
+    assert "yes (failure shown as expected)" in res.stdout  # why a deliberately failing row is ok
+    assert list(tmp_path.iterdir()) == []  # no ./docs/calibration.md, nothing at all
+
+
+def test_written_files_honour_the_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "cal.md"
+        res = CliRunner().invoke(main, ["calibrate", "--quick", "--only", "nulls", "--out", str(out), "--no-progress"])
+        assert res.exit_code == 0, res.output
+        assert (out.stat().st_mode & 0o777) == 0o644
+        from revstats.analysis.io import write_results
+
+        p = write_results({"a": 1}, tmp_path / "r.json")  # what `analyze --json` writes with
+        assert (p.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(old)

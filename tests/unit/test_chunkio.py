@@ -1,4 +1,4 @@
-"""The read fast path: direct chunk-file reads (`revstats._chunkio`) and `read_acts`.
+"""The read fast path: direct chunk-file reads (`revstats.store._chunkio`) and `read_acts`.
 
 Every check compares against zarr's own reader, which stays the reference for values, fill
 semantics and checksum errors.
@@ -11,8 +11,8 @@ import pytest
 import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
-from revstats._chunkio import ChunkReader, chunk_reader
 from revstats.store import create_store, open_store, read_acts
+from revstats.store._chunkio import ChunkReader, chunk_reader
 
 LAYERS = ["l0", "l1", "l2"]
 EXAMPLES = [f"p{i}" for i in range(5)]

@@ -42,7 +42,7 @@ def test_analyze_prints_table_and_writes_valid_json(stores, tmp_path):
     out = tmp_path / "res.json"
     r = CliRunner().invoke(main, ["analyze", stores["full"], "--json", str(out), *FAST])
     assert r.exit_code == 0, r.output
-    assert "blocked" in r.output and "control" in r.output and "> iso p99" in r.output
+    assert "blocked" in r.output and "control" in r.output and "cov-matched" in r.output
     assert "[bold red]L1 & co" in r.output  # rich markup in a layer name printed literally (the store refuses <, > and / in ids)
     data = json.loads(out.read_text())
     jsonschema.validate(data, SCHEMA)

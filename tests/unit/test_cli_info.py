@@ -40,3 +40,13 @@ def test_every_command_help_has_an_example():
         res = runner.invoke(main, [name, "--help"])
         assert res.exit_code == 0, (name, res.output)
         assert "Example" in res.output, f"`revstats {name} --help` has no example"
+
+
+def test_info_clips_provenance_at_whole_words():
+    from revstats.cli.info import _clip
+
+    text = "revstats simulate --preset paper-main-track --runs 8 " * 10
+    out = _clip(text, width=60)
+    assert out.endswith(" …") and len(out) <= 62
+    assert text.startswith(out[:-2].rstrip()) and out[:-2].rstrip().split()[-1] in text.split()
+    assert _clip("short") == "short"

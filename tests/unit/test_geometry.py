@@ -208,10 +208,22 @@ def test_zero_vector_normalises_to_nan_with_warning():
 def test_zero_drift_alignment_is_nan_with_warning(data):
     acts, wit = data
     v = geo.reversion_direction(wit, acts.sel(step=0))
-    with pytest.warns(DegenerateDataWarning, match="zero length"):
+    with warnings.catch_warnings():  # step 0 (the reference) is zero by definition: no warning
+        warnings.simplefilter("error", DegenerateDataWarning)
         a = geo.alignment(geo.drift(acts), v)
     assert np.isnan(a.sel(step=0)).all()
     assert np.isfinite(a.sel(step=[5, 10])).all()
+    # a run that did not move at a later step: one warning for the whole (chunked) computation
+    frozen = acts.where(acts["step"] != 10, acts.sel(step=0)).chunk({"run": 1})
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        a = geo.alignment(geo.drift(frozen), v).compute()
+    msgs = [str(r.message) for r in rec if issubclass(r.category, DegenerateDataWarning)]
+    n_layers = frozen.sizes.get("layer", 1)
+    assert len(msgs) == n_layers and all("zero-length drift" in m for m in msgs), msgs
+    if "layer" in frozen.dims:
+        assert {m.split("'")[1] for m in msgs} == {str(x) for x in frozen["layer"].values}
+    assert np.isnan(a.sel(step=10)).all()
 
 
 def test_project_out_zero_direction_is_nan():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from revstats.errors import RevstatsError
-from revstats.ingest import ingest, list_arrays, read_array
+from revstats.store.ingest import ingest, list_arrays, read_array
 
 RUNS, STEPS, LAYERS, EX, HID = 2, 3, 2, 5, 4
 

@@ -218,3 +218,187 @@ def test_cli_monitor_config(tmp_path):
     np.testing.assert_allclose(cfg.directions["L"], d / np.linalg.norm(d), rtol=1e-5)
     bad = CliRunner().invoke(main, ["monitor-config", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "c2"), "--layer", "X"])
     assert bad.exit_code == 2 and "not in STORE" in bad.output
+
+
+# --------------------------------------------------------------------------- near zero drift
+def test_untrained_model_with_rounding_noise_does_not_alarm():
+    """A model that never moved differs from the config by float rounding only (~1e-7); that
+    noise need not be isotropic -- here it points along v_rev, the worst case -- and must not
+    alarm (the plug-in test alarmed at every look)."""
+    w, a, _ = toy()
+    a32 = {"L": a["L"].astype(np.float32)}
+    cfg = build_config(w, a32, n_looks=5)
+    noise = 2e-7 * np.linalg.norm(a32["L"], axis=1).mean() * cfg.directions["L"]
+    mon = ReversionMonitor(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReversionAlarm)
+        for k in range(1, 6):
+            chk = mon.check(k, {"L": a32["L"] + noise})
+            assert chk.alignment["L"] > 0.99 and chk.pvalue["L"] == 1.0 and chk.below_floor == ("L",)
+    assert not mon.alarmed
+    plain = ReversionMonitor(cfg, noise_floor=0, warn=False)
+    assert plain.check(1, {"L": a32["L"] + noise}).alarm  # what the floor prevents
+
+
+def test_noise_robust_cosine_bounds_the_clean_cosine():
+    from revstats.monitor import noise_robust_cosine
+
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        d = int(rng.integers(2, 40))
+        v = rng.normal(size=d)
+        v /= np.linalg.norm(v)
+        x = rng.normal(size=d) * rng.exponential()
+        b = rng.normal(size=d)
+        beta = rng.exponential()
+        b *= beta * rng.uniform() / np.linalg.norm(b)
+        if rng.uniform() < 0.3:  # adversarial: the noise along v
+            b = beta * rng.uniform() * v
+        lower = noise_robust_cosine(x + b, v, beta)
+        assert lower <= x @ v / np.linalg.norm(x) + 1e-12
+    assert noise_robust_cosine(np.zeros(3), np.eye(3)[0], 0.0) == -np.inf
+    assert noise_robust_cosine(np.array([2.0, 0, 0]), np.eye(3)[0], 0.0) == 1.0
+
+
+@pytest.mark.parametrize(("regime", "n"), [("never trained", 40), ("warm-up", 60), ("frozen layer", 30)])
+def test_false_alarm_rate_near_zero_drift(regime, n):
+    """Fast version of the slow study (tests/calibration): at most alpha false alarms when the
+    drift is at the rounding-noise level; without the floor nearly every run alarms."""
+    from scipy import stats
+
+    from revstats.calibration import monitor_noise_false_alarms
+
+    k = monitor_noise_false_alarms(regime, n, seed=7)
+    assert stats.binomtest(k, n, 0.05, alternative="greater").pvalue > 0.001, (regime, k, n)
+    if regime == "warm-up":
+        k0 = monitor_noise_false_alarms(regime, n, seed=7, noise_floor=0.0)
+        assert stats.binomtest(k0, n, 0.05, alternative="greater").pvalue < 1e-6, k0
+
+
+def test_noise_floor_estimate_and_validation():
+    w, a, _ = toy()
+    cfg = build_config(w, a)
+    mon = ReversionMonitor(cfg)
+    scale = np.sqrt(np.mean(np.sum(a["L"] ** 2, axis=1)))
+    assert mon.noise_floor["L"] == pytest.approx(4 * np.finfo(np.float32).eps * scale)
+    off = {"L": a["L"] + 1e-4 * scale / np.sqrt(32)}
+    floor = mon.estimate_noise_floor([off, {"L": a["L"]}])
+    assert floor["L"] == pytest.approx(4 * 1e-4 * scale, rel=1e-6)
+    assert mon.noise_report["L"]["spread"] == pytest.approx(1e-4 * scale, rel=1e-6)
+    far = ReversionMonitor(cfg)
+    with pytest.warns(RevstatsWarning, match="not the aligned model the config was built from"):
+        floor = far.estimate_noise_floor([{"L": a["L"] + 0.5}])
+    assert floor["L"] < 1e-4  # a real offset is not taken for noise
+    assert ReversionMonitor(cfg, noise_floor={"L": 0.5}).noise_floor == {"L": 0.5}
+    with pytest.raises(ValueError, match="`noise_floor` for layer 'L' must be a finite number"):
+        ReversionMonitor(cfg, noise_floor=-1)
+    with pytest.raises(ValueError, match="`noise_floor` must be 'auto'"):
+        ReversionMonitor(cfg, noise_floor="big")
+    f16 = build_config(w, {"L": a["L"].astype(np.float16)})
+    assert f16.aligned_dtype == "float16"
+    f16_scale = np.sqrt(np.mean(np.sum(a["L"].astype(np.float16).astype(np.float64) ** 2, axis=1)))
+    assert ReversionMonitor(f16).noise_floor["L"] == pytest.approx(4 * np.finfo(np.float16).eps * f16_scale)
+
+
+def test_alarm_is_shown_once_per_run_not_once_per_process():
+    w, a, shift = toy()
+    cfg = build_config(w, a, n_looks=3)
+    shown = []
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("default")  # Python's default: once per location and message
+        for _ in range(2):  # two runs in one process, identical data and message
+            before = len(rec)
+            mon = ReversionMonitor(cfg)
+            for k in range(1, 4):
+                mon.check(k, {"L": a["L"] + k * shift})
+            shown.append(sum(issubclass(r.category, ReversionAlarm) for r in rec[before:]))
+    assert shown == [1, 1]
+
+
+@pytest.mark.parametrize(("kind", "config_dtype", "side"), [("llama", np.float32, "left"), ("gpt2", np.float16, "right")])
+def test_lora_at_init_does_not_alarm_and_floor_bounds_the_noise(kind, config_dtype, side):
+    """The researcher's case: config from a capture (batches of 4, trunk only), then the monitor
+    on the freshly wrapped LoRA model (B = 0: the aligned model). The start estimate must bound
+    the real numerical discrepancy, and nothing may alarm; training then moves it above the floor."""
+    torch = pytest.importorskip("torch")
+    peft = pytest.importorskip("peft")
+    from revstats.capture import capture_residual, make_batches
+    from revstats.capture._tiny import build_tiny_model
+    from revstats.training.monitor import TorchMonitor
+
+    aligned = build_tiny_model(kind, seed=0, hidden=32, n_layers=2)
+    witness = build_tiny_model(kind, seed=1, hidden=32, n_layers=2)
+    rng = np.random.default_rng(0)
+    prompts = [list(rng.integers(6, 100, size=int(rng.integers(3, 9)))) for _ in range(10)]
+    acts = {}
+    for name, model in (("aligned", aligned), ("witness", witness)):
+        batches = make_batches(prompts, batch_size=4, padding_side="left")
+        acts[name] = capture_residual(model, batches, layers=[1, 2]).astype(config_dtype)
+    layers = ["hidden_states.1", "hidden_states.2"]
+    # (GPT-2 called as given numbers positions 0..n-1 whatever the mask: right padding there)
+    (full,) = make_batches(prompts, batch_size=10, padding_side=side)
+    probes = {"input_ids": full.input_ids.numpy(), "attention_mask": full.attention_mask.numpy()}
+    cfg = build_config({n: acts["witness"][i] for i, n in enumerate(layers)},
+                       {n: acts["aligned"][i] for i, n in enumerate(layers)}, probes=probes, every=1, n_looks=20)
+    target = ["q_proj", "v_proj"] if kind == "llama" else ["c_attn"]
+    lora = peft.get_peft_model(aligned, peft.LoraConfig(r=4, target_modules=target, init_lora_weights=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReversionAlarm)
+        mon = TorchMonitor(lora, cfg)
+        for step in (1, 2, 3):
+            chk = mon.check(step)
+            assert not chk.alarm and set(chk.below_floor) == set(layers), chk
+    for n in layers:  # the floor bounds the real discrepancy with room to spare
+        assert mon.monitor.noise_report[n]["offset"] * 4 <= mon.monitor.noise_floor[n] * (1 + 1e-9)
+    # training moves the model well above the floor (the floor does not mute the monitor)
+    v = torch.as_tensor(cfg.directions["hidden_states.1"], dtype=torch.float32)
+    opt = torch.optim.Adam([p for p in lora.parameters() if p.requires_grad], lr=0.05)
+    ids, mask = torch.as_tensor(probes["input_ids"]), torch.as_tensor(probes["attention_mask"])
+    for _ in range(3):
+        h = lora(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1][:, -1]
+        loss = -(h.mean(0) @ v)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    chk = mon.check(4)
+    assert chk.drift_norm["hidden_states.1"] > 10 * chk.noise_floor["hidden_states.1"]
+
+
+def test_cli_monitor_config_from_model_folders_and_probes_jsonl(tmp_path):
+    """Before the first fine-tune: witness + aligned folders + the probes.jsonl of `capture`."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import json
+
+    from revstats.capture._tiny import build_tiny_model
+    from revstats.cli import main
+    from revstats.training.monitor import TorchMonitor
+
+    build_tiny_model("llama", tmp_path / "base", seed=1, hidden=32, n_layers=2)
+    aligned = build_tiny_model("llama", tmp_path / "aligned", seed=0, hidden=32, n_layers=2)
+    with open(tmp_path / "probes.jsonl", "w") as f:
+        for i, p in enumerate(["the cat is big", "how do i make a story", "red", "tell me a poem please"]):
+            f.write(json.dumps({"id": f"q{i}", "prompt": p}) + "\n")
+    res = CliRunner().invoke(main, ["monitor-config", "--witness", str(tmp_path / "base"), "--aligned",
+                                    str(tmp_path / "aligned"), "--probes", str(tmp_path / "probes.jsonl"),
+                                    "--layers", "blocks.0.hook_resid_post,-1", "--out", str(tmp_path / "cfg"),
+                                    "--looks", "5", "--every", "2"])
+    assert res.exit_code == 0, res.output
+    cfg = MonitorConfig.load(tmp_path / "cfg")
+    assert cfg.layers == ("hidden_states.1", "hidden_states.2") and cfg.examples == ("q0", "q1", "q2", "q3")
+    assert set(cfg.probes) == {"input_ids", "attention_mask"} and cfg.n_looks == 5
+    # the config's aligned activations are HF's hidden states of the aligned model on each probe
+    ids = torch.as_tensor(cfg.probes["input_ids"])
+    mask = torch.as_tensor(cfg.probes["attention_mask"])
+    with torch.no_grad():
+        hs = aligned(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    last = mask.sum(1) - 1
+    np.testing.assert_allclose(cfg.aligned["hidden_states.2"], hs[2][torch.arange(4), last].numpy(), atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ReversionAlarm)
+        warnings.simplefilter("error", RevstatsWarning)
+        mon = TorchMonitor.from_config(tmp_path / "cfg", aligned)
+        chk = mon.check(2)
+    assert not chk.alarm and all(p == 1.0 for p in chk.pvalue.values())
+    bad = CliRunner().invoke(main, ["monitor-config", "--witness", str(tmp_path / "base"), "--out", str(tmp_path / "c3")])
+    assert bad.exit_code == 2 and "--witness DIR --aligned DIR --probes" in bad.output

@@ -111,6 +111,11 @@ def _copy_checkout(dest: pathlib.Path) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> pathlib.Path:
+    import importlib.util
+
+    assert importlib.util.find_spec("setuptools") is not None, (
+        "building the wheel without build isolation needs setuptools in this venv: "
+        "pip install -e '.[dev]' (the dev extra lists it)")
     tmp = tmp_path_factory.mktemp("wheel")
     src = _copy_checkout(tmp)
     out = tmp / "dist"
@@ -141,7 +146,8 @@ def test_wheel_install_beside_a_foreign_analysis_package(wheel, tmp_path):
                              check=True, capture_output=True, text=True).stdout.strip()
     # the dev venv's dependencies (numpy, xarray, ...): a plain path line, so the dev venv's own
     # .pth files (e.g. an editable revstats of another checkout) are NOT processed
-    pathlib.Path(purelib, "_dev_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    dev_paths = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    pathlib.Path(purelib, "_dev_deps.pth").write_text("".join(f"{p}\n" for p in dev_paths))
     subprocess.run([sys.executable, "-m", "pip", "--python", str(vpy), "install", "--no-deps",
                     "--no-index", "-q", str(wheel)], check=True, capture_output=True, text=True)
 

@@ -109,7 +109,7 @@ class _Payload:
 
 
 def test_pickle_npz_npy_and_pt_payloads_never_run(tmp_path):
-    from revstats.ingest import ingest
+    from revstats.store.ingest import ingest
 
     marker = tmp_path / "PAYLOAD_RAN"
     npy = tmp_path / "evil.npy"

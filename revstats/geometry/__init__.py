@@ -8,7 +8,7 @@ activations ``h(x; theta)``:
 - alignment ``a_t = cos(Delta_t, v_rev)``; positive means moving toward the witness.
 
 Every public function takes and returns xarray objects; the arithmetic lives in NumPy kernels
-on ``axis=-1`` (:mod:`revstats._np_geometry`) wrapped with ``xr.apply_ufunc(...,
+on ``axis=-1`` (:mod:`revstats.geometry._np`) wrapped with ``xr.apply_ufunc(...,
 dask="parallelized")``, so NumPy- and dask-backed inputs take the same path and dask inputs
 stay lazy until the caller computes. ``dim`` arguments accept one name or a sequence of names
 (stacked into one axis). Zero-length vectors have no direction: results that need one are NaN
@@ -19,13 +19,13 @@ compute time for dask inputs). See ``docs/geometry.md``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 import xarray as xr
 
-from revstats import _np_geometry as npg
 from revstats._validation import (
     RNGLike,
     check_confidence,
@@ -34,6 +34,8 @@ from revstats._validation import (
 )
 from revstats._validation import check_nonempty_dims as check_dims
 from revstats._version import __version__
+from revstats.errors import DegenerateDataWarning
+from revstats.geometry import _np as npg
 
 __all__ = [
     "alignment",
@@ -349,9 +351,54 @@ def alignment(
     :func:`debiased_alignment` beside it.
     """
     dims = _validate_vector_pair("drift", drift, "direction", direction, dim)
-    out = _apply(_vector_kernel(npg.cosine, len(dims), False), drift, direction, core=[dims, dims])
+    layer_dim = "layer" if "layer" in drift.dims or "layer" in direction.dims else None
+    names = [str(x) for x in (drift if "layer" in drift.dims else direction)["layer"].values] if layer_dim else []
+    label = (xr.DataArray(np.arange(len(names)), dims=("layer",),
+                          coords={"layer": (drift if "layer" in drift.dims else direction)["layer"].values})
+             if layer_dim else xr.DataArray(0))
+    if "step" in drift.dims:  # the reference step's drift is zero by definition: not reported
+        ref = drift.attrs.get("reference_step")
+        ref = 0 if ref is None else ref
+        expected = xr.DataArray(np.asarray(drift["step"].values) == ref, dims=("step",),
+                                coords={"step": drift["step"].values})
+    else:
+        expected = xr.DataArray(False)
+    out = _apply(_alignment_kernel(len(dims), names), drift, direction, label, expected,
+                 core=[dims, dims, (), ()])
     out.attrs = _attrs("alignment", estimator="plug-in cosine")
     return out.rename("alignment")
+
+
+def _alignment_kernel(k: int, layer_names: list[str]) -> Callable:
+    """Cosine kernel that reports zero-length / non-finite vectors once per layer for the whole
+    computation (not once per dask chunk), names the layer, and skips the reference step."""
+    import threading
+
+    warned: set[tuple[str, int]] = set()
+    lock = threading.Lock()
+
+    def kernel(x: np.ndarray, v: np.ndarray, layer: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        c, zero, bad = npg.cosine_parts(npg.flatten_last(x, k), npg.flatten_last(v, k))
+        layer_b = np.broadcast_to(layer, c.shape)
+        unexpected_zero = zero & ~np.broadcast_to(expected, c.shape)
+        for kind, mask in (("zero", unexpected_zero), ("nonfinite", bad)):
+            if not mask.any():
+                continue
+            for li in np.unique(layer_b[mask]).tolist():
+                with lock:
+                    if (kind, li) in warned:
+                        continue
+                    warned.add((kind, li))
+                where = f"layer {layer_names[li]!r}" if layer_names else "the input"
+                what = ("zero-length drift or direction (no direction; e.g. a run that did not move, "
+                        "or a witness equal to the aligned model)" if kind == "zero" else
+                        "NaN or Inf in the drift or direction (check the activations)")
+                warnings.warn(f"alignment at {where}: {what} at some (run, step) positions besides the "
+                              "reference step; the alignment is NaN there (reported once per computation)",
+                              DegenerateDataWarning, stacklevel=2)
+        return c
+
+    return kernel
 
 
 def _validate_per_probe(acts, direction, aligned, dim, example_dim, step_dim):

@@ -1,7 +1,7 @@
 """Effect sizes for causal ablations (blocked vs control, push vs control), with intervals.
 
 Differences in means (Welch, paired), Hedges' g, risk difference / ratio / odds ratio, a
-non-inferiority test for task cost, the Jonckheere-Terpstra trend test (`revstats._trend`),
+non-inferiority test for task cost, the Jonckheere-Terpstra trend test (`revstats.effects._trend`),
 Spearman correlation with a bootstrap interval and a cluster-robust (GEE) rate comparison.
 """
 
@@ -11,14 +11,15 @@ import warnings
 from typing import Any, Literal
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
-from revstats import _bootstrap as _bs
-from revstats import _proportions as _prop
-from revstats._results import Effect
-from revstats._trend import jonckheere_terpstra
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import RNGLike, check_choice, check_confidence, normalize_rng
+from revstats.effects._trend import jonckheere_terpstra
 from revstats.errors import DegenerateDataWarning
+from revstats.intervals import _bootstrap as _bs
+from revstats.intervals import _proportions as _prop
+from revstats.intervals._results import Effect
 
 __all__ = [
     "Effect",

@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from revstats._dtypes import STORE_DTYPES, to_store_dtype
 from revstats._version import __version__
 from revstats.errors import RevstatsError
+from revstats.store._dtypes import STORE_DTYPES, to_store_dtype
 
 try:  # Python >= 3.11
     import tomllib
@@ -498,7 +498,7 @@ def ingest(
         if "task" in bound:
             task_attrs = {"metric": "task", "higher_is_better": True, **mp.task.attrs}  # type: ignore[union-attr]
         provenance = {
-            "command": command or "revstats.ingest.ingest",
+            "command": command or "revstats.store.ingest.ingest",
             "revstats_version": __version__,
             "files": {p: {"format": s.fmt, "sha256": _sha256(s.path)} for p, s in sources.items()},
             "mapping": {name: {"key": getattr(mp, name).key, "dims": list(b.dims),

@@ -25,9 +25,9 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from revstats._null_types import Alternative, CosineNull, EmpiricalNull
 from revstats._validation import RNGLike, as_finite_array, check_choice, normalize_rng
 from revstats.errors import DegenerateDataWarning
+from revstats.nulls._types import Alternative, CosineNull, EmpiricalNull
 
 __all__ = [
     "CosineNull",

@@ -77,15 +77,109 @@ def _chunks(total: int, per_chunk: int) -> list[tuple[int, int]]:
 def child_generators(rng: np.random.Generator, count: int) -> list[np.random.Generator]:
     """Independent child generators for `count` chunks, derived from (and advancing) `rng`.
 
-    The children use SFC64, which draws bounded integers about twice as fast as PCG64.
+    The children use SFC64, the fastest of NumPy's bit generators for raw bits (which is all
+    the resampler draws, see `_Sampler`).
     """
     root = np.random.SeedSequence(rng.integers(0, 2**63, size=4, dtype=np.uint64).tolist())
     return [np.random.Generator(np.random.SFC64(s)) for s in root.spawn(count)]
 
 
-def _index_dtype(n: int) -> type:
-    # uint16 draws are buffered two per 32-bit word; int32 keeps gathered index arrays small
-    return np.uint16 if n <= np.iinfo(np.uint16).max else np.int32
+# ----------------------------------------------------------------------------- resample draws
+#
+# A resample index is drawn as u, uniform on [0, 2**k) from the raw bits of the chunk's
+# generator, and accepted when u < L = n * (2**k // n); it then stands for data point u mod n,
+# which is exactly uniform on [0, n). The few rejected draws (fraction (2**k mod n) / 2**k, at
+# most 1/16 by the choice of k) are replaced by exact draws ``Generator.integers(0, n)``, so
+# every resample is n independent uniform indices, as in ``scipy.stats.bootstrap``. Working on
+# u instead of u mod n lets the statistic look values up in a table indexed by u directly
+# (``table[u] = x[u mod n]``): no division, no index conversion. For the mean (and var/std)
+# the per-resample sums of table values are one sparse matrix-vector product (SciPy's CSR
+# kernel: rows = resamples, column indices = u, all weights 1) - the counts x data product of
+# the "resampling by counts" formulation without ever forming the counts.
+
+_MAX_REJECT = 1.0 / 16
+_TABLE_CAP = 1 << 20  # above this n the table is at most 4 n entries (memory), rejection <= 1/2
+
+
+def _table_bits(n: int) -> int:
+    """Bits k of the draws: 2**k >= n, k >= 16, rejection (2**k mod n)/2**k <= 1/16 if cheap."""
+    k = max(16, (n - 1).bit_length())
+    if n > _TABLE_CAP:
+        cands = [c for c in range(k, min(k + 2, 30) + 1)]
+        return min(cands, key=lambda c: ((1 << c) % n) / (1 << c))
+    while ((1 << k) % n) / (1 << k) > _MAX_REJECT:
+        k += 1
+    return k
+
+
+class _Sampler:
+    """Exact uniform resample indices for n observations, drawn chunk by chunk."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.k = _table_bits(n)
+        self.size = 1 << self.k
+        self.q = self.size // n
+        self.limit = self.q * n  # u < limit is accepted
+
+    def table(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+        """table[u] = values[u mod n] for accepted u, `fill` for rejected ones (1-D values)."""
+        t = np.full(self.size, fill, dtype=values.dtype)
+        t[: self.limit] = np.tile(values, self.q)
+        return t
+
+    def draw(self, g: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(u as int32, positions of rejected draws, their replacement indices in [0, n))."""
+        if self.k == 16:
+            raw16 = g.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
+            u = raw16.astype(np.int32)
+            bad = raw16 >= self.limit if self.limit < self.size else None
+        else:
+            u = g.bit_generator.random_raw(-(-count // 2)).astype("<u8", copy=False).view("<i4")[:count]
+            np.bitwise_and(u, self.size - 1, out=u)
+            bad = u >= self.limit if self.limit < self.size else None
+        if bad is None:
+            pos = np.empty(0, dtype=np.intp)
+        else:
+            pos = np.flatnonzero(bad)
+        fresh = g.integers(0, self.n, size=pos.size) if pos.size else np.empty(0, dtype=np.int64)
+        return u, pos, fresh
+
+    def blocks(self, g: np.random.Generator, r: int):
+        """Draws for r resamples in cache-sized sub-blocks, in order: (a, b, u, pos, fresh)
+        for resamples a..b-1. Every statistic path draws through here, so for the same
+        generator they all see the same resamples."""
+        sub = max(1, _SUB_BLOCK // self.n)
+        for a in range(0, r, sub):
+            b = min(a + sub, r)
+            yield (a, b, *self.draw(g, (b - a) * self.n))
+
+    def index_blocks(self, g: np.random.Generator, r: int):
+        """As `blocks`, with the draws turned into intp indices, shape (b - a, n)."""
+        itab = self.table(np.arange(self.n, dtype=np.intp))
+        for a, b, u, pos, fresh in self.blocks(g, r):
+            idx = np.take(itab, u.astype(np.intp))
+            idx[pos] = fresh
+            yield a, b, idx.reshape(b - a, self.n)
+
+
+def _csr_matvec():
+    """SciPy's CSR matrix-vector kernel y += A x (private module; public API as fallback)."""
+    try:
+        from scipy.sparse import _sparsetools
+
+        kernel = _sparsetools.csr_matvec
+
+        def matvec(n_row, n_col, indptr, indices, data, xvec, y):
+            kernel(n_row, n_col, indptr, indices, data, xvec, y)
+
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the SciPy build
+        from scipy import sparse
+
+        def matvec(n_row, n_col, indptr, indices, data, xvec, y):
+            y += sparse.csr_array((data, indices, indptr), shape=(n_row, n_col)) @ xvec
+
+    return matvec
 
 
 def _run_chunks(work: Callable[[int, int, np.random.Generator], None], chunks, gens, workers):
@@ -113,45 +207,112 @@ def replicates(
     batch: int = DEFAULT_BATCH,
     workers: int | None = None,
 ) -> np.ndarray:
-    """Bootstrap replicates, shape (m, n_resamples), for data `x` of shape (m, n)."""
+    """Bootstrap replicates, shape (m, n_resamples), for data `x` of shape (m, n).
+
+    The fast (moment) path and the generic path use the same draws, so for the same seed
+    and batch they see the same resamples.
+    """
     m, n = x.shape
     workers = default_workers() if workers is None else workers
     out = np.empty((m, n_resamples), dtype=float)
     rows = max(1, batch // max(1, n * m))
     chunks = _chunks(n_resamples, rows)
     gens = child_generators(rng, len(chunks))
-    dtype = _index_dtype(n)
+    sampler = _Sampler(n)
 
     if fast is not None:
         centre = x.mean(axis=-1, keepdims=True)
         xc = x - centre  # centring keeps sums of squares accurate
-        xc2 = xc * xc  # only used by var/std
+        cols = [xc[i] for i in range(m)]
+        if fast != "mean":
+            cols += [xc[i] * xc[i] for i in range(m)]
+        sums_of = _moment_sums(sampler, cols, rows, n)
 
         def work(s: int, e: int, g: np.random.Generator) -> None:
-            idx = g.integers(0, n, size=(e - s, n), dtype=dtype)
-            s1 = _gather(xc, idx).sum(axis=-1) / n
+            sums = sums_of(g, e - s)  # (len(cols), r)
+            s1 = sums[:m] / n
             if fast == "mean":
                 out[:, s:e] = s1 + centre
                 return
-            s2 = _gather(xc2, idx).sum(axis=-1) / n
+            s2 = sums[m:] / n
             var = np.maximum(s2 - s1 * s1, 0.0)
             out[:, s:e] = var if fast == "var" else np.sqrt(var)
     else:
+        value_table = sampler.table(x[0]) if m == 1 else None
 
         def work(s: int, e: int, g: np.random.Generator) -> None:
-            idx = g.integers(0, n, size=(e - s, n), dtype=dtype)
-            out[:, s:e] = np.asarray(func(_gather(x, idx), axis=-1), dtype=float)
+            r = e - s
+            if value_table is not None:
+                vals = np.empty(r * n)
+                for a, b, u, pos, fresh in sampler.blocks(g, r):
+                    part = vals[a * n : b * n]
+                    np.take(value_table, u.astype(np.intp), out=part)
+                    part[pos] = x[0][fresh]
+                res = func(vals.reshape(1, r, n), axis=-1)
+            else:
+                idx = np.empty((r, n), dtype=np.intp)
+                for a, b, block in sampler.index_blocks(g, r):
+                    idx[a:b] = block
+                res = func(np.take(x, idx, axis=1), axis=-1)
+            out[:, s:e] = np.asarray(res, dtype=float)
 
     _run_chunks(work, chunks, gens, workers)
     return out
 
 
-def _gather(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """x[:, idx] for x of shape (m, n). Fancy indexing takes small integer dtypes directly,
-    whereas np.take first casts them to intp (an order of magnitude slower here)."""
-    if x.shape[0] == 1:
-        return x[0][idx][None]
-    return x[:, idx]
+_ONES = np.ones(0)
+_SUB_BLOCK = 1 << 16  # draws per sub-block: draws, weights and a 2**16 table stay in L2
+
+
+def _ones(count: int) -> np.ndarray:
+    """A read-only vector of `count` ones (the CSR weights), shared between calls."""
+    global _ONES
+    if _ONES.size < count:
+        ones = np.ones(count)
+        ones.flags.writeable = False
+        _ONES = ones
+    return _ONES[:count]
+
+
+def _moment_sums(sampler: _Sampler, cols: list[np.ndarray], rows: int, n: int):
+    """A function (generator, r) -> (len(cols), r): sums of each column over r resamples."""
+    if len(cols) <= 4 and sampler.size <= (1 << 24):
+        # one table per column, indexed by the raw draw u; sums by the CSR kernel
+        matvec = _csr_matvec()
+        tables = [sampler.table(np.ascontiguousarray(c, dtype=float)) for c in cols]
+        ones = _ones(rows * n)
+        indptr = np.arange(0, rows * n + 1, n, dtype=np.int32)
+
+        def sums(g: np.random.Generator, r: int) -> np.ndarray:
+            res = np.zeros((len(tables), r))
+            for a, b, u, pos, fresh in sampler.blocks(g, r):
+                count = (b - a) * n
+                for j, t in enumerate(tables):
+                    matvec(b - a, sampler.size, indptr[: b - a + 1], u, ones[:count], t, res[j, a:b])
+                if pos.size:
+                    owner = pos // n
+                    for j, c in enumerate(cols):
+                        res[j, a:b] += np.bincount(owner, weights=c[fresh], minlength=b - a)
+            return res
+
+        return sums
+
+    # many series: counts of each observation per resample (CSR -> dense), then one product
+    from scipy.sparse import csr_array
+
+    mat = np.stack(cols, axis=1)  # (n, ncols)
+    weights = _ones(rows * n)
+    offsets = np.arange(0, rows * n + 1, n, dtype=np.int64)
+
+    def sums_dense(g: np.random.Generator, r: int) -> np.ndarray:
+        res = np.empty((mat.shape[1], r))
+        for a, b, idx in sampler.index_blocks(g, r):
+            count = (b - a) * n
+            counts = csr_array((weights[:count], idx.reshape(-1), offsets[: b - a + 1]), shape=(b - a, n))
+            res[:, a:b] = (counts.toarray() @ mat).T
+        return res
+
+    return sums_dense
 
 
 def jackknife(x: np.ndarray, fast: str | None, func: Callable, *, batch: int = DEFAULT_BATCH):
@@ -186,14 +347,28 @@ def acceleration(jack: np.ndarray) -> np.ndarray:
 
 def _row_quantile(reps: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Per-row quantiles: reps (m, B), probs (m,) -> (m,), linear interpolation."""
-    srt = np.sort(reps, axis=-1)
-    b = srt.shape[-1]
-    pos = np.clip(probs, 0.0, 1.0) * (b - 1)
-    lo = np.floor(pos).astype(int)
-    hi = np.minimum(lo + 1, b - 1)
-    frac = pos - lo
-    rows = np.arange(srt.shape[0])
-    return srt[rows, lo] * (1 - frac) + srt[rows, hi] * frac
+    return _row_quantiles(reps, [probs])[0]
+
+
+def _row_quantiles(reps: np.ndarray, probs_list: list[np.ndarray]) -> list[np.ndarray]:
+    """Several per-row quantiles (linear interpolation) from one partial sort of `reps`.
+
+    np.partition puts the needed order statistics in place in O(B) when every row needs the
+    same positions (one series, or percentile/basic); otherwise the rows are sorted.
+    """
+    b = reps.shape[-1]
+    rows = np.arange(reps.shape[0])
+    parts = []
+    for probs in probs_list:
+        pos = np.clip(probs, 0.0, 1.0) * (b - 1)
+        lo = np.floor(pos).astype(int)
+        parts.append((lo, np.minimum(lo + 1, b - 1), pos - lo))
+    needed = np.concatenate([np.concatenate([lo, hi]) for lo, hi, _ in parts])
+    if reps.shape[0] == 1 or all((lo == lo[0]).all() for lo, _, _ in parts):
+        srt = np.partition(reps, np.unique(needed), axis=-1)
+    else:
+        srt = np.sort(reps, axis=-1)
+    return [srt[rows, lo] * (1 - frac) + srt[rows, hi] * frac for lo, hi, frac in parts]
 
 
 def interval_from_replicates(
@@ -221,17 +396,19 @@ def interval_from_replicates(
     scale = np.maximum(np.abs(reps).max(axis=-1), np.abs(theta))
     spread = reps.max(axis=-1) - reps.min(axis=-1)
     constant = spread <= 1e-12 * np.where(scale > 0, scale, 1.0)
-    below = (reps < theta[:, None]).mean(axis=-1)
-    ties = (reps == theta[:, None]).mean(axis=-1)
+    # replicates within rounding (1e-12 relative) of the estimate count as ties, so the same
+    # resample gives the same z0 whether its statistic was summed or computed directly
+    tol = (1e-12 * np.where(scale > 0, scale, 1.0))[:, None]
+    below = (reps < theta[:, None] - tol).mean(axis=-1)
+    ties = (np.abs(reps - theta[:, None]) <= tol).mean(axis=-1)
     p0 = below + 0.5 * ties  # mid-rank handles discrete statistics (e.g. medians)
     one_sided = (below == 0) & (ties == 0) | (below == 1)
 
     if method == "percentile":
-        lo = _row_quantile(reps, np.full(m, alpha / 2))
-        hi = _row_quantile(reps, np.full(m, 1 - alpha / 2))
+        lo, hi = _row_quantiles(reps, [np.full(m, alpha / 2), np.full(m, 1 - alpha / 2)])
     elif method == "basic":
-        lo = 2 * theta - _row_quantile(reps, np.full(m, 1 - alpha / 2))
-        hi = 2 * theta - _row_quantile(reps, np.full(m, alpha / 2))
+        q_lo, q_hi = _row_quantiles(reps, [np.full(m, alpha / 2), np.full(m, 1 - alpha / 2)])
+        lo, hi = 2 * theta - q_hi, 2 * theta - q_lo
     else:
         a = np.zeros(m) if accel is None else accel
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -240,8 +417,9 @@ def interval_from_replicates(
             a1 = special.ndtr(z0 + (z0 + zl) / (1 - a * (z0 + zl)))
             a2 = special.ndtr(z0 + (z0 + zh) / (1 - a * (z0 + zh)))
         ok = np.isfinite(a1) & np.isfinite(a2)
-        lo = np.where(ok, _row_quantile(reps, np.where(ok, a1, 0.5)), np.nan)
-        hi = np.where(ok, _row_quantile(reps, np.where(ok, a2, 0.5)), np.nan)
+        q1, q2 = _row_quantiles(reps, [np.where(ok, a1, 0.5), np.where(ok, a2, 0.5)])
+        lo = np.where(ok, q1, np.nan)
+        hi = np.where(ok, q2, np.nan)
 
     bad = one_sided | ~np.isfinite(lo) | ~np.isfinite(hi) | (lo > theta) | (hi < theta)
     bad &= ~constant

@@ -19,6 +19,7 @@ from revstats.errors import DegenerateDataWarning
 __all__ = [
     "bootstrap_direction_cosines",
     "cosine",
+    "cosine_parts",
     "cross_fit_products",
     "flatten_last",
     "normalize",
@@ -87,16 +88,23 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
     NaN (with a warning) where either vector has zero length.
     """
+    c, zero, bad = cosine_parts(a, b)
+    _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vector pairs (one side or both)")
+    _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vector pairs (one side or both)")
+    return c
+
+
+def cosine_parts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cosine, zero-length mask, non-finite mask) without warning: callers that know which
+    zeros are expected (the reference step) report the others themselves."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     na, nb = _norm(a), _norm(b)
     zero = (na == 0) | (nb == 0)
     bad = ~(np.isfinite(na) & np.isfinite(nb))
-    _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vector pairs (one side or both)")
-    _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vector pairs (one side or both)")
     with np.errstate(invalid="ignore", divide="ignore"):
         c = np.einsum("...i,...i->...", a, b) / np.where(zero, np.nan, na * nb)
-    return np.clip(c, -1.0, 1.0)
+    return np.clip(c, -1.0, 1.0), zero, bad
 
 
 def project_out(x: np.ndarray, direction: np.ndarray) -> np.ndarray:

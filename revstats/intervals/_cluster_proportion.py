@@ -21,12 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from revstats._results import Interval
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import check_confidence
+from revstats.intervals._results import Effect, Interval
 
-__all__ = ["cluster_proportion_ci"]
+__all__ = ["cluster_proportion_ci", "cluster_rate_comparison"]
 
 
 def _validate(k: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -84,3 +84,69 @@ def cluster_proportion_ci(k: Any, n: Any, *, confidence: float = 0.95) -> Interv
     return Interval(estimate=float(p), low=low, high=high, confidence=conf,
                     method="korn_graubard", n=(int(c), int(total)),
                     extra={"n_eff": float(n_eff), "design_effect": float(deff), "df": int(df)})
+
+
+def _cluster_var(kk: np.ndarray, nn: np.ndarray) -> tuple[float, float, float]:
+    """Pooled rate, its between-cluster (linearised) variance and the binomial variance."""
+    c, total = kk.size, nn.sum()
+    p = kk.sum() / total
+    return p, c / (c - 1) * np.sum((kk - p * nn) ** 2) / total**2, p * (1 - p) / total
+
+
+def cluster_rate_comparison(k1: Any, n1: Any, k2: Any, n2: Any, *,
+                            measure: str = "difference", confidence: float = 0.95) -> Effect:
+    """Risk difference (p1 - p2) or risk ratio (p1 / p2) of two pooled rates, runs as clusters.
+
+    Each arm's pooled rate has the between-cluster variance of `cluster_proportion_ci`
+    (ratio-estimator linearisation), so correlated probes of one run count once. The interval
+    is Welch-type: estimate +- t_df * SE with SE^2 = V1 + V2 (difference) or
+    V1 / p1^2 + V2 / p2^2 on the log scale (ratio), and Satterthwaite's df from the two arms'
+    C - 1. An arm without between-cluster variation uses its binomial variance (the limit with
+    no observed over-dispersion). The difference interval is clipped to [-1, 1].
+
+    Parameters
+    ----------
+    k1, n1, k2, n2 : array-like (C1,), (C2,)
+        Events and trials per cluster (run) in the treatment (1) and control (2) arm.
+    measure : {"difference", "ratio"}
+
+    Returns
+    -------
+    Effect with ``statistic`` (t), a two-sided ``pvalue`` (H0: difference 0 / ratio 1),
+    ``standard_error`` (log scale for the ratio), ``method`` naming the measure,
+    ``n`` = ((C1, N1), (C2, N2)) and ``extra["df"]``.
+    """
+    if measure not in ("difference", "ratio"):
+        raise ValueError(f"`measure` must be 'difference' or 'ratio', got {measure!r}")
+    a_k, a_n, conf = _validate(k1, n1, confidence)
+    b_k, b_n, _ = _validate(k2, n2, confidence)
+    p1, v1, b1 = _cluster_var(a_k, a_n)
+    p2, v2, b2 = _cluster_var(b_k, b_n)
+    v1 = v1 if v1 > 0 else b1
+    v2 = v2 if v2 > 0 else b2
+    if measure == "ratio":
+        if p1 <= 0 or p2 <= 0:
+            raise ValueError("the risk ratio needs at least one event in each arm (`k1`, `k2`)")
+        est, u1, u2 = float(np.log(p1 / p2)), v1 / p1**2, v2 / p2**2
+    else:
+        est, u1, u2 = float(p1 - p2), v1, v2
+    var = u1 + u2
+    if not var > 0:
+        raise ValueError("both arms have rate 0 or 1 in every run: the comparison has no "
+                         "variance; report the rates themselves")
+    df = var**2 / (u1**2 / (a_k.size - 1) + u2**2 / (b_k.size - 1))
+    se = float(np.sqrt(var))
+    tq = float(stats.t.ppf(0.5 + conf / 2, df))
+    lo, hi = est - tq * se, est + tq * se
+    tstat = est / se
+    pvalue = float(2 * stats.t.sf(abs(tstat), df))
+    if measure == "ratio":
+        est, lo, hi = float(np.exp(est)), float(np.exp(lo)), float(np.exp(hi))
+        method = "cluster risk ratio (runs as clusters, log scale, Welch t)"
+    else:
+        lo, hi = max(lo, -1.0), min(hi, 1.0)
+        method = "cluster risk difference (runs as clusters, Welch t)"
+    return Effect(estimate=est, low=float(lo), high=float(hi), confidence=conf, method=method,
+                  statistic=float(tstat), pvalue=pvalue, standard_error=se,
+                  n=((int(a_k.size), int(a_n.sum())), (int(b_k.size), int(b_n.sum()))),
+                  extra={"df": float(df)})

@@ -16,7 +16,7 @@ A count of k out of n is then tested against the nominal rate with an exact bino
   shortfall must be significant, p < 1e-6;
 * ``report``       - an approximation with no exact guarantee: reported, not tested.
 
-Interval rows are those of ``revstats._coverage`` (the intervals' own coverage study, also
+Interval rows are those of ``revstats.calibration._coverage`` (the intervals' own coverage study, also
 asserted by tests/calibration/test_interval_coverage.py and written to docs/coverage.md by
 ``python -m benchmarks.coverage_table``). Monitor rows need
 ``revstats.monitor``. Every row has a fixed seed, so the table is reproducible.
@@ -32,7 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from revstats._lazy import scipy_stats as stats
 
 EXPECTATIONS = ("nominal", "conservative", "at most", "inflated", "undercover", "report")
 
@@ -365,9 +366,73 @@ def monitor_false_alarms(spending: str, n_looks: int, n: int, seed: int, hidden:
     return alarms
 
 
+NOISE_REGIMES = ("never trained", "warm-up", "frozen layer")
+
+
+def monitor_noise_false_alarms(regime: str, n: int, seed: int, *, hidden: int = 24, n_looks: int = 20,
+                               noise_floor: str | float = "auto") -> int:
+    """Runs of the monitor near zero drift, where float rounding dominates: count runs with an alarm.
+
+    Every run's reads carry a deterministic numerical discrepancy b of norm rho = 1e-6 S along
+    v_rev (the worst direction: today's plug-in test alarms at once), plus a fresh rounding
+    jitter of norm 0.1 rho per read. The monitor estimates its noise floor from three start
+    reads of the untrained model (:meth:`ReversionMonitor.estimate_noise_floor`), then looks
+    `n_looks` times. Regimes (no true reversion in any):
+
+    * ``"never trained"``: the model never moves (LoRA at init, a zero learning rate);
+    * ``"warm-up"``: an isotropic random walk whose step grows linearly over the first 10
+      looks from the size of the noise (the drift crosses the floor during warm-up);
+    * ``"frozen layer"``: two layers, one frozen (noise only), one drifting isotropically.
+
+    ``noise_floor=0`` runs the monitor without a floor (the previous behavior, for contrast).
+    """
+    from revstats.monitor import ReversionMonitor, build_config
+
+    if regime not in NOISE_REGIMES:
+        raise ValueError(f"`regime` must be one of {NOISE_REGIMES}, got {regime!r}")
+    rng = np.random.default_rng(seed)
+    layers = ("L0", "L1") if regime == "frozen layer" else ("L0",)
+    aligned = {name: rng.normal(size=(6, hidden)).astype(np.float32) for name in layers}
+    witness = {name: aligned[name] + rng.normal(size=hidden) for name in layers}
+    cfg = build_config(witness, aligned, alpha=0.05, n_looks=n_looks)
+    scale = {name: float(np.sqrt(np.mean(np.sum(aligned[name].astype(np.float64) ** 2, axis=1)))) for name in layers}
+    rho = {name: 1e-6 * scale[name] for name in layers}
+    frozen = {"never trained": set(layers), "warm-up": set(), "frozen layer": {"L0"}}[regime]
+
+    def jitter(name: str) -> np.ndarray:
+        u = rng.normal(size=hidden)
+        return 0.1 * rho[name] * u / np.linalg.norm(u)
+
+    bias = {name: rho[name] * cfg.directions[name] for name in layers}  # the worst direction
+
+    def read(extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {name: aligned[name] + bias[name] + jitter(name) + extra[name] for name in layers}
+
+    alarms = 0
+    for _ in range(n):
+        mon = ReversionMonitor(cfg, warn=False, noise_floor=noise_floor)
+
+        zero = {name: np.zeros(hidden) for name in layers}
+        if noise_floor == "auto":
+            mon.estimate_noise_floor([read(zero), read(zero), read(zero)])
+        walk = {name: np.zeros(hidden) for name in layers}
+        for k in range(1, n_looks + 1):
+            for name in layers:
+                if name in frozen:
+                    continue
+                # step size grows from ~rho (the noise) to 10 rho over the first 10 looks
+                sigma = rho[name] * min(k, 10) / np.sqrt(hidden)
+                walk[name] = walk[name] + sigma * rng.normal(size=hidden)
+            mon.check(k, read(walk))
+        alarms += mon.alarmed
+    return alarms
+
+
 # --------------------------------------------------------------------------- the table
 def _interval_studies() -> list[Study]:
-    from revstats._coverage import ROWS  # lazy: imports the interval modules only when used
+    from revstats.calibration._coverage import (
+        ROWS,  # lazy: imports the interval modules only when used
+    )
 
     out = []
     for row in ROWS:
@@ -428,7 +493,20 @@ def _monitor_studies() -> list[Study]:
     s.append(Study("monitor", "false alarms, one look", "isotropic random-walk drift, 1 look, hidden=24",
                    33, "nominal", 0.05, "type-I error (any alarm per run)",
                    lambda n, z: monitor_false_alarms("bonferroni", 1, n, z), 3000, 400))
+    for i, regime in enumerate(NOISE_REGIMES):
+        s.append(Study("monitor", f"false alarms near zero drift: {regime}",
+                       "rounding noise (1e-6 S) along v_rev + isotropic drift, floor from 3 start reads, 20 looks",
+                       34 + i, "at most", 0.05, "type-I error (any alarm per run)",
+                       functools.partial(_noise_row, regime), 1500, 150))
+    s.append(Study("monitor", "near zero drift without the floor (noise_floor=0)",
+                   "warm-up regime, plug-in test (the behavior before the floor)", 37, "inflated", 0.05,
+                   "type-I error (any alarm per run)",
+                   functools.partial(_noise_row, "warm-up", noise_floor=0.0), 1500, 150))
     return s
+
+
+def _noise_row(regime: str, n: int, seed: int, noise_floor: str | float = "auto") -> int:
+    return monitor_noise_false_alarms(regime, n, seed, noise_floor=noise_floor)
 
 
 def studies(groups: tuple[str, ...] = ("intervals", "nulls", "monitor")) -> list[Study]:
@@ -456,7 +534,7 @@ def render_markdown(results: list[Result], *, command: str, missing: list[str]) 
         f"Generated by `{command}`. Every row simulates data sets where the truth is known, counts",
         "how often an interval covers it (coverage) or a test rejects a true null (type-I error), and",
         "tests the count against the target with an exact binomial test (see",
-        "`revstats/_calibration.py`): *nominal* = two-sided, fail if p < 0.001; *conservative* =",
+        "`revstats/calibration/__init__.py`): *nominal* = two-sided, fail if p < 0.001; *conservative* =",
         "coverage not below target, *at most* = error rate not above target (one-sided, fail if",
         "p < 0.001); *inflated* = a known failure shown for contrast, the excess must be significant",
         "(p < 1e-6); *report* = an approximation without an exact guarantee, reported only.",
@@ -477,7 +555,8 @@ def render_markdown(results: list[Result], *, command: str, missing: list[str]) 
         ]
         for r in rows:
             ci = proportion_ci(r.k, r.n)
-            ok = "—" if r.ok is None else ("yes" if r.ok else "**NO**")
+            ok = "—" if r.ok is None else ("**NO**" if not r.ok else (
+                "yes (failure shown as expected)" if r.study.expect in ("inflated", "undercover") else "yes"))
             lines.append(
                 f"| {r.study.name} | {r.study.regime} | {r.study.metric} | {r.study.target:g} | {r.n} | "
                 f"{r.rate:.4f} | {ci.low:.4f}–{ci.high:.4f} | {r.study.expect} | {r.pvalue:.2g} | {ok} |"

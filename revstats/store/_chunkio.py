@@ -29,6 +29,9 @@ import numpy as np
 
 __all__ = ["ChunkReader", "chunk_reader"]
 
+#: chunk files the reader asks the OS to read ahead of a sequential scan (posix_fadvise)
+READ_AHEAD = 4
+
 
 def _eligible_codecs(meta: Any) -> bool:
     try:
@@ -100,6 +103,7 @@ class ChunkReader:
         self.ndim = len(shape)
         self.fill_value = fill_value
         self._chunk_nbytes = int(np.prod(chunks)) * dtype.itemsize
+        self._prefetched: set[tuple[int, ...]] = set()
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # the array's metadata file changes whenever the array is resized
@@ -111,8 +115,10 @@ class ChunkReader:
         return os.path.join(self.directory, "c", *map(str, idx))
 
     def read_chunk_into(self, idx: tuple[int, ...], out: np.ndarray) -> None:
-        """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`."""
+        """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`
+        (and start the read-ahead of the next chunk files, see `prefetch`)."""
         view = out.reshape(-1).view(np.uint8)
+        self.prefetch(idx)
         try:
             f = open(self._path(idx), "rb", buffering=0)
         except FileNotFoundError:
@@ -185,6 +191,33 @@ class ChunkReader:
                 raise TypeError("ChunkReader supports unit-step slices only")
             out.append(slice(start, max(start, stop)))
         return tuple(out)
+
+    def prefetch(self, idx: tuple[int, ...], ahead: int = READ_AHEAD) -> None:
+        """Ask the OS to start reading the `ahead` chunk files after `idx` (C order of the
+        chunk grid) in the background (``POSIX_FADV_WILLNEED``), so a sequential scan finds
+        them in the page cache. Best effort: a missing file or an OS without fadvise is fine."""
+        if ahead <= 0 or not hasattr(os, "posix_fadvise"):
+            return
+        grid = [-(-n // c) for n, c in zip(self.shape, self.chunks, strict=True)]
+        flat = int(np.ravel_multi_index(idx, grid)) if all(g > 0 for g in grid) else 0
+        total = int(np.prod(grid))
+        for k in range(flat + 1, min(flat + 1 + ahead, total)):
+            nxt = tuple(int(i) for i in np.unravel_index(k, grid))
+            if nxt in self._prefetched:
+                continue
+            self._prefetched.add(nxt)
+            try:
+                fd = os.open(self._path(nxt), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+        if len(self._prefetched) > 4096:  # bounded memory on long scans
+            self._prefetched.clear()
 
     def read_into(self, key: Any, out: np.ndarray, *, workers: int = 1) -> np.ndarray:
         """Read the region `key` (basic slices) into `out` (its shape), chunk by chunk."""

@@ -30,7 +30,7 @@ from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from revstats._version import __version__
 from revstats.errors import RevstatsError, SchemaError
-from revstats.schema import (
+from revstats.store.schema import (
     ACTS_DIMS,
     SCHEMA_VERSION,
     SOURCES,
@@ -38,7 +38,7 @@ from revstats.schema import (
     raise_problems,
     validate_layout,
 )
-from revstats.schema import (
+from revstats.store.schema import (
     check_values as schema_check_values,
 )
 
@@ -205,7 +205,7 @@ class StoreWriter:
         self._acts = self._arr["acts"]
         self._direct = None
         if _is_local(self.path):
-            from revstats._chunkio import chunk_reader
+            from revstats.store._chunkio import chunk_reader
 
             self._direct = chunk_reader(_local_path(self.path), "acts", self._acts)
         self.hidden: int = int(self._acts.shape[-1])
@@ -848,6 +848,10 @@ def open_store(
     for name in ("run", "arm", "layer", "example"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
+    # small non-dimension coordinates are loaded, so `groupby("seed")` / `.sel` on them work
+    for name in ("seed",):
+        if name in ds.coords and name not in ds.dims:
+            ds = ds.assign_coords({name: (ds[name].dims, np.asarray(ds[name].values))})
     notes: list[str] = []
     if not g.attrs.get("witness_complete", False):
         if "witness" in ds:
@@ -888,12 +892,12 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str) -> xr.Dataset:
     """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
 
     Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
-    faster (see `revstats._chunkio`); arrays with other codecs keep zarr's reader.
+    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader.
     """
     import dask.array as da
     from dask.base import tokenize
 
-    from revstats._chunkio import chunk_reader
+    from revstats.store._chunkio import chunk_reader
 
     for name in ("acts", "witness"):
         if name not in ds or name not in g:
@@ -963,7 +967,7 @@ def read_acts(
     acts = ds["acts"].isel(run=run_pos, step=step_pos)
     reader = None
     if _is_local(path):
-        from revstats._chunkio import chunk_reader, run_jobs
+        from revstats.store._chunkio import chunk_reader, run_jobs
 
         g = _open_group(path, "r", storage_options, consolidated=None)
         reader = chunk_reader(_local_path(path), "acts", _array(g, "acts"))

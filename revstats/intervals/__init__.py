@@ -12,15 +12,15 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
-from revstats import _bootstrap as _bs
-from revstats import _proportions as _prop
-from revstats._cluster_proportion import cluster_proportion_ci
-from revstats._results import Effect, Interval, settings_attrs, wrap_like
-from revstats._summary import MeanSD, mean_sd
+from revstats._lazy import scipy_stats as stats
 from revstats._validation import RNGLike, check_choice, check_confidence, check_dims, normalize_rng
 from revstats.errors import DegenerateDataWarning
+from revstats.intervals import _bootstrap as _bs
+from revstats.intervals import _proportions as _prop
+from revstats.intervals._cluster_proportion import cluster_proportion_ci, cluster_rate_comparison
+from revstats.intervals._results import Effect, Interval, settings_attrs, wrap_like
+from revstats.intervals._summary import MeanSD, mean_sd
 
 __all__ = [
     "Effect",
@@ -29,6 +29,7 @@ __all__ = [
     "bootstrap_ci",
     "cluster_bootstrap_ci",
     "cluster_proportion_ci",
+    "cluster_rate_comparison",
     "mean_ci",
     "mean_sd",
     "proportion_ci",

@@ -14,7 +14,9 @@ Miettinen O, Nurminen M (1985). Comparative analysis of two rates. Stat Med 4:21
 from __future__ import annotations
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
+
+from revstats._lazy import scipy_stats as stats
 
 PROPORTION_METHODS = ("wilson", "wilson_cc", "clopper_pearson", "agresti_coull", "jeffreys", "wald")
 DIFF_METHODS = ("newcombe", "newcombe_cc", "wald", "miettinen_nurminen")

@@ -15,8 +15,8 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from revstats import _cosine_law as law
 from revstats._validation import RNGLike, check_choice, normalize_rng
+from revstats.nulls import _cosine_law as law
 
 __all__ = ["Alternative", "CosineNull", "EmpiricalNull"]
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
 
-from revstats._results import Effect
+from revstats._lazy import scipy_stats as stats
+from revstats.intervals._results import Effect
 
 EXACT_MAX_N = 100
 

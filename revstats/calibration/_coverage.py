@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
+from revstats._lazy import scipy_stats as stats
 from revstats.effects import hedges_g_from_stats
 from revstats.intervals import bootstrap_ci, mean_ci, proportion_ci, proportion_diff_ci
 
