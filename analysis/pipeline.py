@@ -430,8 +430,8 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
             witness=np.asarray(p["witness"], float),
             align_products=(np.asarray(p["align_products"], float) if "align_products" in p
                             else None),
-            align_form=str(lazy["layers"][layer]["align_products"].attrs["form"])
-            if "align_products" in p else "gram")
+            align_form=str(p.get("align_form") or lazy["layers"][layer]["align_products"]
+                           .attrs["form"]) if "align_products" in p else "gram")
         for layer, p in c["layers"].items()
     }
     behaviour = None
@@ -615,7 +615,7 @@ def alignment_stage(ctx: Context, layer: str) -> dict[str, dict]:
     return out
 
 
-_T_CONDITIONAL = ("on the observed probes and witness (v_rev treated as fixed): ignores the "
+_T_CONDITIONAL = ("the observed probes and witness (v_rev treated as fixed): it ignores the "
                   "probe noise every run shares")
 
 
@@ -642,7 +642,7 @@ def _crossed_summary(values: np.ndarray, ctx: Context, crossed: dict | None, est
                      j: int) -> dict:
     base = _summary(values, ctx.settings)
     t_int = {"low": base["low"], "high": base["high"], "method": base["method"],
-             "conditional": _T_CONDITIONAL}
+             "conditional_on": _T_CONDITIONAL}
     k = None if crossed is None else crossed["moving"].get(j)
     if k is None:  # step 0 (no drift) or no crossed interval: the t-interval is all there is
         return {**base, "t_interval": t_int} if crossed is not None else base
@@ -654,7 +654,7 @@ def _crossed_summary(values: np.ndarray, ctx: Context, crossed: dict | None, est
         "low": _num(f["low"]),
         "high": _num(f["high"]),
         "method": crossed["method"],
-        "conditional": alignment_ci.CONDITIONAL[est],
+        "conditional_on": alignment_ci.CONDITIONAL[est],
         "se": _num(f["se"]),
         "se_runs": _num(f["se_runs"]),
         "interval_n_runs": int(f["n_runs"]),
@@ -818,6 +818,7 @@ def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
         entry["note"] = str(null.attrs.get("note", "approximate null"))
         entry["n_significant_adjusted"] = None
         entry["max_adjusted_pvalue"] = None
+        entry["min_adjusted_pvalue"] = None
     return entry
 
 

@@ -54,11 +54,12 @@ METHODS = {
     "jackknife": "crossed (runs x probes): delete-one-probe jackknife (mildly conservative)",
 }
 
-CONDITIONAL = {
-    "plugin": "covers E[plug-in cosine] at this number of probes over new probe sets and new "
-              "runs (the plug-in is biased toward 0 in high dimension: not cos(D, W))",
-    "debiased": "covers cos(D, W) over new probe sets and new runs, up to the cross-fitted "
-                "ratio's O(1/n) bias; conditional on the probe population, the layer and step",
+CONDITIONAL = {  # phrased to follow "conditional on"
+    "plugin": "the probe and run populations and this number of probes: it covers the expected "
+              "plug-in cosine at this many probes, which is biased toward 0 in high dimension "
+              "(not cos(D, W))",
+    "debiased": "the probe and run populations (new probes, new runs): it covers cos(D, W) up "
+                "to the cross-fitted ratio's O(1/n) bias",
 }
 
 
