@@ -23,7 +23,7 @@ from one pass over a store.
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -206,6 +206,7 @@ def alignment_ci_from_products(
         term), ``df`` and ``n_runs`` (runs used). See :func:`alignment_ci`.
     """
     probe, form, conf = _validate_from_products(products, run_dim, probe_dim, confidence)
+    func: Callable[[np.ndarray, float], np.ndarray]
     if form == "gram":
         func, core = npc.crossed_interval_gram, [run_dim, probe, f"{probe}_2", GRAM_DIM]
     else:
