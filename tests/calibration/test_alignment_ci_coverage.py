@@ -13,7 +13,7 @@ import warnings
 import pytest
 from scipy import stats
 
-from revstats import _calibration as cal
+from revstats import calibration as cal
 from revstats.errors import DegenerateDataWarning
 
 pytestmark = pytest.mark.slow

@@ -13,8 +13,8 @@ import xarray as xr
 from scipy import stats
 
 import revstats.geometry as geo
-from revstats import _calibration as cal
 from revstats import _np_alignment_ci as npc
+from revstats import calibration as cal
 from revstats.alignment_ci import alignment_ci, alignment_ci_from_products, alignment_products
 from revstats.errors import DegenerateDataWarning
 from tests._geometry_sim import simulate_reversion
