@@ -48,11 +48,11 @@ def _direct_source(ds: xr.Dataset):
     try:
         import zarr
 
-        from revstats.store._chunkio import chunk_reader
+        from revstats.store import verified_chunk_reader
 
         g: Any = zarr.open_group(str(path), mode="r")
         arr = g["acts"]
-        reader = chunk_reader(str(path), "acts", arr)
+        reader = verified_chunk_reader(str(path), "acts")  # checks the digest manifest too
         if reader is None:
             return None
         if tuple(arr.metadata.dimension_names or ()) != ("run", "step", "layer", "example", "hidden"):

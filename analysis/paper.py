@@ -84,7 +84,9 @@ def _ordering_text(trend: dict | None) -> str | None:
             for p in t.get("pairwise", []) if p.get("estimate") is not None)
         verdict = ("order holds at each step" if t.get("ordering_holds")
                    else "order not established")
-        parts.append(f"{label}: {verdict} ({steps}); JT p = {t['pvalue']:.2g}")
+        jt = ("n/a (no variation)" if t.get("pvalue") is None  # e.g. every rate 0 in every arm
+              else f"{t['pvalue']:.2g}")
+        parts.append(f"{label}: {verdict} ({steps}); JT p = {jt}")
     return "; ".join(parts) if parts else None
 
 

@@ -13,6 +13,7 @@ import html
 import json
 import os
 import tempfile
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -375,9 +376,18 @@ def _effects_section(results: dict, layer: str, figs: list[dict]) -> _Section:
     return sec
 
 
+#: Characters that can start Markdown markup inside a line (links, images, emphasis, code,
+#: strikethrough, table cells); each is backslash-escaped, which CommonMark renders literally.
+_MD_ACTIVE = frozenset("\\`*_[]()!|~#")
+
+
 def _md(s: str) -> str:
-    """Markdown-safe text: HTML-escaped (Markdown renderers pass raw HTML), pipes escaped."""
-    return html.escape(str(s), quote=False).replace("|", "\\|").replace("\n", " ")
+    """Markdown-safe text, as `html.escape` makes text HTML-safe: raw HTML is escaped (Markdown
+    renderers pass it through) and every character that could start markup (a link such as
+    ``L](javascript:alert(1))``, emphasis, code, a table cell) is backslash-escaped, so user
+    strings (layer, run, arm ids, paths) render as the literal text they are."""
+    text = html.escape(str(s), quote=False).replace("\r", " ").replace("\n", " ")
+    return "".join("\\" + c if c in _MD_ACTIVE else c for c in text)
 
 
 def render_markdown(results: dict, figs: list[dict]) -> str:
@@ -392,7 +402,8 @@ def render_markdown(results: dict, figs: list[dict]) -> str:
             lines += ["| " + " | ".join(_md(c) for c in r) + " |" for r in t.rows]
             lines.append("")
         for f in sec.figures:
-            lines += [f"![{_md(f['kind'])} for layer {_md(f['layer'])}]({f['file']})", ""]
+            lines += [f"![{_md(f['kind'])} for layer {_md(f['layer'])}]"
+                      f"(<{urllib.parse.quote(str(f['file']))}>)", ""]
     return "\n".join(lines)
 
 

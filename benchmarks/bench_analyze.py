@@ -73,10 +73,15 @@ def _child(mode: str, path: str, out_json: str) -> dict[str, Any]:
         return {"mode": mode, "seconds": seconds, "peak_rss": peak}
 
     pipeline.USE_ONEPASS = mode == "analyze"
-    from revstats.cli import main
+    import runpy
 
+    # the CLI through its entry point (python -m revstats), in this process
+    sys.argv = ["revstats", "analyze", path, "--json", out_json]
     try:
-        main(["analyze", path, "--json", out_json], standalone_mode=False)
+        runpy.run_module("revstats", run_name="__main__")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
     finally:
         seconds = time.perf_counter() - t0
     with open("/proc/self/status") as f:

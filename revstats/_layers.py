@@ -53,9 +53,9 @@ def parse_layer_list(value: str | Iterable[str | int] | None) -> list[str | int]
             out.append(item)
         else:
             raise ValueError(
-                f"`layers`: {item!r} is not a layer; use integers such as 8,12,-1, "
-                "hidden_states.L, blocks.L.hook_resid_post / hook_resid_pre or "
-                "ln_final.hook_normalized"
+                f"`layers`: expected comma-separated integers such as 8,12,-1 or layer names "
+                f"(hidden_states.L, blocks.L.hook_resid_post / hook_resid_pre, "
+                f"ln_final.hook_normalized); got {item!r}"
             )
     if not out:
         raise ValueError("`layers` is empty: pass residual indices such as 8,12,16")

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["DegenerateDataWarning", "RevstatsError", "RevstatsWarning", "SchemaError"]
+__all__ = [
+    "CorruptStoreError",
+    "DegenerateDataWarning",
+    "IncompleteStoreError",
+    "RevstatsError",
+    "RevstatsWarning",
+    "SchemaError",
+]
 
 
 class RevstatsError(Exception):
@@ -18,6 +25,19 @@ class SchemaError(RevstatsError, ValueError):
     def __init__(self, message: str, *, variable: str | None = None) -> None:
         self.variable = variable
         super().__init__(message)
+
+
+class CorruptStoreError(RevstatsError, ValueError):
+    """A chunk of a store is damaged, missing, misplaced or not a regular file.
+
+    The message names the chunk (variable, run, step where known) and what to do. A
+    `ValueError` too, as zarr's own checksum errors are.
+    """
+
+
+class IncompleteStoreError(RevstatsError):
+    """A store whose writer has not finished (slabs missing); the message gives the command
+    that resumes it."""
 
 
 class RevstatsWarning(UserWarning):

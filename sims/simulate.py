@@ -190,16 +190,24 @@ def simulate_to_store(
     progress: Callable[[int], None] | None = None,
     write_progress: Callable[[int, int], None] | None = None,
     overwrite: bool = True,
+    command: str | None = None,
 ) -> xr.Dataset:
     """Simulate a preset and write it to the store ``out`` (source="simulator").
 
-    Returns the in-memory Dataset that was written. ``runs`` is per arm.
+    Returns the in-memory Dataset that was written. ``runs`` is per arm. ``command`` (the
+    command line) goes into the provenance, so `revstats info` can say how to resume.
     """
-    from revstats.store import write_dataset
+    from revstats.store import check_writable, write_dataset
 
     cfg = config_for(preset, runs=runs, steps=steps, hidden=hidden, overrides=overrides)
+    # refuse a busy or mismatched store before the (long) simulation, not after it
+    ids, _, _ = run_layout(validate_config(cfg))
+    expected = provenance(cfg, seed=seed, preset=preset, run_seeds=experiment_seeds(seed, len(ids))[1])
+    check_writable(out, overwrite=overwrite, provenance=expected)
     ds = simulate(cfg, seed=seed, preset=preset, progress=progress)
     prov = json.loads(ds.attrs["provenance"])
+    if command:
+        prov["command"] = command
     write_dataset(ds, out, source="simulator", provenance=prov, overwrite=overwrite,
                   progress=write_progress)
     return ds

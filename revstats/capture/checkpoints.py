@@ -253,6 +253,11 @@ def load_causal_lm(
         raise FileNotFoundError(f"model directory {str(p)!r} does not exist")
     tdtype = torch_dtype(dtype)
     try:
+        from safetensors import SafetensorError
+        load_errors: tuple[type[BaseException], ...] = (ValueError, OSError, SafetensorError)
+    except ImportError:  # pragma: no cover - safetensors comes with transformers
+        load_errors = (ValueError, OSError)
+    try:
         model = _from_pretrained(p, tdtype, adapter_base)
     except pickle.UnpicklingError as exc:
         # transformers/peft read *.bin with torch.load(weights_only=True): a file that needs
@@ -262,7 +267,74 @@ def load_causal_lm(
             "it could run arbitrary code); convert the checkpoint to safetensors "
             f"(save_pretrained(..., safe_serialization=True)) ({type(exc).__name__})"
         ) from None
+    except RevstatsError:
+        raise
+    except load_errors as exc:
+        if "trust_remote_code" in str(exc):
+            raise RevstatsError(
+                f"{p}: this model needs Python code shipped with it (`trust_remote_code`), which "
+                "would run with your permissions; revstats never enables that. Use a model whose "
+                "architecture transformers has built in, or load it yourself after reviewing its "
+                "code and capture with revstats.capture.capture_residual") from None
+        raise RevstatsError(f"{p}: cannot load the model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); check that "
+                            "its files are complete (a truncated model.safetensors?)") from None
+    except RuntimeError as exc:  # e.g. an adapter made for a different width
+        raise RevstatsError(f"{p}: the weights do not fit the model they are loaded into "
+                            f"({str(exc).splitlines()[0][:300]}); an adapter must be applied to "
+                            "the base it was trained on (see --adapter-base)") from None
     return model.to(device).eval()
+
+
+_WEIGHTS_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def _weights_digest(d: Path) -> str:
+    """sha256 over a model directory's weight files (cached by name, size and mtime)."""
+    files = sorted(f for f in d.iterdir() if f.suffix in (".safetensors", ".bin", ".pt", ".pth")
+                   and f.is_file())
+    key = (str(d.resolve()), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key not in _WEIGHTS_DIGESTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode())
+            h.update(file_sha256(f).encode())
+        _WEIGHTS_DIGESTS[key] = h.hexdigest()
+    return _WEIGHTS_DIGESTS[key]
+
+
+def _arch(d: Path) -> dict[str, Any]:
+    try:
+        cfg = json.loads((d / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    keys = ("model_type", "hidden_size", "n_embd", "num_hidden_layers", "n_layer", "vocab_size")
+    return {k: cfg[k] for k in keys if k in cfg}
+
+
+def _check_adapter_base(adapter: Path, base: Path) -> None:
+    """Refuse to apply an adapter to a base other than the one its config names, when that
+    base is a local model with other weights or another architecture (else an unrelated
+    network would be captured without a word)."""
+    try:
+        claimed = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        return
+    if not claimed or not Path(claimed).is_dir():
+        return  # a hub id (or nothing): the base cannot be compared; width is checked on load
+    claimed_p = Path(claimed)
+    if claimed_p.resolve() == base.resolve():
+        return
+    if _arch(claimed_p) != _arch(base):
+        raise RevstatsError(
+            f"{adapter}: the adapter was trained on {claimed} ({_arch(claimed_p)}) but would be "
+            f"applied to {base} ({_arch(base)}), another architecture: pass `--adapter-base "
+            f"{claimed}` or fix `base_model_name_or_path` in its adapter_config.json")
+    if _weights_digest(claimed_p) != _weights_digest(base):
+        raise RevstatsError(
+            f"{adapter}: the adapter names {claimed} as its base, but it would be applied to "
+            f"{base}, whose weights differ: the captured network would not be the fine-tuned "
+            f"one; pass `--adapter-base {claimed}` (or copy the right base there)")
 
 
 def _from_pretrained(p: Path, tdtype, adapter_base):
@@ -282,13 +354,14 @@ def _from_pretrained(p: Path, tdtype, adapter_base):
                 f"{p} is a PEFT adapter but its base model is not a local directory: pass "
                 "`--adapter-base PATH` (usually the aligned model)"
             )
-        base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=tdtype)
+        _check_adapter_base(p, Path(base_path))
+        base = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=tdtype, trust_remote_code=False)
         model = PeftModel.from_pretrained(base, str(p)).merge_and_unload()
     else:
         if not (p / "config.json").is_file():
             raise RevstatsError(f"{p} has neither config.json nor adapter_config.json: not a "
                                 "Hugging Face model or adapter directory")
-        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=tdtype)
+        model = AutoModelForCausalLM.from_pretrained(str(p), dtype=tdtype, trust_remote_code=False)
     return model
 
 
@@ -296,7 +369,7 @@ def load_tokenizer(path: str | os.PathLike):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise RevstatsError(
             f"no tokenizer in {path}: save one beside the model or pass `--tokenizer DIR` "
@@ -321,6 +394,27 @@ class ProbeSet:
         return len(self.ids)
 
 
+def _read_utf8(p: Path) -> str:
+    """The file as text; a UTF-8 byte-order mark is accepted, other bytes named by line."""
+    raw = p.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RevstatsError(
+            f"{p}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {col}); save the "
+            "probe file as UTF-8") from None
+
+
+def _token_ids(value: Any, p: Path, i: int, key: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+            isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise RevstatsError(f"{p}: probe {i}: `{key}` must be a list of integer token ids, got "
+                            f"{str(value)[:60]}")
+    return list(value)
+
+
 def load_probes(path: str | os.PathLike, *, tokenizer=None, chat_template: bool = False) -> ProbeSet:
     """Read probes from JSONL or plain text and tokenise them.
 
@@ -333,24 +427,32 @@ def load_probes(path: str | os.PathLike, *, tokenizer=None, chat_template: bool 
     if not p.is_file():
         raise FileNotFoundError(f"`probes` file {str(p)!r} does not exist")
     rows: list[dict[str, Any]] = []
+    text = _read_utf8(p)
     if p.suffix.lower() in (".jsonl", ".json"):
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise RevstatsError(f"{p}:{n}: not JSON ({exc})") from exc
+                    raise RevstatsError(f"{p}:{n}: not JSON ({exc})") from None
+                except RecursionError:
+                    raise RevstatsError(f"{p}:{n}: JSON nested too deeply; each line must be a "
+                                        "flat object such as {\"id\": \"q1\", \"prompt\": \"...\"}") from None
+                if not isinstance(row, dict):
+                    raise RevstatsError(
+                        f"{p}:{n}: each line must be a JSON object with `prompt` or `prompt_ids`, "
+                        f"got a JSON {type(row).__name__}")
+                rows.append(row)
     else:
-        rows = [{"prompt": line} for line in p.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        rows = [{"prompt": line} for line in text.splitlines() if line.strip()]
     if not rows:
         raise RevstatsError(f"`probes` file {p} holds no probes")
     ids, prompts, responses, texts = [], [], [], []
     for i, row in enumerate(rows):
         ids.append(str(row.get("id", f"p{i:05d}")))
         if "prompt_ids" in row:
-            prompts.append([int(t) for t in row["prompt_ids"]])
-            responses.append([int(t) for t in row.get("response_ids", [])])
+            prompts.append(_token_ids(row["prompt_ids"], p, i, "prompt_ids"))
+            responses.append(_token_ids(row.get("response_ids", []), p, i, "response_ids"))
             texts.append("")
             continue
         if "prompt" not in row:

@@ -71,10 +71,31 @@ def _validate_capture(witness, aligned, checkpoints, layers, batch_size, store_d
         raise ValueError(f"`padding_side` must be 'left' or 'right', got {padding_side!r}")
 
 
+def _check_context(probe_set: ProbeSet, model_dir: str) -> None:
+    """Refuse probes longer than the model's context before any model is loaded (they would
+    end in an IndexError deep inside the position embedding)."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(model_dir, trust_remote_code=False)
+    except (OSError, ValueError):
+        return  # loading the model reports it
+    ctx = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+    if not ctx:
+        return
+    lengths = [len(a) + len(b) for a, b in zip(probe_set.prompt_ids, probe_set.response_ids, strict=True)]
+    too_long = [(probe_set.ids[i], n) for i, n in enumerate(lengths) if n > int(ctx)]
+    if too_long:
+        shown = ", ".join(f"{pid} ({n} tokens)" for pid, n in too_long[:3])
+        raise RevstatsError(
+            f"{len(too_long)} probe(s) are longer than the model's context of {ctx} tokens: "
+            f"{shown}; shorten them or drop them from {probe_set.source}")
+
+
 def _hidden_size(path: str) -> int:
     from transformers import AutoConfig
 
-    return int(AutoConfig.from_pretrained(path).hidden_size)
+    return int(AutoConfig.from_pretrained(path, trust_remote_code=False).hidden_size)
 
 
 def _n_blocks(path: str) -> int:
@@ -131,9 +152,12 @@ def capture_experiment(
     with step 0 = the aligned model (the same vectors for every run) and layer names
     ``hidden_states.L``. Parameters mirror ``revstats capture`` (see its ``--help``).
     """
-    from revstats.store import create_store, open_store, open_writer
+    from revstats.store import check_writable, create_store, open_store, open_writer
 
     out = str(out)
+    # busy store or a directory that is not a store: refused before any model is loaded
+    # (`overwrite=True` here only skips the provenance check, which happens below)
+    check_writable(out, overwrite=True)
     witness, aligned = str(witness), str(aligned)
     _validate_capture(witness, aligned, checkpoints, layers, batch_size, store_dtype, padding_side)
     pos = parse_position(position)
@@ -143,6 +167,7 @@ def capture_experiment(
     tok_dir = str(tokenizer) if tokenizer is not None else aligned
     tok = load_tokenizer(tok_dir)
     probe_set: ProbeSet = load_probes(probes, tokenizer=tok, chat_template=chat_template)
+    _check_context(probe_set, aligned)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     batches = make_batches(probe_set.prompt_ids, probe_set.response_ids, batch_size=batch_size,
                            pad_id=int(pad_id), padding_side=padding_side)
@@ -222,6 +247,7 @@ def capture_experiment(
             acts = capture(spec.path, f"{spec.run} step {spec.step}")
             writer.write_slab(spec.run, spec.step, acts)
             summary.written.append((spec.run, spec.step))
+        writer.finish()  # runs without a checkpoint at some step leave those slabs unplanned
     return summary
 
 

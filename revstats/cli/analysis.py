@@ -8,7 +8,6 @@ atomically. Domain errors become click usage errors that say the fix. `analysis`
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +38,9 @@ def _common_options(f):
                      help="Layer the report and paper table lead with (default: the last "
                           "analysed layer that is not the embedding output hidden_states.0).")(f)
     f = layers_option("Layers to analyse, comma-separated (repeatable); all layers by default.")(f)
+    f = click.option("--allow-incomplete", is_flag=True,
+                     help="Analyse an interrupted store's complete slabs only (says which are "
+                          "missing) instead of refusing it.")(f)
     return f
 
 
@@ -51,8 +53,8 @@ def _console(err: bool = False):
     return con
 
 
-def _open(store: str):
-    from revstats.errors import SchemaError
+def _open(store: str, allow_incomplete: bool = False):
+    from revstats.errors import CorruptStoreError, SchemaError
     from revstats.store import open_store
 
     is_url = "://" in store
@@ -61,14 +63,51 @@ def _open(store: str):
             f"no store at {store!r}: check the path, or make one with "
             f"`revstats simulate --preset paper-main-track --out {store}` (or `revstats demo`)")
     try:
-        return open_store(store)
+        ds = open_store(store)
+    except CorruptStoreError as err:
+        raise click.UsageError(f"{store!r} is damaged: {err}") from None
     except SchemaError as err:
-        raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from err
+        raise click.UsageError(f"{store!r} is not a valid revstats store: {err}") from None
     except (FileNotFoundError, KeyError, ValueError, OSError) as err:
         raise click.UsageError(
             f"cannot open {store!r} as a revstats store ({type(err).__name__}: {err}); "
             "point STORE at the zarr directory written by `revstats simulate`, `capture` or "
-            "`ingest`") from err
+            "`ingest`") from None
+    return _complete_part(ds, store, allow_incomplete)
+
+
+def _complete_part(ds: Any, store: str, allow_incomplete: bool):
+    """Refuse an incomplete store (an interrupted writer), or keep its complete part."""
+    import json
+
+    import numpy as np
+
+    gap = ds.attrs.get("revstats_incomplete")
+    if not gap:
+        return ds
+    gap = json.loads(gap)
+    if not allow_incomplete:
+        raise click.UsageError(
+            f"{store!r}: {gap['message']}. Finish it first, or pass --allow-incomplete to analyse "
+            "its complete slabs only")
+    complete = np.asarray(ds["complete"].values, dtype=bool)
+    runs = complete.all(axis=1)
+    if runs.any():
+        dropped = [str(r) for r in ds["run"].values[~runs]]
+        ds = ds.isel(run=np.nonzero(runs)[0])
+        what = f"run(s) {', '.join(dropped[:8])}{' …' if len(dropped) > 8 else ''} left out"
+    else:
+        steps = complete.all(axis=0)
+        if not steps.any():
+            raise click.UsageError(f"{store!r}: no run has all of its slabs and no step is complete "
+                                   f"in every run: nothing to analyse. {gap['resume']}")
+        dropped = [str(int(x)) for x in ds["step"].values[~steps]]
+        ds = ds.isel(step=np.nonzero(steps)[0])
+        what = f"step(s) {', '.join(dropped[:8])}{' …' if len(dropped) > 8 else ''} left out"
+    _console(err=True).print(
+        f"[yellow]note:[/] --allow-incomplete: {gap['n_missing']} slab(s) missing; analysing "
+        f"the complete part only ({what}). {gap['resume']}", highlight=False)
+    return ds
 
 
 def _settings(seed: int, confidence: float, n_resamples: int, ni_margin: float | None = None,
@@ -85,6 +124,7 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from revstats.analysis.pipeline import MissingDataError, analyze
+    from revstats.errors import CorruptStoreError, SchemaError
     from revstats.scheduler import parse_scheduler, use_scheduler
 
     with contextlib.ExitStack() as stack:
@@ -103,6 +143,8 @@ def _run_analysis(ds: Any, store: str, layers: tuple[str, ...], settings: Any,
                            progress=lambda msg: prog.update(task, description=msg))
         except MissingDataError as err:
             raise click.UsageError(f"{store!r}: {err}") from err
+        except (CorruptStoreError, SchemaError) as err:  # found while reading the chunks
+            raise click.UsageError(f"{store!r} is damaged: {err}") from None
         except ValueError as err:
             if "`headline_layer`" in str(err):
                 raise click.BadParameter(str(err), param_hint="--headline-layer") from err
@@ -259,7 +301,8 @@ def _headline_tables(results: dict):
 @_common_options
 def analyze_command(store: str, json_path: str | None, csv_path: str | None,
                     layers: tuple[str, ...], headline_layer: str | None, ni_margin: float | None,
-                    n_resamples: int, confidence: float, seed: int, scheduler: str) -> None:
+                    n_resamples: int, confidence: float, seed: int, scheduler: str,
+                    allow_incomplete: bool) -> None:
     """Analyse STORE: alignment, nulls, ablation effects; print the headline table.
 
     \b
@@ -271,7 +314,7 @@ def analyze_command(store: str, json_path: str | None, csv_path: str | None,
 
     from revstats.analysis.io import write_results
 
-    ds = _open(store)
+    ds = _open(store, allow_incomplete)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin,
                                                            headline_layer), scheduler)
     con = _console()
@@ -295,7 +338,7 @@ def analyze_command(store: str, json_path: str | None, csv_path: str | None,
 @_common_options
 def report_command(store: str, out_dir: str, layers: tuple[str, ...],
                    headline_layer: str | None, ni_margin: float | None, n_resamples: int,
-                   confidence: float, seed: int, scheduler: str) -> None:
+                   confidence: float, seed: int, scheduler: str, allow_incomplete: bool) -> None:
     """Write the significance report for STORE into --out DIR.
 
     \b
@@ -307,7 +350,7 @@ def report_command(store: str, out_dir: str, layers: tuple[str, ...],
 
     from revstats.analysis.report import write_report
 
-    ds = _open(store)
+    ds = _open(store, allow_incomplete)
     results = _run_analysis(ds, store, layers, _settings(seed, confidence, n_resamples, ni_margin,
                                                            headline_layer), scheduler)
     _warn_skipped(results)
@@ -334,6 +377,10 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
         )
 
 
+#: What `revstats demo` writes into --out (refused without --overwrite when present).
+_DEMO_OUTPUTS = ("store.zarr", "report.md", "report.html", "results.json")
+
+
 @click.command("demo")
 @click.option("--out", "out_dir", default="revstats-demo", show_default=True,
               type=click.Path(file_okay=False),
@@ -350,8 +397,10 @@ def _simulate(out_store: Path, runs: int | None, seed: int, steps: int | None,
               help="Bootstrap resamples and Monte Carlo null draws.")
 @click.option("--scheduler", default="threads", show_default=True, metavar="SPEC",
               help=_SCHEDULER_HELP)
+@click.option("--overwrite", is_flag=True,
+              help="Replace the store and report a previous demo left in --out.")
 def demo_command(out_dir: str, runs: int | None, steps: int | None, hidden: int | None,
-                 seed: int, n_resamples: int, scheduler: str) -> None:
+                 seed: int, n_resamples: int, scheduler: str, overwrite: bool) -> None:
     """Simulate the paper preset, analyse it and write the report (the main job).
 
     \b
@@ -368,18 +417,30 @@ def demo_command(out_dir: str, runs: int | None, steps: int | None, hidden: int 
     if out.exists() and not out.is_dir():
         raise click.BadParameter(f"{out_dir!r} exists and is not a directory; pass a new path",
                                  param_hint="--out")
-    out.mkdir(parents=True, exist_ok=True)
+    from revstats.errors import RevstatsError
+    from revstats.store import check_writable, replace_store
+
     store = out / "store.zarr"
+    # check every output before any work: nothing of a previous demo is replaced silently
+    existing = [n for n in _DEMO_OUTPUTS if (out / n).exists()] if out.is_dir() else []
+    if existing and not overwrite:
+        raise click.UsageError(
+            f"{out_dir!r} already holds {', '.join(existing)} (a previous demo?): pass "
+            "--overwrite to replace them, or a new --out directory")
+    try:
+        check_writable(store, overwrite=True)  # refuses a store another writer holds
+    except RevstatsError as err:
+        raise click.UsageError(str(err)) from None
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     # simulate into a fresh temporary store, then move it into place whole
     tmp = Path(tempfile.mkdtemp(prefix=".store.", dir=out))
     try:
         _simulate(tmp / "store.zarr", runs, seed, steps, hidden, _console(err=True))
-        if store.exists():
-            import shutil
-
-            shutil.rmtree(store)
-        os.replace(tmp / "store.zarr", store)
+        try:
+            replace_store(tmp / "store.zarr", store)  # under the old store's writer lock
+        except RevstatsError as err:
+            raise click.UsageError(str(err)) from None
     finally:
         import shutil
 

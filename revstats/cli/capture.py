@@ -20,10 +20,14 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
     if value is None:
         return None
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        out = [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 8,12,16; got {value!r}"
                                  ) from None
+    big = [v for v in out if abs(v) >= 2**63]
+    if big:
+        raise click.BadParameter(f"{big[0]} does not fit a 64-bit integer; use values below 2**63")
+    return out
 
 
 def _layer_list(ctx, param, value: str | None) -> list[str | int] | None:

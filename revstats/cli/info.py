@@ -19,9 +19,11 @@ def info(store: str, check: bool, as_json: bool) -> None:
     Example:
       revstats info runs.zarr
       revstats info runs.zarr --check     # verify every chunk (names any corrupt slab)
-    Exit status is 1 when the store has problems.
+    Exit status is 1 when the store has problems or is incomplete (an interrupted writer:
+    the message gives the command that resumes it).
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import Progress
     from rich.table import Table
 
@@ -36,9 +38,10 @@ def info(store: str, check: bool, as_json: bool) -> None:
                 store, progress=lambda done, total: bar.update(task, completed=done, total=total)
             )
     summary["problems"] = problems
+    gap = summary.get("incomplete")
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
-        sys.exit(1 if problems else 0)
+        sys.exit(1 if problems or gap else 0)
     console = Console()
     table = Table(title=f"revstats store {store}", show_header=False)
     table.add_column("field", style="bold")
@@ -59,7 +62,12 @@ def info(store: str, check: bool, as_json: bool) -> None:
             ("examples", str(summary["n_examples"])),
             ("hidden", str(summary["hidden"])),
             ("dtype", summary["dtype"]),
-            ("slabs complete", f"{summary['slabs_complete']} of {summary['slabs_total']}"),
+            ("slabs complete", f"{summary['slabs_complete']} of {summary['slabs_total']}"
+             + (" (the writer finished; the rest were never planned)" if not gap
+                and summary["slabs_complete"] < summary["slabs_total"] else "")),
+            ("integrity", "chunks checksummed and bound to their place (digest manifest)"
+             if summary.get("place_binding") else
+             "chunks checksummed, not bound to their place (schema 1: no digest manifest)"),
             ("witness", "written" if summary["witness_complete"] else "missing"),
         ]
         for k, v in rows:
@@ -72,6 +80,12 @@ def info(store: str, check: bool, as_json: bool) -> None:
         for k in sorted(prov)[:12]:
             table.add_row(f"  provenance.{k}", _clip(prov[k]))
     console.print(table)
+    if gap and not problems:
+        console.print(f"[bold yellow]incomplete:[/] {escape(gap['message'])}", highlight=False,
+                      soft_wrap=True)  # the resume command must stay copyable
+        console.print("analyze/report refuse it until it is finished (or pass --allow-incomplete "
+                      "to analyse the complete slabs only)", markup=False)
+        sys.exit(1)
     if problems:
         console.print(f"[bold red]{len(problems)} problem(s):[/]")
         for p in problems:

@@ -15,12 +15,18 @@ import click
 
 from revstats.cli._options import progress_option
 from revstats.errors import RevstatsError
-from revstats.sims.organism.settings import SETTING_PROFILES
+
+# The --profile names, literal so that `revstats --help` / `organism --help` import no simulator
+# code (tests/unit/test_imports.py checks both, and that this list matches the registries
+# revstats.sims.organism.PROFILES + revstats.sims.organism.settings.SETTING_PROFILES).
+PROFILE_NAMES = ("tiny", "quick", "paper", "sweep",
+                 "unlearning-tiny", "unlearning", "unlearning-relabel", "unlearning-family",
+                 "traits-tiny", "traits", "traits-shared-alphabet")
 
 
 @click.command("organism")
 @click.option("--profile", default="quick", show_default=True,
-              type=click.Choice(["tiny", "quick", "paper", "sweep", *SETTING_PROFILES]),
+              type=click.Choice(PROFILE_NAMES),
               help="tiny: seconds (tests); quick: ~1 min, 2 seeds x 6 arms, 50 steps; "
                    "paper: 8 seeds x 6 arms, 100 fine-tuning steps; sweep: 3 seeds x 16 "
                    "blocking variants/layer sets/strengths, 100 steps; unlearning*, traits*: "
@@ -49,6 +55,7 @@ def organism_command(profile: str, out: str, seeds: str | None, checkpoint_dir: 
     import dataclasses
 
     from revstats.sims.organism import PROFILES, run_organism, total_units
+    from revstats.sims.organism.settings import SETTING_PROFILES
 
     cfg = PROFILES[profile] if profile in PROFILES else SETTING_PROFILES[profile].config
     if profile in SETTING_PROFILES:  # another setting: same command, its own run function

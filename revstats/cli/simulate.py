@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import shlex
+import sys
 from typing import Any
 
 import click
@@ -84,7 +86,9 @@ def simulate(preset, list_presets, runs, steps, hidden, seed, sets, save_steps, 
                 progress=lambda k: bar.advance(sim_task, k),
                 write_progress=lambda done, total: bar.update(write_task, completed=done, total=total),
                 overwrite=overwrite,
+                command=shlex.join(["revstats", *sys.argv[1:]]) if sys.argv[1:2] == ["simulate"]
+                else None,
             )
-        except (FileExistsError, RevstatsError) as err:
+        except (FileExistsError, RevstatsError, ValueError) as err:
             raise click.UsageError(str(err)) from None
     click.echo(f"wrote {out} ({cfg.runs} runs x {len(cfg.arms)} arms, T={cfg.steps}, hidden={cfg.hidden}, seed={seed})")

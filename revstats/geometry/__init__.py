@@ -363,42 +363,53 @@ def alignment(
                                 coords={"step": drift["step"].values})
     else:
         expected = xr.DataArray(False)
-    out = _apply(_alignment_kernel(len(dims), names), drift, direction, label, expected,
+    out = _apply(_AlignmentKernel(len(dims), names), drift, direction, label, expected,
                  core=[dims, dims, (), ()])
     out.attrs = _attrs("alignment", estimator="plug-in cosine")
     return out.rename("alignment")
 
 
-def _alignment_kernel(k: int, layer_names: list[str]) -> Callable:
+class _AlignmentKernel:
     """Cosine kernel that reports zero-length / non-finite vectors once per layer for the whole
-    computation (not once per dask chunk), names the layer, and skips the reference step."""
-    import threading
+    computation (not once per dask chunk), names the layer, and skips the reference step.
 
-    warned: set[tuple[str, int]] = set()
-    lock = threading.Lock()
+    A class (not a closure) so dask.distributed can pickle it; each worker process then reports
+    at most once per layer (the lock and the set of reported layers are not shipped)."""
 
-    def kernel(x: np.ndarray, v: np.ndarray, layer: np.ndarray, expected: np.ndarray) -> np.ndarray:
-        c, zero, bad = npg.cosine_parts(npg.flatten_last(x, k), npg.flatten_last(v, k))
+    def __init__(self, k: int, layer_names: list[str]) -> None:
+        import threading
+
+        self.k, self.layer_names = k, list(layer_names)
+        self._warned: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"k": self.k, "layer_names": self.layer_names}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["k"], state["layer_names"])  # type: ignore[misc]
+
+    def __call__(self, x: np.ndarray, v: np.ndarray, layer: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        c, zero, bad = npg.cosine_parts(npg.flatten_last(x, self.k), npg.flatten_last(v, self.k))
         layer_b = np.broadcast_to(layer, c.shape)
         unexpected_zero = zero & ~np.broadcast_to(expected, c.shape)
         for kind, mask in (("zero", unexpected_zero), ("nonfinite", bad)):
             if not mask.any():
                 continue
             for li in np.unique(layer_b[mask]).tolist():
-                with lock:
-                    if (kind, li) in warned:
+                with self._lock:
+                    if (kind, li) in self._warned:
                         continue
-                    warned.add((kind, li))
-                where = f"layer {layer_names[li]!r}" if layer_names else "the input"
-                what = ("zero-length drift or direction (no direction; e.g. a run that did not move, "
-                        "or a witness equal to the aligned model)" if kind == "zero" else
-                        "NaN or Inf in the drift or direction (check the activations)")
-                warnings.warn(f"alignment at {where}: {what} at some (run, step) positions besides the "
-                              "reference step; the alignment is NaN there (reported once per computation)",
-                              DegenerateDataWarning, stacklevel=2)
+                    self._warned.add((kind, li))
+                where = f"layer {self.layer_names[li]!r}" if self.layer_names else "the input"
+                what = ("some drift or direction vectors have zero length and no direction (e.g. a run "
+                        "that did not move, or a witness equal to the aligned model) besides the "
+                        "reference step" if kind == "zero" else
+                        "some drift or direction vectors contain NaN or Inf; the result is NaN there "
+                        "(check the activations)")
+                warnings.warn(f"alignment at {where}: {what}; the alignment is NaN there (reported once "
+                              "per computation)", DegenerateDataWarning, stacklevel=2)
         return c
-
-    return kernel
 
 
 def _validate_per_probe(acts, direction, aligned, dim, example_dim, step_dim):

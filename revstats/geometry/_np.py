@@ -66,20 +66,42 @@ def _warn_nonfinite(count: int, total: int, what: str) -> None:
         )
 
 
+def _scale(x: np.ndarray) -> np.ndarray:
+    """``max |x_i|`` along the last axis (NaN where x holds NaN; 0 for zero vectors)."""
+    if x.shape[-1] == 0:
+        return np.zeros(x.shape[:-1])
+    with np.errstate(invalid="ignore"):
+        return np.max(np.abs(x), axis=-1)
+
+
+def _unit_scaled(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x / max|x|, max|x|): the scaled vectors have entries in [-1, 1], so their dot products
+    neither overflow (norms ≳ 1e154 would square to inf) nor underflow (norms ≲ 1e-154 would
+    square to 0 and look like zero length)."""
+    m = _scale(x)
+    safe = np.where((m > 0) & np.isfinite(m), m, 1.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return x / safe[..., None], m
+
+
 def _norm(x: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.einsum("...i,...i->...", x, x))
+    xs, m = _unit_scaled(np.asarray(x, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        n = m * np.sqrt(np.einsum("...i,...i->...", xs, xs))
+    return np.where(m == 0, 0.0, n)
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
     """Unit vectors ``x / ||x||`` along the last axis; zero vectors give NaN (and a warning)."""
     x = np.asarray(x, dtype=np.float64)
-    n = _norm(x)
-    zero = n == 0
-    bad = ~np.isfinite(n)
+    xs, m = _unit_scaled(x)  # normalise the scaled vectors: no overflow for huge norms
+    zero = m == 0
+    bad = ~np.isfinite(m)
     _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vectors")
     _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vectors")
+    n = np.sqrt(np.einsum("...i,...i->...", xs, xs))
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = x / np.where(zero, np.nan, n)[..., None]
+        out = xs / np.where(zero | bad, np.nan, n)[..., None]
     return out
 
 
@@ -90,21 +112,24 @@ def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     c, zero, bad = cosine_parts(a, b)
     _warn_nonfinite(int(np.count_nonzero(bad)), int(bad.size), "vector pairs (one side or both)")
-    _warn_zero(int(np.count_nonzero(zero)), int(zero.size), "vector pairs (one side or both)")
+    _warn_zero(int(np.count_nonzero(zero & ~bad)), int(zero.size), "vector pairs (one side or both)")
     return c
 
 
 def cosine_parts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cosine, zero-length mask, non-finite mask) without warning: callers that know which
-    zeros are expected (the reference step) report the others themselves."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    na, nb = _norm(a), _norm(b)
-    zero = (na == 0) | (nb == 0)
-    bad = ~(np.isfinite(na) & np.isfinite(nb))
+    zeros are expected (the reference step) report the others themselves. Both sides are
+    scaled by their largest entry first (a cosine does not depend on the lengths), so norms
+    near 1e200 or 1e-200 neither overflow nor underflow."""
+    a, ma = _unit_scaled(np.asarray(a, dtype=np.float64))
+    b, mb = _unit_scaled(np.asarray(b, dtype=np.float64))
+    zero = (ma == 0) | (mb == 0)
+    bad = ~(np.isfinite(ma) & np.isfinite(mb))
+    na = np.sqrt(np.einsum("...i,...i->...", a, a))
+    nb = np.sqrt(np.einsum("...i,...i->...", b, b))
     with np.errstate(invalid="ignore", divide="ignore"):
-        c = np.einsum("...i,...i->...", a, b) / np.where(zero, np.nan, na * nb)
-    return np.clip(c, -1.0, 1.0), zero, bad
+        c = np.einsum("...i,...i->...", a, b) / np.where(zero | bad, np.nan, na * nb)
+    return np.clip(c, -1.0, 1.0), zero & ~bad, bad
 
 
 def project_out(x: np.ndarray, direction: np.ndarray) -> np.ndarray:

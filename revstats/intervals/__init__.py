@@ -367,6 +367,25 @@ def _validate_bootstrap_ci(
         raise TypeError(f"`n_resamples` must be an int, got {type(n_resamples).__name__}")
     if n_resamples < 100:
         raise ValueError(f"`n_resamples` must be >= 100 (9999 recommended), got {n_resamples}")
+    # Each end of the interval is a quantile of the replicates at tail probability
+    # (1 - conf) / 2: with fewer than one replicate beyond it, the end is just the most extreme
+    # replicate and the stated confidence is not what the interval has.
+    tail = (1 - conf) / 2 * (n_resamples + 1)
+    need = int(np.ceil(2 / (1 - conf))) - 1
+    if tail < 1:
+        raise ValueError(
+            f"`confidence` {conf!r} needs at least {need} resamples (each end of the interval "
+            f"must have a replicate beyond it), got `n_resamples`={n_resamples}: raise "
+            f"`n_resamples` to >= {need} (10x that for stable ends) or lower `confidence`"
+        )
+    if tail < 2:
+        warnings.warn(
+            f"`confidence` {conf!r} with {n_resamples} resamples leaves about {tail:.1f} "
+            f"replicate(s) beyond each end of the interval: its ends are unstable; use "
+            f"`n_resamples` >= {10 * need}",
+            DegenerateDataWarning,
+            stacklevel=3,
+        )
     batch = _bs.DEFAULT_BATCH if batch is None else int(batch)
     if batch < 1:
         raise ValueError(f"`batch` must be a positive number of elements per chunk, got {batch}")

@@ -29,9 +29,10 @@ import zarr
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from revstats._version import __version__
-from revstats.errors import RevstatsError, SchemaError
+from revstats.errors import CorruptStoreError, RevstatsError, SchemaError
 from revstats.store.schema import (
     ACTS_DIMS,
+    MAX_STEP,
     SCHEMA_VERSION,
     SOURCES,
     check_dataset,
@@ -44,6 +45,7 @@ from revstats.store.schema import (
 
 __all__ = [
     "StoreWriter",
+    "check_writable",
     "create_store",
     "describe_store",
     "open_store",
@@ -57,6 +59,12 @@ __all__ = [
 #: `example`.
 MAX_CHUNK_BYTES = 256 * 2**20
 _STEP_UNSET = -1
+_DIGEST_UNSET = -1
+#: Steps per `complete` / `digest` chunk: a run's markers for a batch of steps are written as
+#: one object (schema 2), not one object per slab.
+_MARKER_STEPS = 64
+#: The data arrays whose chunks carry a crc32c and (acts, behavior, task) a manifest digest.
+_CHECKED_ARRAYS = ("acts", "witness", "behavior", "task", "complete", "digest")
 _F16_MAX = float(np.finfo(np.float16).max)
 
 
@@ -135,14 +143,25 @@ def _check_ids(values: Sequence[Any], name: str, *, allow_empty: bool = False) -
 
 
 def _check_steps(steps: Sequence[int]) -> np.ndarray:
-    arr = np.asarray(list(steps))
+    try:
+        arr = np.asarray(list(steps))
+    except OverflowError:
+        raise ValueError(f"`steps` must be at most {MAX_STEP} (training steps)") from None
     if arr.size and arr.dtype.kind not in "iu":
         raise TypeError(f"`steps` must be integers, got {arr.dtype}")
+    if arr.size and int(arr.max()) > MAX_STEP:
+        raise ValueError(f"`steps` has a step above {MAX_STEP} ({int(arr.max())}): steps are "
+                         "training steps, not timestamps")
     arr = arr.astype(np.int64)
     if np.any(arr < 0):
         raise ValueError("`steps` must be non-negative training steps")
     if len(np.unique(arr)) != len(arr):
         raise ValueError("`steps` has duplicated entries")
+    if arr.size and arr.max() > MAX_STEP:
+        raise ValueError(f"`steps` has a step above {MAX_STEP} ({int(arr.max())}): steps are "
+                         "training steps, not timestamps")
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError(f"`steps` must be in increasing training order, got {arr[:8].tolist()}")
     return arr
 
 
@@ -171,6 +190,9 @@ def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) 
             f"`{name}` has values beyond the float16 range (|x| > {_F16_MAX:g}); storing them would "
             "overflow to inf. Create the store with dtype='float32' instead"
         )
+    from revstats.store._dtypes import warn_underflow
+
+    warn_underflow(arr, dtype, f"`{name}`")
     return arr.astype(dtype, copy=False)
 
 
@@ -201,7 +223,8 @@ class StoreWriter:
         self._steps: list[int] = [int(s) for s in _array(g, "step")[:]]
         # One handle per array, used for every resize and write: zarr resizes a handle in place,
         # while handles obtained later from the group could carry stale shapes.
-        self._arr: dict[str, Any] = {name: _array(g, name) for name in ("acts", "witness", "behavior", "task", "complete", "step") if name in g}
+        self._arr: dict[str, Any] = {name: _array(g, name) for name in ("acts", "witness", "behavior", "task", "complete", "step", "digest") if name in g}
+        self._digest_index = _digest_index(self._arr.get("digest"))
         self._acts = self._arr["acts"]
         self._direct = None
         if _is_local(self.path):
@@ -214,7 +237,7 @@ class StoreWriter:
         self._step_index = {s: i for i, s in enumerate(self._steps) if s != _STEP_UNSET}
 
     def _data_arrays(self) -> list[Any]:
-        return [self._arr[n] for n in ("acts", "behavior", "task", "complete") if n in self._arr]
+        return [self._arr[n] for n in ("acts", "behavior", "task", "complete", "digest") if n in self._arr]
 
     def _repair_step_growth(self) -> None:
         """Finish a `step` extension that a killed writer left half done."""
@@ -261,6 +284,14 @@ class StoreWriter:
         if new:
             if any(s < 0 for s in new):
                 raise ValueError("`step` must be a non-negative integer")
+            if any(s > MAX_STEP for s in new):
+                raise ValueError(f"`step` must be at most {MAX_STEP} (a training step)")
+            last = max(self._step_index, default=-1)
+            if min(new) <= last or any(b <= a for a, b in zip(new, new[1:], strict=False)):
+                raise ValueError(
+                    f"new steps {new[:5]} must come after the store's last step ({last}) in "
+                    "increasing order: steps are stored in training order"
+                )
             n_old = len(self._steps)
             n_new = n_old + len(new)
             # Coordinate first, then the data arrays: a kill in between is repaired on reopen
@@ -289,17 +320,28 @@ class StoreWriter:
         if not per_run and run is not None:
             raise ValueError("this store keeps one shared witness: do not pass `run=`")
         arr = _as_float_block("witness", values, slab_shape, self.dtype)
+        attrs = self._group.attrs
+        digests = _witness_digests(self._group) if "digest" in self._arr else None
+        update: dict[str, Any] = {}
         if per_run:
             ri = self._run_idx(run)  # type: ignore[arg-type]
             w[ri] = arr
-            done: set[str] = {str(r) for r in self._group.attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
+            done: set[str] = {str(r) for r in attrs.get("witness_runs", []) or []}  # type: ignore[union-attr]
             done.add(str(run))
-            self._group.attrs["witness_runs"] = sorted(done)
+            update["witness_runs"] = sorted(done)
             if len(done) == len(self.runs):
-                self._group.attrs["witness_complete"] = True
+                update["witness_complete"] = True
+            lead: tuple[int, ...] = (ri,)
         else:
             w[...] = arr
-            self._group.attrs["witness_complete"] = True
+            update["witness_complete"] = True
+            lead = ()
+        if digests is not None:
+            keys = [lead + rest for rest in _chunk_indices(w.shape[len(lead):], w.chunks[len(lead):])]
+            for key, d in zip(keys, _stored_digests(self, "witness", keys), strict=True):
+                digests["/".join(map(str, key))] = int(d)
+            update["witness_digests"] = digests
+        attrs.update(update)  # one metadata write: digests and completion together
         self._consolidate()
 
     def write_slab(
@@ -366,6 +408,11 @@ class StoreWriter:
             tk = np.asarray(task, dtype=np.float64).reshape(-1)
             if tk.shape != (n,):
                 raise ValueError(f"`task` needs one value per step ({n}), got shape {tk.shape}")
+            if np.isinf(tk).any():
+                raise ValueError(
+                    f"`task` has infinite value(s) {tk[np.isinf(tk)][:3].tolist()}: pass a finite "
+                    "task metric per step (NaN, or omitting `task`, means not measured)"
+                )
         sis = self._ensure_steps(steps)
         complete = self._arr["complete"]
         idx = np.asarray(sis, dtype=np.int64)
@@ -380,18 +427,36 @@ class StoreWriter:
                     "pass overwrite=True to replace them (or skip them: see `has_slab`)"
                 )
             complete.oindex[ri, idx[done]] = False  # un-publish before rewriting
+        digest = self._arr.get("digest")
+        if digest is not None:  # a manifest records every chunk of a slab: write each one
+            if "behavior" in self._arr and beh is None:
+                beh = np.full((n, len(self.examples)), np.nan, np.float32)
+            if "task" in self._arr and tk is None:
+                tk = np.full(n, np.nan)
+        acts_digests = None
         if self._direct is not None and self._direct.chunks[:2] == (1, 1) and self._direct.chunks[2:] == block.shape[1:]:
-            self._write_direct(ri, idx, block)
+            acts_digests = self._write_direct(ri, idx, block)
         else:
             self._acts.oindex[ri, idx] = block
         if beh is not None:
             self._arr["behavior"].oindex[ri, idx] = beh
         if tk is not None:
             self._arr["task"].oindex[ri, idx] = tk
-        # publish: one marker chunk per slab, written only after all of its data
+        if digest is not None:
+            # the manifest: each chunk's digest bound to (array, run, step, chunk), written as
+            # one object per run and batch, after the data and before the markers
+            rows = np.full((n, digest.shape[2]), _DIGEST_UNSET, dtype=np.int64)
+            for (name, tail), k in self._digest_index.items():
+                if name == "acts" and acts_digests is not None:
+                    rows[:, k] = acts_digests
+                    continue
+                keys = [(ri, int(si), *tail) for si in idx]
+                rows[:, k] = _stored_digests(self, name, keys)
+            digest.oindex[ri, idx] = rows
+        # publish: the markers, written only after all of the data (one object per batch)
         complete.oindex[ri, idx] = np.ones(n, dtype=bool)
 
-    def _write_direct(self, ri: int, idx: Any, block: np.ndarray) -> None:
+    def _write_direct(self, ri: int, idx: Any, block: np.ndarray) -> list[int]:
         """One chunk file per slab, written straight from `block` (same bytes zarr writes;
         ~5x faster than zarr's async pipeline for big slabs, see docs/scaling.md)."""
         direct = self._direct
@@ -401,11 +466,15 @@ class StoreWriter:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(min(4, len(jobs))) as pool:
-                for _ in pool.map(lambda job: direct.write_chunk(*job), jobs):
-                    pass
-        else:
-            for job in jobs:
-                direct.write_chunk(*job)
+                return list(pool.map(lambda job: direct.write_chunk(*job), jobs))
+        return [direct.write_chunk(*job) for job in jobs]
+
+    def finish(self) -> None:
+        """Declare the writer's job done: slabs still missing were never planned (e.g. a run
+        without that checkpoint), so readers call the store complete. Writers that fill every
+        (run, step) slab need not call it."""
+        self._group.attrs["finished"] = True
+        self._consolidate()
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -421,6 +490,70 @@ class StoreWriter:
     def __del__(self) -> None:  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
+
+
+_DIGEST_EMPTY = -2  # the chunk holds only the fill value, so zarr stored no object for it
+
+
+def _chunk_indices(shape: Sequence[int], chunks: Sequence[int]) -> list[tuple[int, ...]]:
+    import itertools
+
+    return list(itertools.product(*[range(max(1, -(-int(n) // int(c)))) for n, c in zip(shape, chunks, strict=True)]))
+
+
+def _digest_layout(acts_shape: Sequence[int], acts_chunks: Sequence[int], behavior: bool, task: bool) -> list[list[Any]]:
+    """The manifest's entries per slab: [array, chunk index after (run, step)]."""
+    entries: list[list[Any]] = [["acts", list(t)] for t in _chunk_indices(acts_shape[2:], acts_chunks[2:])]
+    if behavior:
+        entries.append(["behavior", [0]])
+    if task:
+        entries.append(["task", []])
+    return entries
+
+
+def _digest_index(digest: Any) -> dict[tuple[str, tuple[int, ...]], int]:
+    if digest is None:
+        return {}
+    entries = digest.attrs.get("entries") or []
+    return {(str(name), tuple(int(i) for i in tail)): k for k, (name, tail) in enumerate(entries)}
+
+
+def _stored_digests(writer: Any, name: str, keys: Sequence[tuple[int, ...]]) -> list[int]:
+    """The crc32c each chunk object ends with (the crc32c codec's checksum), as written."""
+    return _tail_digests(writer.path, writer._group, name, keys)
+
+
+def _tail_digests(path: str, g: zarr.Group, name: str, keys: Sequence[tuple[int, ...]]) -> list[int]:
+    out: list[int] = []
+    if _is_local(path):
+        root = _local_path(path)
+        for key in keys:
+            f = os.path.join(root, name, "c", *map(str, key))
+            try:
+                fd = os.open(f, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            except FileNotFoundError:
+                out.append(_DIGEST_EMPTY)
+                continue
+            try:
+                size = os.fstat(fd).st_size
+                tail = os.pread(fd, 4, max(0, size - 4))
+            finally:
+                os.close(fd)
+            out.append(int(np.frombuffer(tail, "<u4")[0]) if len(tail) == 4 else _DIGEST_UNSET)
+        return out
+    from zarr.abc.store import SuffixByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    for key in keys:
+        buf = sync(g.store.get(f"{name}/c/" + "/".join(map(str, key)), prototype=default_buffer_prototype(),
+                               byte_range=SuffixByteRequest(4)))
+        if buf is None:
+            out.append(_DIGEST_EMPTY)
+        else:
+            raw = buf.to_bytes()
+            out.append(int(np.frombuffer(raw, "<u4")[0]) if len(raw) == 4 else _DIGEST_UNSET)
+    return out
 
 
 def _array(g: zarr.Group, name: str) -> Any:
@@ -444,7 +577,37 @@ def _take_lock(path: str) -> int | None:
             f"store {path!r} is open by another writer; wait for it to finish (one writer at a "
             "time keeps every slab whole)"
         ) from None
+    try:
+        same = os.fstat(fd).st_ino == os.stat(_local_path(path)).st_ino
+    except OSError:
+        same = False
+    if not same:  # the directory was replaced (or removed) between open and lock
+        os.close(fd)
+        raise RevstatsError(
+            f"store {path!r} was replaced by another process while being opened; "
+            "check that no other writer is running and retry"
+        )
     return fd
+
+
+def _clear_store_dir(path: str, local: str) -> None:
+    """Empty the locked store directory for `overwrite` (the directory itself stays: it
+    carries the lock). Refuses a directory that is not a store, so `--overwrite` pointed at
+    the wrong place loses nothing."""
+    entries = os.listdir(local)
+    if "zarr.json" not in entries:
+        raise RevstatsError(
+            f"{path!r} is a non-empty directory but not a store (no zarr.json): refusing to "
+            "delete its contents even with overwrite; pass a new path or remove it yourself"
+        )
+    # metadata first: a kill midway leaves a directory that is visibly not a store
+    for entry in ["zarr.json", *[e for e in entries if e != "zarr.json"]]:
+        full = os.path.join(local, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(full)
 
 
 def _open_group(
@@ -569,7 +732,13 @@ def create_store(
     if seeds is not None:
         if len(seeds) != len(run_ids):
             raise ValueError(f"`seeds` needs one entry per run ({len(run_ids)}), got {len(seeds)}")
-        seed_arr = np.asarray(seeds, dtype=np.int64)
+        try:
+            seed_arr = np.asarray([int(x) for x in seeds], dtype=np.int64)
+        except (OverflowError, TypeError, ValueError):
+            raise ValueError(f"`seeds` must be integers that fit 64 bits, got {list(seeds)[:4]}") from None
+    if task is not None and "higher_is_better" in task and not isinstance(task["higher_is_better"], (bool, np.bool_)):
+        raise ValueError(f"`task['higher_is_better']` must be True or False, got "
+                         f"{task['higher_is_better']!r}: a string such as 'no' would read as true")
     if compressor not in (None, "zstd"):
         raise ValueError(f"`compressor` must be None or 'zstd', got {compressor!r}")
     try:
@@ -580,33 +749,48 @@ def create_store(
     except TypeError as e:
         raise TypeError(f"`provenance` must be JSON-serialisable: {e}") from None
 
+    lock_fd: int | None = None
     if _is_local(path):
         local = _local_path(path)
-        if not overwrite and _aborted_creation(local):
-            overwrite = True  # a killed create_store left no data: start it again
-        if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
-            return _resume_writer(
-                path,
-                storage_options,
-                expected={
-                    "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
-                    "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
-                    "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
-                    "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
-                    "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
-                    "source": source,
-                    "provenance": json.loads(prov_text),
-                },
-            )
-        if os.path.exists(local) and os.listdir(local) and not overwrite:
+        if os.path.lexists(local) and not os.path.isdir(local):
             raise RevstatsError(
-                f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to replace "
-                "it, or open it with open_writer to append"
+                f"{path!r} exists and is not a directory: pass a new path for the store"
             )
-        if os.path.exists(local) and overwrite:
-            shutil.rmtree(local)
         os.makedirs(local, exist_ok=True)
-    lock_fd = _take_lock(path)
+        handed = False
+        # The lock comes first: nothing inside the directory is looked at, kept or deleted
+        # (not even with `overwrite`) while another writer holds it.
+        lock_fd = _take_lock(path)
+        try:
+            if not overwrite and _aborted_creation(local):
+                overwrite = True  # a killed create_store left no data: start it again
+            if resume and not overwrite and os.path.exists(os.path.join(local, "zarr.json")):
+                handed, fd = True, lock_fd  # the writer owns the lock from here on
+                return _resume_writer(
+                    path,
+                    storage_options,
+                    fd,
+                    expected={
+                        "runs": run_ids.tolist(), "arms": arm_ids.tolist(), "seeds": seed_arr.tolist(),
+                        "layers": layer_ids.tolist(), "examples": example_ids.tolist(),
+                        "steps": step_arr.tolist(), "hidden": int(hidden), "dtype": str(dt),
+                        "witness_per_run": bool(witness_per_run), "behavior": bool(behavior),
+                        "task": None if task is None else json.loads(json.dumps(dict(task), default=str)),
+                        "source": source,
+                        "provenance": json.loads(prov_text),
+                    },
+                )
+            if os.listdir(local):
+                if not overwrite:
+                    raise RevstatsError(
+                        f"{path!r} exists and is not empty; pass overwrite=True (--overwrite) to "
+                        "replace it, or open it with open_writer to append"
+                    )
+                _clear_store_dir(path, local)
+        except BaseException:
+            if not handed and lock_fd is not None:
+                os.close(lock_fd)
+            raise
     try:
         # zarr's mode "w" would delete and recreate the directory we hold the lock on
         g = _open_group(path, "w-" if lock_fd is not None else "w", storage_options)
@@ -660,10 +844,20 @@ def create_store(
                 dimension_names=("run", "step"), compressors=compressors,
                 attributes={**run_coords, **dict(task)},
             )
+        marker_steps = max(nS, _MARKER_STEPS)
         g.create_array(
-            "complete", shape=(nR, nS), dtype="bool", chunks=(1, 1), fill_value=False,
+            "complete", shape=(nR, nS), dtype="bool", chunks=(1, marker_steps), fill_value=False,
             dimension_names=("run", "step"), compressors=[Crc32cCodec()],
             attributes={**run_coords, "long_name": "slab fully written"},
+        )
+        acts_chunks = _acts_chunks(nL, nE, int(hidden), dt.itemsize)
+        entries = _digest_layout((nR, nS, nL, nE, int(hidden)), acts_chunks, behavior, task is not None)
+        g.create_array(
+            "digest", shape=(nR, nS, len(entries)), dtype="int64",
+            chunks=(1, marker_steps, len(entries)), fill_value=_DIGEST_UNSET,
+            dimension_names=("run", "step", "chunk"), compressors=[Crc32cCodec()],
+            attributes={"long_name": "crc32c of each chunk of a slab, bound to its place",
+                        "entries": entries},
         )
         g.attrs.update(
             {
@@ -671,6 +865,8 @@ def create_store(
                 "source": source,
                 "provenance": prov_text,
                 "witness_complete": False,
+                "witness_digests": {},
+                "finished": False,
             }
         )
         with _quiet_consolidated():
@@ -683,7 +879,8 @@ def create_store(
 
 
 _STORE_MEMBERS = frozenset(
-    {"run", "arm", "seed", "step", "layer", "example", "acts", "witness", "behavior", "task", "complete"}
+    {"run", "arm", "seed", "step", "layer", "example", "acts", "witness", "behavior", "task", "complete",
+     "digest"}
 )
 
 
@@ -714,10 +911,12 @@ def _aborted_creation(local: str) -> bool:
 
 
 def _resume_writer(
-    path: str, storage_options: Mapping[str, Any] | None, *, expected: Mapping[str, Any]
+    path: str, storage_options: Mapping[str, Any] | None, lock_fd: int | None, *,
+    expected: Mapping[str, Any],
 ) -> StoreWriter:
-    """Open the existing store at `path` for appending if it was created as `expected` says."""
-    writer = open_writer(path, storage_options=storage_options)
+    """Open the existing store at `path` for appending if it was created as `expected` says
+    (`lock_fd`: the writer lock already held; the writer owns it from here on)."""
+    writer = _writer_with_lock(path, storage_options, lock_fd)
     try:
         g = writer._group
         found: dict[str, Any] = {
@@ -754,17 +953,111 @@ def _resume_writer(
         raise
 
 
+def _comparable_provenance(prov: Any) -> Any:
+    if isinstance(prov, str):
+        try:
+            prov = json.loads(prov)
+        except json.JSONDecodeError:
+            return prov
+    if isinstance(prov, dict):  # when and how it was invoked does not change the data
+        prov = {k: v for k, v in prov.items() if k not in ("created", "command", "revstats_version")}
+    return json.loads(json.dumps(prov, default=str))
+
+
+def check_writable(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool,
+    provenance: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse, before any work is done, a store path a writer could not use.
+
+    Raises `RevstatsError` naming the fix when `path` is a file, is held by another writer
+    (also with `overwrite`), is a non-empty directory that is not a store, or (without
+    `overwrite`) holds a store whose provenance differs from `provenance` (None: any existing
+    store is refused). Remote paths are not checked.
+    """
+    path = os.fspath(path)
+    if not _is_local(path):
+        return
+    local = _local_path(path)
+    if not os.path.lexists(local):
+        return
+    if not os.path.isdir(local) or os.path.islink(local):
+        raise RevstatsError(f"{path!r} exists and is not a store directory: pass a new path")
+    fd = _take_lock(path)
+    if fd is None:  # not a local path after all
+        return
+    try:
+        entries = os.listdir(local)
+        if not entries or _aborted_creation(local):
+            return
+        if "zarr.json" not in entries:
+            raise RevstatsError(
+                f"{path!r} is a non-empty directory but not a store (no zarr.json): pass a new "
+                "path (--overwrite never deletes a directory that is not a store)"
+            )
+        if overwrite:
+            return
+        if provenance is None:
+            raise RevstatsError(
+                f"{path!r} already holds a store; pass --overwrite to replace it, or a new path"
+            )
+        try:
+            with open(os.path.join(local, "zarr.json"), encoding="utf-8") as f:
+                old = (json.load(f).get("attributes") or {}).get("provenance")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if _comparable_provenance(old) != _comparable_provenance(dict(provenance)):
+            raise RevstatsError(
+                f"store {path!r} exists but was written with different settings (its provenance "
+                "differs): rerun with the original settings to resume it, or pass --overwrite / "
+                "a new path to start over"
+            )
+    finally:
+        os.close(fd)
+
+
+def replace_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Move the finished local store `src` to `dst`, replacing a store there only while
+    holding its writer lock (refused, with nothing changed, when another writer holds it)."""
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not os.path.lexists(dst):
+        os.replace(src, dst)
+        return
+    fd = _take_lock(dst)
+    if fd is None:
+        raise RevstatsError(f"{dst!r}: replace_store works on local stores only")
+    try:
+        if "zarr.json" not in os.listdir(dst) and os.listdir(dst):
+            raise RevstatsError(f"{dst!r} is a non-empty directory but not a store: refusing to replace it")
+        trash = f"{dst}.old-{os.getpid()}"
+        os.replace(dst, trash)
+        os.replace(src, dst)
+    finally:
+        os.close(fd)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
 def open_writer(
     path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None
 ) -> StoreWriter:
     """Open an existing store to append slabs (resuming an interrupted writer)."""
     path = os.fspath(path)
     _check_exists(path)
-    lock_fd = _take_lock(path)
+    return _writer_with_lock(path, storage_options, _take_lock(path))
+
+
+def _writer_with_lock(
+    path: str, storage_options: Mapping[str, Any] | None, lock_fd: int | None
+) -> StoreWriter:
     try:
+        _scan_store(path)  # a writer must never write through a link out of the store
         g = _open_group(path, "r+", storage_options)
         if "revstats_schema" not in g.attrs or "acts" not in g or "step" not in g:
             _validate_group(g, path)  # not a revstats store at all: say so before touching it
+        if g.attrs.get("finished"):
+            g.attrs["finished"] = False  # being written again: not finished until it says so
         writer = StoreWriter(path, g, lock_fd)  # finishes a growth a killed writer left half done
         _validate_group(g, path)
         return writer
@@ -774,17 +1067,122 @@ def open_writer(
         raise
 
 
+#: Largest zarr.json a store may hold (the consolidated root document of a big store is ~1 MB).
+MAX_METADATA_BYTES = 64 * 2**20
+
+
+def _chunk_size_bound(meta: Mapping[str, Any]) -> int | None:
+    """Largest size a chunk object of the array described by `meta` (its zarr.json) can have,
+    or None when the layout is not one this store writes (then only the metadata bound holds)."""
+    try:
+        chunk = [int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"]]
+        dtype = str(meta["data_type"])
+        codecs = [str(c["name"]) for c in meta["codecs"]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    n = int(np.prod(chunk)) if chunk else 1
+    if dtype == "string":
+        # vlen-utf8: a 4-byte length per item, then the bytes (ids are <= MAX_ID_LENGTH chars)
+        return 64 + n * (4 + 4 * MAX_ID_LENGTH) + 4 * len(codecs)
+    try:
+        raw = n * np.dtype(dtype).itemsize
+    except TypeError:
+        return None
+    if codecs == ["bytes", "crc32c"]:
+        return raw + 4
+    return raw + raw // 64 + 4096  # zstd frames never grow incompressible data by more
+
+
+def _scan_store(path: str) -> None:
+    """Refuse a local store holding anything but regular files and directories inside its
+    root (symlinks, FIFOs, devices, sockets), or files larger than their metadata allows.
+
+    Readers (ours and zarr's) open chunk files by name: a FIFO would hang them, a symlink to
+    /dev/zero would feed them forever, a symlink out of the store would read (or, for a
+    writer, write) files elsewhere. Only `lstat` is used here, so nothing is opened or followed.
+    """
+    if not _is_local(path):
+        return
+    root = _local_path(path)
+    bounds: dict[str, int | None] = {}
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            entries = list(os.scandir(d))
+        except OSError as err:
+            raise SchemaError(f"store {path!r}: cannot list {d!r} ({err})", variable=None) from None
+        for e in entries:
+            rel = os.path.relpath(e.path, root)
+            if e.is_symlink():
+                raise SchemaError(
+                    f"store {path!r} holds a symbolic link {rel!r} -> {os.readlink(e.path)!r}: "
+                    "stores are read only from regular files inside their directory; replace the "
+                    "link with the file it points to (or recreate the store)",
+                    variable=None,
+                )
+            if e.is_dir(follow_symlinks=False):
+                stack.append(e.path)
+                continue
+            if not e.is_file(follow_symlinks=False):
+                raise SchemaError(
+                    f"store {path!r} holds {rel!r}, which is not a regular file (a FIFO, device or "
+                    "socket): refusing to read it; remove it and restore the chunk from a backup",
+                    variable=None,
+                )
+            size = e.stat(follow_symlinks=False).st_size
+            parts = rel.split(os.sep)
+            if parts[-1] == "zarr.json":
+                if size > MAX_METADATA_BYTES:
+                    raise SchemaError(
+                        f"store {path!r}: metadata document {rel!r} is {size} bytes (more than "
+                        f"{MAX_METADATA_BYTES}): not a revstats store's metadata; recreate the store",
+                        variable=None,
+                    )
+                continue
+            if len(parts) >= 3 and parts[1] == "c":
+                member = parts[0]
+                if member not in bounds:
+                    bounds[member] = _member_bound(os.path.join(root, member, "zarr.json"))
+                bound = bounds[member]
+                if bound is not None and size > bound:
+                    raise SchemaError(
+                        f"store {path!r}: chunk {rel!r} is {size} bytes, more than the {bound} "
+                        f"bytes a chunk of `{member}` can hold (per its metadata): the store is "
+                        "damaged or hostile; restore the chunk from a backup or recreate the store",
+                        variable=member,
+                    )
+
+
+def _member_bound(doc: str) -> int | None:
+    try:
+        if os.path.getsize(doc) > MAX_METADATA_BYTES:
+            return None
+        with open(doc, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return _chunk_size_bound(meta) if isinstance(meta, dict) else None
+
+
 def _check_exists(path: str) -> None:
     if _is_local(path):
         local = _local_path(path)
         if not os.path.exists(local):
             raise FileNotFoundError(f"no store at {path!r}: check the path")
+        if not os.path.isdir(local):
+            raise SchemaError(
+                f"{path!r} is not a store directory (it is a file): point at the store "
+                "directory itself",
+                variable=None,
+            )
         if not os.path.exists(os.path.join(local, "zarr.json")):
             raise SchemaError(
                 f"{path!r} is not a zarr v3 store (no zarr.json): point at the store directory, "
                 "or create one with `revstats simulate`, `revstats capture` or `revstats ingest`",
                 variable=None,
             )
+        _scan_store(path)
 
 
 def _array_layout(g: zarr.Group) -> dict[str, tuple[tuple[str, ...], tuple[int, ...], np.dtype]]:
@@ -832,6 +1230,9 @@ def open_store(
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
         raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
     _validate_group(g, path)
+    problems, manifest = _integrity_problems(path, g, storage_options)
+    if problems:
+        raise SchemaError(f"store {path!r}: " + "; ".join(problems) + _CHECK_HINT, variable=None)
     # A writer killed between writing the attributes and the first consolidation leaves no
     # consolidated view (and no slab either): read the members' own metadata then.
     consolidated = g.metadata.consolidated_metadata is not None
@@ -843,8 +1244,13 @@ def open_store(
             ds = xr.open_zarr(str(path), **kw)
         except Exception as e:
             raise SchemaError(f"store {path!r} could not be opened by xarray: {e}") from e
+    if "digest" in ds:
+        ds = ds.drop_vars("digest")  # bookkeeping, verified here, not data
+    # markers first, data after: a slab seen complete here was whole before any read below
+    complete0 = _read_complete(g, ds)
     if _is_local(path):
-        ds = _fast_local_reads(ds, g, _local_path(path))
+        ds = _fast_local_reads(ds, g, _local_path(path), manifest)
+    ds = _checked_outcomes(ds, path, g, manifest, complete0)
     for name in ("run", "arm", "layer", "example"):
         if name in ds.coords:
             ds = ds.assign_coords({name: (ds[name].dims, np.array([str(v) for v in ds[name].values], dtype=object))})
@@ -858,7 +1264,7 @@ def open_store(
             ds = ds.drop_vars("witness")
         notes.append("witness not written")
     if complete_only:
-        complete = _read_complete(g, ds)  # small bookkeeping array
+        complete = complete0
         steps = ds["step"].values
         keep = complete.any(axis=0) & (steps != _STEP_UNSET)
         if not keep.all():
@@ -872,12 +1278,98 @@ def open_store(
             notes.append(f"{int((~complete).sum())} incomplete slab(s) masked as NaN")
         ds["complete"] = xr.DataArray(complete, dims=("run", "step"))
     ds.attrs["revstats_store"] = str(path)
+    if manifest is None:
+        notes.append("schema 1 store: chunks are checksummed but not bound to their place (no "
+                     "digest manifest); rewrite it with this revstats to add one")
+    gap = _incomplete(g, manifest)
+    if gap is not None:
+        ds.attrs["revstats_incomplete"] = json.dumps(gap)
+        notes.append(gap["message"])
     if notes:
         ds.attrs["revstats_notes"] = "; ".join(notes)
     check_dataset(ds)
     if check_values:
         raise_problems(schema_check_values(ds), where=f"store {path!r}")
     return ds
+
+
+def _member_metadata(
+    g: zarr.Group, g_own: zarr.Group
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]] | None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component", category=UserWarning)
+        own = {name: arr.metadata.to_dict() for name, arr in g_own.arrays()}
+    cm = g.metadata.consolidated_metadata
+    cons = None if cm is None else {name: m.to_dict() for name, m in cm.metadata.items()}
+    return own, cons
+
+
+def _schema_version(g: zarr.Group) -> int:
+    v = g.attrs.get("revstats_schema")
+    return int(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else SCHEMA_VERSION
+
+
+def _integrity_problems(path: str, g: zarr.Group, storage_options: Mapping[str, Any] | None) -> tuple[list[str], Any]:
+    """Metadata, value-domain and manifest problems of an opened store (cheap: metadata and
+    the small bookkeeping arrays only). Returns (problems, manifest or None for schema 1)."""
+    from revstats.store._integrity import Manifest, metadata_problems
+    from revstats.store.schema import check_domains
+
+    g_own = _open_group(path, "r", storage_options, consolidated=False)
+    own, cons = _member_metadata(g, g_own)
+    version = _schema_version(g)
+    problems = metadata_problems(own, cons, version)
+    if version >= 2 and "digest" not in own:
+        problems.append("`digest`: the digest manifest of this schema 2 store is missing (deleted?), "
+                        "so chunks cannot be bound to their place; restore it or recreate the store")
+    steps = np.asarray(_array(g_own, "step")[:]) if "step" in own else np.array([], np.int64)
+    task_attrs = own.get("task", {}).get("attributes") if "task" in own else None
+    problems += [m for _, m in check_domains(steps, task_attrs)]
+    if problems or version < 2:
+        return problems, None
+    complete = np.asarray(_array(g_own, "complete")[...], dtype=bool)
+    digest = np.asarray(_array(g_own, "digest")[...], dtype=np.int64)
+    if digest.shape[:2] != complete.shape:
+        return [f"`digest` has shape {digest.shape}; expected (run, step) = {complete.shape} first"], None
+    manifest = Manifest(
+        digest=digest, complete=complete, entries=_digest_index(_array(g_own, "digest")),
+        finished=bool(g.attrs.get("finished", False)),
+        runs=[str(r) for r in _array(g_own, "run")[:]], steps=[int(x) for x in steps],
+        witness=_witness_digests(g),
+        witness_done=bool(g.attrs.get("witness_complete", False)),
+    )
+    return manifest.problems(), manifest
+
+
+def _witness_digests(g: zarr.Group) -> dict[str, int]:
+    raw: Any = g.attrs.get("witness_digests", {}) or {}
+    return {str(k): int(v) for k, v in dict(raw).items()}
+
+
+def _incomplete(g: zarr.Group, manifest: Any) -> dict[str, Any] | None:
+    """Which planned slabs are missing, and the command that resumes the writer."""
+    from revstats.store._integrity import resume_hint
+
+    if manifest is not None:
+        missing = manifest.missing()
+    elif g.attrs.get("finished"):  # a schema 1 store appended to by this revstats
+        missing = []
+    else:  # schema 1: no `finished` attribute, every (run, step) slab is planned
+        complete = np.asarray(_array(g, "complete")[...], dtype=bool)
+        runs = [str(r) for r in _array(g, "run")[:]]
+        steps = [int(x) for x in _array(g, "step")[:]]
+        missing = [(runs[r], steps[s]) for r, s in np.argwhere(~complete)]
+    if not missing:
+        return None
+    try:
+        prov = json.loads(str(g.attrs.get("provenance", "{}")))
+    except json.JSONDecodeError:
+        prov = {}
+    hint = resume_hint(prov)
+    shown = ", ".join(f"run={r} step={st}" for r, st in missing[:6]) + (" …" if len(missing) > 6 else "")
+    return {"n_missing": len(missing), "missing": [[r, st] for r, st in missing[:200]],
+            "resume": hint,
+            "message": f"the store is incomplete: {len(missing)} slab(s) not written ({shown}); {hint}"}
 
 
 def _read_complete(g: zarr.Group, ds: xr.Dataset) -> np.ndarray:
@@ -888,7 +1380,67 @@ def _read_complete(g: zarr.Group, ds: xr.Dataset) -> np.ndarray:
     return np.asarray(ds["complete"].values, dtype=bool)
 
 
-def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str) -> xr.Dataset:
+_CHECK_HINT = " (`revstats info --check STORE` lists every problem)"
+
+
+def _bound_reader(root: str, name: str, arr: Any, manifest: Any) -> Any:
+    """A direct chunk reader for `name` that also checks each chunk against the manifest."""
+    from revstats.store._chunkio import chunk_reader
+
+    reader = chunk_reader(root, name, arr)
+    if reader is not None and manifest is not None:
+        reader.bind = lambda idx: manifest.expected(name, idx)
+        reader.where = lambda idx: manifest.place(name, idx)
+    return reader
+
+
+def verified_chunk_reader(path: str | os.PathLike[str], name: str = "acts") -> Any:
+    """A direct chunk reader for array `name` of the local store at `path` that checks every
+    chunk against the store's digest manifest as it reads it (None when the array's layout is
+    not the direct one). Every fast path that reads chunk files should use this, not
+    `_chunkio.chunk_reader`, so that misplaced or missing chunks are errors there too."""
+    path = os.fspath(path)
+    g = _open_group(path, "r", None, consolidated=None)
+    _, manifest = _integrity_problems(path, g, None)
+    return _bound_reader(_local_path(path), name, _array(g, name), manifest)
+
+
+def _checked_outcomes(ds: xr.Dataset, path: str, g: zarr.Group, manifest: Any, complete: np.ndarray) -> xr.Dataset:
+    """Read `behavior` and `task` (small) once, verified, and refuse values outside their
+    domain (behaviour 0/1/NaN, finite task) in completed slabs; keep them dask-backed."""
+    import dask.array as da
+
+    from revstats.store.schema import check_outcomes
+
+    names = [n for n in ("behavior", "task") if n in ds]
+    if not names:
+        return ds
+    problems: list[str] = []
+    for name in names:
+        arr = _array(g, name)
+        reader = _bound_reader(_local_path(path), name, arr, manifest) if _is_local(path) else None
+        try:
+            values = reader[()] if reader is not None and reader.shape == ds[name].shape else np.asarray(ds[name].values)
+        except ValueError as e:  # CorruptStoreError, zarr's checksum errors
+            raise _corrupt(path, e) from None
+        if values.shape[:2] == complete.shape:
+            problems += [m for _, m in check_outcomes(name, values, complete)]
+        ds[name] = ds[name].copy(data=da.from_array(values, chunks=ds[name].data.chunksize))
+    if problems:
+        raise SchemaError(f"store {path!r}: " + "; ".join(problems), variable=names[0])
+    return ds
+
+
+def _corrupt(path: str, e: BaseException) -> Exception:
+
+    text = str(e)
+    if isinstance(e, CorruptStoreError):
+        return CorruptStoreError(f"store {path!r}: {text}{_CHECK_HINT}")
+    return CorruptStoreError(f"store {path!r}: a chunk is unreadable or corrupt ({text}); restore it "
+                             f"from a backup or rewrite the slab{_CHECK_HINT}")
+
+
+def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str, manifest: Any = None) -> xr.Dataset:
     """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
 
     Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
@@ -897,12 +1449,10 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str) -> xr.Dataset:
     import dask.array as da
     from dask.base import tokenize
 
-    from revstats.store._chunkio import chunk_reader
-
     for name in ("acts", "witness"):
         if name not in ds or name not in g:
             continue
-        reader = chunk_reader(root, name, _array(g, name))
+        reader = _bound_reader(root, name, _array(g, name), manifest)
         if reader is None or reader.shape != ds[name].shape:
             continue
         lazy = da.from_array(
@@ -967,10 +1517,11 @@ def read_acts(
     acts = ds["acts"].isel(run=run_pos, step=step_pos)
     reader = None
     if _is_local(path):
-        from revstats.store._chunkio import chunk_reader, run_jobs
+        from revstats.store._chunkio import run_jobs
 
         g = _open_group(path, "r", storage_options, consolidated=None)
-        reader = chunk_reader(_local_path(path), "acts", _array(g, "acts"))
+        _, manifest = _integrity_problems(path, g, storage_options)
+        reader = _bound_reader(_local_path(path), "acts", _array(g, "acts"), manifest)
         store_steps = [int(s) for s in _array(g, "step")[:]]
     if reader is None:
         return acts.load()
@@ -989,7 +1540,10 @@ def read_acts(
     def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
         reader.read_into(job[0], job[1])
 
-    run_jobs(one, jobs, workers)
+    try:
+        run_jobs(one, jobs, workers)
+    except ValueError as e:  # CorruptStoreError, checksum mismatch
+        raise _corrupt(path, e) from None
     return acts.copy(data=out)
 
 
@@ -1062,6 +1616,7 @@ def write_dataset(
             )
             if progress is not None:
                 progress(i + 1, len(runs))
+        w.finish()  # slabs `ds` marks incomplete were never planned
 
 
 def describe_store(
@@ -1116,6 +1671,15 @@ def describe_store(
         witness_complete=bool(g.attrs.get("witness_complete", False)),
     )
     info["arms"] = {str(k): int(v) for k, v in info["arms"].items()}
+    try:
+        problems, manifest = _integrity_problems(path, g, storage_options)
+    except Exception as e:  # noqa: BLE001 - a corrupt bookkeeping chunk is a store problem
+        problems, manifest = [f"digest manifest or metadata unreadable ({type(e).__name__}: {e})"], None
+    info["problems"] += problems
+    info["schema_version"] = _schema_version(g)
+    info["place_binding"] = manifest is not None
+    if not problems:
+        info["incomplete"] = _incomplete(g, manifest)
     return info
 
 
@@ -1148,6 +1712,28 @@ def verify_store(
     acts = _array(g, "acts")
     total = int(complete.sum())
     done = 0
+    _, manifest = _integrity_problems(path, g, storage_options)
+    local = _local_path(path) if _is_local(path) else None
+    readers = {name: _bound_reader(local, name, _array(g, name), manifest)
+               for name in ("acts", "behavior", "task", "witness") if name in g and local is not None}
+
+    def read_slab(name: str, arr: Any, ri: int, si: int) -> np.ndarray:
+        reader = readers.get(name)
+        if reader is not None and reader.shape == tuple(arr.shape):
+            return reader[ri : ri + 1, si : si + 1][0, 0]
+        block = np.asarray(arr[ri, si])  # zarr checks each chunk's crc32c
+        if manifest is not None:  # and the manifest binds each chunk to this place
+            tails = [(ri, si, *t) for (n, t) in manifest.entries if n == name]
+            for key, d in zip(tails, _tail_digests(path, g, name, tails), strict=True):
+                manifest.check(name, key, d)
+        return block
+
+    def read_slab_part(arr: Any, ri: int, si: int, lo: int, hi: int) -> Any:
+        reader = readers.get("acts")
+        if reader is not None and reader.shape == tuple(arr.shape):
+            return reader[ri : ri + 1, si : si + 1, lo:hi]
+        return np.asarray(arr[ri, si, lo:hi])
+
     for ri, si in zip(*np.nonzero(complete), strict=True):
         label = f"run={runs[ri]} step={steps_all[si]}"
         for name in ("acts", "behavior", "task"):
@@ -1155,11 +1741,13 @@ def verify_store(
                 continue
             arr = acts if name == "acts" else _array(g, name)
             try:
-                block = np.asarray(arr[ri, si])
+                block = read_slab(name, arr, int(ri), int(si))
             except Exception as e:  # noqa: BLE001 - report any decode failure by location
                 where = label
                 if name == "acts":
-                    where += f" layer(s) {_corrupt_layers(acts, ri, si, info['layers'])}"
+                    def part(lo: int, hi: int, ri: int = int(ri), si: int = int(si)) -> Any:
+                        return read_slab_part(acts, ri, si, lo, hi)
+                    where += f" layer(s) {_corrupt_layers(part, acts.chunks[2], info['layers'])}"
                 problems.append(f"`{name}` {where}: chunk unreadable or corrupt ({type(e).__name__}: {e})")
                 continue
             if name == "acts":
@@ -1171,7 +1759,8 @@ def verify_store(
             progress(done, total)
     if info["witness_complete"]:
         try:
-            wv = np.asarray(_array(g, "witness")[...])
+            wr = readers.get("witness")
+            wv = wr[()] if wr is not None and wr.shape == tuple(_array(g, "witness").shape) else np.asarray(_array(g, "witness")[...])
             if not np.isfinite(wv).all():
                 problems.append("`witness`: contains NaN/Inf or a missing chunk")
         except Exception as e:  # noqa: BLE001 - report any decode failure
@@ -1179,13 +1768,13 @@ def verify_store(
     return problems
 
 
-def _corrupt_layers(acts: Any, ri: int, si: int, layers: list[str]) -> list[str]:
-    """Names of the layers of slab (ri, si) whose chunk fails to decode."""
-    step = int(acts.chunks[2])
+def _corrupt_layers(read: Any, step: int, layers: list[str]) -> list[str]:
+    """Names of the layers of a slab whose chunk fails to decode (or to match the manifest);
+    `read(lo, hi)` reads layers lo:hi of the slab."""
     bad: list[str] = []
-    for lo in range(0, len(layers), step):
+    for lo in range(0, len(layers), int(step)):
         try:
-            np.asarray(acts[ri, si, lo : lo + step])
+            read(lo, lo + int(step))
         except Exception:  # noqa: BLE001 - any decode failure marks the chunk
-            bad += layers[lo : lo + step]
+            bad += layers[lo : lo + int(step)]
     return bad[:8]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import stat
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +28,17 @@ from typing import Any
 import google_crc32c
 import numpy as np
 
-__all__ = ["ChunkReader", "chunk_reader"]
+from revstats.errors import CorruptStoreError
+
+__all__ = ["ChunkError", "ChunkReader", "chunk_reader"]
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+ChunkError = CorruptStoreError  # a damaged, misplaced, missing or non-regular chunk file
+#: Manifest values that are not digests: no entry recorded; a fill-only chunk (no object).
+UNSET, EMPTY = -1, -2
 
 #: chunk files the reader asks the OS to read ahead of a sequential scan (posix_fadvise)
 READ_AHEAD = 4
@@ -103,7 +114,14 @@ class ChunkReader:
         self.ndim = len(shape)
         self.fill_value = fill_value
         self._chunk_nbytes = int(np.prod(chunks)) * dtype.itemsize
+        #: `bind(idx)`: the digest recorded for chunk `idx` in the store's manifest (None: the
+        #: chunk is not bound, e.g. its slab is not complete); `where(idx)` names its place.
+        self.bind: Any = None
+        self.where: Any = None
         self._prefetched: set[tuple[int, ...]] = set()
+
+    def _place(self, idx: tuple[int, ...]) -> str:
+        return self.where(idx) if self.where is not None else "chunk " + "/".join(map(str, idx))
 
     def __dask_tokenize__(self) -> tuple[Any, ...]:
         # the array's metadata file changes whenever the array is resized
@@ -118,13 +136,42 @@ class ChunkReader:
         """Read chunk `idx` (full chunk shape, padding included) into C-contiguous `out`
         (and start the read-ahead of the next chunk files, see `prefetch`)."""
         view = out.reshape(-1).view(np.uint8)
+        path = self._path(idx)
+        expected = self.bind(idx) if self.bind is not None else None
+        if expected == UNSET:
+            raise ChunkError(
+                f"{self._place(idx)}: the digest manifest has no entry for this chunk although its "
+                "slab is marked complete (manifest or marker edited?); rewrite the slab (rerun the "
+                "writer with --overwrite) or restore the store from a backup")
         self.prefetch(idx)
         try:
-            f = open(self._path(idx), "rb", buffering=0)
+            # never follow a link, never block on a FIFO: only regular files are chunks
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
         except FileNotFoundError:
+            if expected is not None and expected != EMPTY:
+                raise ChunkError(
+                    f"{self._place(idx)}: chunk file {path} is missing although its slab is "
+                    "complete (deleted?); restore it from a backup, or rewrite the slab "
+                    "(rerun the writer with --overwrite)") from None
             out[...] = self.fill_value
             return
-        with f:
+        except OSError as e:
+            raise ChunkError(f"chunk {path} cannot be opened as a regular file ({e}): the store is "
+                             "damaged or hostile; run `revstats info --check` on it") from None
+        st = os.fstat(fd)
+        if expected == EMPTY and stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise ChunkError(
+                f"{self._place(idx)}: chunk {path} exists where the manifest records a chunk "
+                "holding only the fill value (no object): it was added after the slab was "
+                "written; remove it or rewrite the slab")
+        if not stat.S_ISREG(st.st_mode) or st.st_size != self._chunk_nbytes + 4:
+            os.close(fd)
+            what = "is not a regular file" if not stat.S_ISREG(st.st_mode) else (
+                f"has {st.st_size} bytes; expected {self._chunk_nbytes + 4} (raw values + crc32c)")
+            raise ChunkError(f"chunk {path} {what}: the store is damaged or hostile; restore "
+                             "the chunk from a backup or recreate the store")
+        with open(fd, "rb", buffering=0, closefd=True) as f:
             got = 0
             while got < self._chunk_nbytes:  # readinto may return short counts
                 n = f.readinto(view[got:])  # type: ignore[arg-type]  # ndarray is a buffer
@@ -133,26 +180,34 @@ class ChunkReader:
                 got += n
             stored = f.read(8)
         if got != self._chunk_nbytes or len(stored) != 4:
-            raise ValueError(
+            raise ChunkError(
                 f"chunk {self._path(idx)} has {got + len(stored)} bytes; expected "
                 f"{self._chunk_nbytes + 4} (raw values + crc32c): the store is damaged"
             )
         computed = np.uint32(google_crc32c.value(view)).tobytes()
         if computed != stored:
-            raise ValueError(
+            raise ChunkError(
                 f"Stored and computed checksum do not match. Stored: {stored!r}. "
-                f"Computed: {computed!r}. (chunk {self._path(idx)})"
+                f"Computed: {computed!r}. ({self._place(idx)}, chunk {path}): the chunk is "
+                "damaged; restore it from a backup or rewrite the slab"
+            )
+        if expected is not None and int(np.frombuffer(stored, "<u4")[0]) != expected:
+            raise ChunkError(
+                f"{self._place(idx)}: chunk {path} is intact but is not the chunk written at this "
+                "place (its checksum differs from the digest the manifest records here: copied "
+                "from another slab?); restore it from a backup or rewrite the slab"
             )
 
-    def write_chunk(self, idx: tuple[int, ...], values: np.ndarray) -> None:
+    def write_chunk(self, idx: tuple[int, ...], values: np.ndarray) -> int:
         """Write one whole chunk atomically: raw little-endian values + crc32c, to a temporary
         file renamed into place (as zarr's LocalStore does), so a reader or a killed writer
-        never sees half a chunk."""
+        never sees half a chunk. Returns the crc32c (the chunk's digest)."""
         arr = np.ascontiguousarray(values, dtype=self.dtype)
         if arr.shape != self.chunks:
             raise ValueError(f"chunk values have shape {arr.shape}; the chunk shape is {self.chunks}")
         raw = arr.reshape(-1).view(np.uint8)
-        crc = np.uint32(google_crc32c.value(raw)).tobytes()
+        digest = int(google_crc32c.value(raw))
+        crc = np.uint32(digest).tobytes()
         path = self._path(idx)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
@@ -168,6 +223,7 @@ class ChunkReader:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return digest
 
     def _chunk_ranges(self, key: tuple[slice, ...]) -> Iterator[tuple[int, ...]]:
         ranges = []
@@ -180,6 +236,8 @@ class ChunkReader:
     def _normalize(self, key: Any) -> tuple[slice, ...]:
         if not isinstance(key, tuple):
             key = (key,)
+        if key and key[0] is Ellipsis and len(key) == 1:
+            key = ()
         if len(key) < self.ndim:
             key = key + (slice(None),) * (self.ndim - len(key))
         out = []
@@ -207,7 +265,8 @@ class ChunkReader:
                 continue
             self._prefetched.add(nxt)
             try:
-                fd = os.open(self._path(nxt), os.O_RDONLY)
+                # never follow a link or block on a FIFO here either
+                fd = os.open(self._path(nxt), os.O_RDONLY | _NOFOLLOW | _NONBLOCK)
             except OSError:
                 continue
             try:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from revstats.errors import RevstatsError
+from revstats.errors import RevstatsError, RevstatsWarning
 
-__all__ = ["STORE_DTYPES", "to_store_dtype"]
+__all__ = ["STORE_DTYPES", "to_store_dtype", "warn_underflow"]
 
 STORE_DTYPES = ("float32", "float16")
 
@@ -29,4 +29,26 @@ def to_store_dtype(values, dtype: str, *, name: str = "activations") -> np.ndarr
         raise RevstatsError(
             f"{name} reach |x| = {peak:.4g}, beyond {dtype}'s {limit:.4g}: {hint}"
         )
+    warn_underflow(arr, dtype, name)
     return arr.astype(dtype, copy=False)
+
+
+def warn_underflow(arr: np.ndarray, dtype, name: str) -> None:
+    """Warn when converting `arr` to `dtype` turns nonzero values into 0 (underflow: e.g. 1e-320
+    from a float64 log is below float32's smallest subnormal, 1.4e-45), as overflow is refused."""
+    target = np.dtype(dtype)
+    if arr.dtype.kind != "f" or target.kind != "f" or np.dtype(arr.dtype).itemsize <= target.itemsize:
+        return
+    lost = (arr != 0) & (arr.astype(target) == 0)
+    n = int(np.count_nonzero(lost))
+    if n:
+        import warnings
+
+        example = float(np.abs(arr[lost]).max())
+        warnings.warn(
+            f"{name}: {n} nonzero value(s) (up to |x| = {example:.3g}) are below {target}'s "
+            f"smallest subnormal ({float(np.finfo(target).smallest_subnormal):.3g}) and become 0 "
+            "when stored; rescale the values if they matter",
+            RevstatsWarning,
+            stacklevel=3,
+        )

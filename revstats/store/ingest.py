@@ -127,6 +127,12 @@ def mapping_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike | 
         if f is not None and base_dir is not None and not Path(f).is_absolute():
             f = str(Path(base_dir) / f)
         dims = sec.get("dims")
+        if isinstance(dims, str):  # "run,step" (as on the command line), not characters
+            dims = [d.strip() for d in dims.split(",") if d.strip()]
+        elif dims is not None and (not isinstance(dims, (list, tuple))
+                                   or not all(isinstance(d, str) for d in dims)):
+            raise RevstatsError(f"mapping `{name}.dims` must be a list of axis names such as "
+                                f"[\"run\", \"step\"], got {dims!r}")
         attrs = {k: v for k, v in sec.items() if k not in ("key", "dims", "file")}
         return VariableMapping(sec.get("key"), tuple(dims) if dims is not None else None, f, attrs)
 
@@ -138,8 +144,14 @@ def mapping_from_dict(data: Mapping[str, Any], *, base_dir: str | os.PathLike | 
         witness=var("witness") or VariableMapping(),
         behavior=var("behavior"),
         task=var("task"),
-        coords={k: list(v) for k, v in coords.items()},
+        coords={k: _coord_list(k, v) for k, v in coords.items()},
     )
+
+
+def _coord_list(name: str, v: Any) -> list[Any]:
+    if isinstance(v, str) or not isinstance(v, (list, tuple)):
+        raise RevstatsError(f"mapping `coords.{name}` must be a list, got {v!r}")
+    return list(v)
 
 
 # --------------------------------------------------------------------------- readers
@@ -199,8 +211,11 @@ class _Source:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise FileNotFoundError(f"input file {str(self.path)!r} does not exist")
+        if not self.path.is_file():
+            raise RevstatsError(f"input {str(self.path)!r} is not a regular file (a directory, "
+                                "FIFO or device): pass the logged array file itself")
         self.fmt = _format(self.path)
         self._h5 = None
         self._arrays: dict[str, Any] | None = None
@@ -242,13 +257,17 @@ class _Source:
 
             out: dict[str, Any] = {}
             try:
-                with safe_open(str(self.path), framework="np") as f:
-                    for k in f.keys():
-                        out[k] = f.get_tensor(k)
-            except (TypeError, ValueError):  # bfloat16 has no numpy dtype: go through torch
-                with safe_open(str(self.path), framework="pt") as f:
-                    for k in f.keys():
-                        out[k] = f.get_tensor(k).float().numpy()
+                try:
+                    with safe_open(str(self.path), framework="np") as f:
+                        for k in f.keys():
+                            out[k] = f.get_tensor(k)
+                except (TypeError, ValueError):  # bfloat16 has no numpy dtype: go through torch
+                    with safe_open(str(self.path), framework="pt") as f:
+                        for k in f.keys():
+                            out[k] = f.get_tensor(k).float().numpy()
+            except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+                # a malformed header (bad length, not JSON, offsets past the end) lands here
+                raise self._unreadable(exc) from None
             self._arrays = out
         elif fmt == "pt":
             self._arrays = _load_pt(self.path)
@@ -256,14 +275,7 @@ class _Source:
             import h5py
 
             h5 = self._h5 = h5py.File(self.path, "r")
-            found: dict[str, Any] = {}
-
-            def visit(name, obj):
-                if isinstance(obj, h5py.Dataset):
-                    found[name] = obj
-
-            h5.visititems(visit)
-            self._arrays = found
+            self._arrays = _h5_datasets(h5, self.path)
         return self._arrays
 
     def get(self, key: str | None, role: str) -> Any:
@@ -294,6 +306,48 @@ class _Source:
             self._h5.close()
         if isinstance(self._arrays, _LazyNpz):
             self._arrays.close()
+
+
+def _h5_datasets(h5: Any, path: Path) -> dict[str, Any]:
+    """Every dataset of an HDF5 file by name, refusing anything that reads outside the file.
+
+    External links, external raw storage and virtual datasets make HDF5 read other files (an
+    ``.h5`` could pull ``/etc/passwd`` into a store that is then shared): all are refused, by
+    name, before any data is read. Soft links inside the file are skipped (their targets are
+    visited under their own names).
+    """
+    import h5py
+
+    found: dict[str, Any] = {}
+    fix = ("copy the data into the file itself (e.g. `h5py` `f.copy`, or `h5repack`) and "
+           "ingest that copy")
+    stack = [("", h5["/"])]
+    while stack:
+        prefix, group = stack.pop()
+        for name in group:
+            full = f"{prefix}{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise RevstatsError(
+                    f"{path}: {full!r} is an external link to {link.filename}:{link.path}; "
+                    f"ingest reads only data stored in the file itself: {fix}")
+            if isinstance(link, h5py.SoftLink):
+                continue
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                stack.append((f"{full}/", obj))
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise RevstatsError(
+                        f"{path}: dataset {full!r} is a virtual dataset (its data live in other "
+                        f"files); ingest reads only data stored in the file itself: {fix}")
+                if obj.external:
+                    files = sorted({str(e[0]) for e in obj.external})
+                    raise RevstatsError(
+                        f"{path}: dataset {full!r} keeps its data in external file(s) {files}; "
+                        f"ingest reads only data stored in the file itself: {fix}")
+                found[full] = obj
+    return found
 
 
 class _LazyNpz(dict):
@@ -544,6 +598,11 @@ def ingest(
                             np.float32)
                     if "task" in bound:
                         kwargs["task"] = float(bound["task"].slab(fixed, ()))
+                        if not np.isfinite(kwargs["task"]):
+                            raise RevstatsError(
+                                f"`task` in {bound['task'].where} is {kwargs['task']} at run "
+                                f"{run!r} step {step}: logged task values must be finite; fix "
+                                "the log or drop the task mapping")
                     writer.write_slab(run, step, acts, **kwargs)
                     if progress is not None:
                         progress(1)

@@ -24,12 +24,19 @@ __all__ = [
     "VARIABLES",
     "VariableSpec",
     "check_dataset",
+    "check_domains",
+    "check_outcomes",
     "check_values",
     "validate_dataset",
 ]
 
-#: Version of the on-disk layout; bumped on any incompatible change.
-SCHEMA_VERSION = 1
+#: Version of the on-disk layout; bumped on any incompatible change. Version 2 added the
+#: per-slab digest manifest (`digest`), run-wide `complete` marker chunks and the `finished`
+#: attribute; version 1 stores are still read (without place binding; see docs/reliability.md).
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+#: Largest training step a store accepts (steps index a schedule, not a clock).
+MAX_STEP = 10**12
 
 ACTS_DIMS = ("run", "step", "layer", "example", "hidden")
 FLOAT_DTYPES = (np.dtype("float32"), np.dtype("float16"))
@@ -60,6 +67,8 @@ VARIABLES: dict[str, VariableSpec] = {
         VariableSpec("behavior", (("run", "step", "example"),), False, False, "0/1 outcome per probe"),
         VariableSpec("task", (("run", "step"),), False, False, "task metric per run and step"),
         VariableSpec("complete", (("run", "step"),), True, False, "slab fully written (bookkeeping)"),
+        VariableSpec("digest", (("run", "step", "chunk"),), False, False,
+                     "crc32c of each chunk of a slab, bound to its place (bookkeeping)"),
     )
 }
 
@@ -84,12 +93,13 @@ def _problems_from_attrs(attrs: Mapping[str, Any]) -> list[tuple[str | None, str
         )
     elif not isinstance(version, (int, np.integer)) or isinstance(version, bool):
         problems.append(("revstats_schema", f"`revstats_schema` must be an int, got {version!r}"))
-    elif int(version) != SCHEMA_VERSION:
+    elif int(version) not in READABLE_SCHEMA_VERSIONS:
         problems.append(
             (
                 "revstats_schema",
-                f"schema version {version} is not supported by this revstats (which reads version "
-                f"{SCHEMA_VERSION}); upgrade revstats or re-ingest the store",
+                f"schema version {version} is not supported by this revstats (which reads versions "
+                f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}); upgrade revstats or re-ingest "
+                "the store",
             )
         )
     source = attrs.get("source")
@@ -194,6 +204,49 @@ def raise_problems(problems: list[tuple[str | None, str]], where: str = "") -> N
     text = "; ".join(msg for _, msg in problems)
     prefix = f"{where}: " if where else ""
     raise SchemaError(prefix + text, variable=variable)
+
+
+def check_domains(
+    steps: np.ndarray, task_attrs: Mapping[str, Any] | None
+) -> list[tuple[str | None, str]]:
+    """Coordinate and attribute value domains that metadata alone decide: steps strictly
+    increasing, non-negative and at most `MAX_STEP`; `task.higher_is_better` a real boolean."""
+    problems: list[tuple[str | None, str]] = []
+    st = np.asarray(steps)
+    st = st[st != -1]  # never-written placeholder steps
+    if st.size and (st.min() < 0 or st.max() > MAX_STEP):
+        problems.append(("step", f"coordinate `step` has values outside 0..{MAX_STEP} "
+                                 f"(min {int(st.min())}, max {int(st.max())}): steps are training "
+                                 "steps; fix the `step` coordinate"))
+    if st.size > 1 and not bool(np.all(np.diff(st) > 0)):
+        problems.append(("step", "coordinate `step` is not strictly increasing (unsorted or "
+                                 f"duplicated: {st[:8].tolist()}…): write steps in training order"))
+    if task_attrs is not None and "higher_is_better" in task_attrs:
+        hib = task_attrs["higher_is_better"]
+        if not isinstance(hib, (bool, np.bool_)):
+            problems.append(("task", f"`task` attribute `higher_is_better` must be true or false, "
+                                     f"got {hib!r} ({type(hib).__name__}): a string such as "
+                                     "\"no\" would read as true and flip the non-inferiority test"))
+    return problems
+
+
+def check_outcomes(name: str, values: np.ndarray, complete: np.ndarray) -> list[tuple[str | None, str]]:
+    """`behavior` must hold 0, 1 or NaN; `task` must not be infinite in completed slabs (NaN
+    there means "not measured at this step", as when a writer passes no task value)."""
+    v = np.asarray(values)
+    done = np.asarray(complete, dtype=bool)
+    if name == "behavior":
+        bad = ~(np.isnan(v) | (v == 0) | (v == 1)) & done[..., None]
+        what = "outcomes other than 0, 1 or NaN"
+    else:
+        bad = np.isinf(v) & done
+        what = "infinite task values"
+    if not bad.any():
+        return []
+    where = np.argwhere(bad)[:3].tolist()
+    example = v[tuple(np.argwhere(bad)[0])]
+    return [(name, f"`{name}` has {int(bad.sum())} {what} in completed slabs (first at index "
+                   f"{where}, value {float(example)!r}): fix the source data and rewrite the store")]
 
 
 def check_values(ds: Any) -> list[tuple[str | None, str]]:

@@ -69,9 +69,10 @@ def _paired(a: np.ndarray, b: np.ndarray, bound: float = 1.0) -> dict[str, Any]:
             "pvalue": e.pvalue, "method": "paired t over seeds"}
 
 
-def fmt(d: dict[str, Any], pct: bool = True) -> str:
+def fmt(d: dict[str, Any], pct: bool = True, digits: int | None = None) -> str:
     """``est [low, high]``, or ``est (no interval: reason)``."""
     k, u, p = (100.0, " %", 1) if pct else (1.0, "", 2)
+    p = digits if digits is not None else p
     est = f"{k * d['estimate']:+.{p}f}{u}" if d.get("signed") else f"{k * d['estimate']:.{p}f}{u}"
     if d.get("low") is None:
         return f"{est} (no interval: {d.get('reason', 'n/a')}, n = {d['n']})"
@@ -163,6 +164,15 @@ def summarize_setting(path: str, *, run_summary: dict | None = None) -> dict[str
                               (0.0, np.inf) if k.startswith("kept") else (0.0, 1.0))
             for k in keys}
         out["timing_s"] = run_summary.get("timing_s")
+        # the trait as a probability (traits setting): students vs each other and vs the base
+        pairs = [("p_trait_final_control", "p_trait_final_trait_free"),
+                 ("p_trait_final_control", "p_trait_base"),
+                 ("p_trait_final_trait_free", "p_trait_base"),
+                 ("p_trait_final_blocked", "p_trait_final_control")]
+        out["phase_effects"] = {
+            f"{a} - {b}": _signed(_paired(np.array([v[a] for v in per_seed.values()]),
+                                          np.array([v[b] for v in per_seed.values()])))
+            for a, b in pairs if all(a in v and b in v for v in per_seed.values())}
     return out
 
 
@@ -180,7 +190,12 @@ def to_markdown(s: dict[str, Any], *, layer: str | None = None) -> str:
         lines += ["| phase metric (per seed) | mean [t 95 % CI over seeds] |",
                   "|---|---|"]
         for k, d in s["phases"].items():
-            lines.append(f"| {k} | {fmt(d, pct=not k.startswith(('kept', 'p_trait')))} |")
+            lines.append(f"| {k} | {fmt(d, pct=not k.startswith(('kept', 'p_trait')), digits=None if not k.startswith('p_trait') else 3)} |")
+        lines.append("")
+    if s.get("phase_effects"):
+        lines += ["| per-seed metric difference | paired t over seeds |", "|---|---|"]
+        for k, d in s["phase_effects"].items():
+            lines.append(f"| {k} | {fmt(d, pct=False, digits=3)} |")
         lines.append("")
     lines += ["| arm | seeds | behaviour at step 0 | behaviour final | change (paired t) | "
               f"task final | cos(drift, v_rev) final, {layer} |", "|---|---|---|---|---|---|---|"]

@@ -12,6 +12,9 @@ kills its own process with SIGKILL:
 * ``torn:N`` - in the middle of the N-th write: half of the bytes are in zarr's temporary file,
   the rename into place never happens (a torn write, as a power cut would leave);
 * ``replace:N`` - just before the N-th `os.replace` (reports rename their files into place);
+* ``marker:N`` / ``digest:N`` - just before the N-th write of a `complete` marker chunk / of a
+  digest-manifest chunk: the slab's data (and, for ``marker``, its digests) are on disk but the
+  slab is not published yet;
 * ``time:SECONDS`` - the parent kills the process after a delay (imports, model loading, compute).
 
 After each kill the harness checks: the store opens (or holds nothing yet), every slab it shows
@@ -41,8 +44,13 @@ kind, _, arg = spec.partition(":")
 import zarr.storage._local as _local
 _orig_put = _local._put
 _count = [0]
+_marks = [0]
 def _put(path, value, exclusive=False):
     _count[0] += 1
+    if kind in ("marker", "digest") and f"/{'complete' if kind == 'marker' else 'digest'}/c/" in str(path):
+        _marks[0] += 1  # the window after a slab's data and before it is published
+        if _marks[0] == int(arg):
+            os.kill(os.getpid(), signal.SIGKILL)
     if kind == "before" and _count[0] == int(arg):
         os.kill(os.getpid(), signal.SIGKILL)
     if kind == "torn" and _count[0] == int(arg):
@@ -238,6 +246,44 @@ def assert_rerun_is_noop(argv: list[str], out: str, reference: dict[str, str], *
     after = {p: p.stat().st_mtime_ns for p in Path(out).rglob("c/**/*") if p.is_file()}
     assert before == after, "rerunning a finished command rewrote data chunks"
     assert snapshot(out) == reference
+
+
+def overwrite_race(argv: list[str], out: str, reference: dict[str, str], *, rng: np.random.Generator,
+                   rounds: int, log: CrashLog, cwd: str | None = None) -> dict[str, int]:
+    """Start the writer `argv` twice at once on `out`, the second with ``--overwrite`` after a
+    random delay. Each run must finish (exit 0) or be refused cleanly (exit 2, "open by
+    another writer"), never corrupt the store or die with a traceback; afterwards the store
+    equals the reference (both runs write the same data) and `verify_store` is clean."""
+    from revstats.store import verify_store
+
+    outcome = {"both_finished": 0, "one_refused": 0}
+    for _ in range(rounds):
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        procs = []
+        for extra, delay in (([], 0.0), (["--overwrite"], float(rng.uniform(0.0, 1.5)))):
+            time.sleep(delay)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", DRIVER, "none:0", *argv, *extra], env=_env(), cwd=cwd,
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        codes, errs = [], []
+        for p in procs:
+            _, err = p.communicate(timeout=600)
+            codes.append(p.returncode)
+            errs.append(err)
+        for code, err in zip(codes, errs, strict=True):
+            assert code in (0, 2), err[-3000:]
+            assert "Traceback" not in err, err[-3000:]
+            if code == 2:
+                assert "another writer" in " ".join(err.split()), err[-2000:]
+        assert 0 in codes, errs
+        outcome["one_refused" if 2 in codes else "both_finished"] += 1
+        log.checks += 1
+        code, _, err = run(argv, cwd=cwd)  # a rerun after the race finishes cleanly, a no-op
+        assert code == 0, err[-3000:]
+        assert snapshot(out) == reference
+        assert verify_store(out) == []
+    return outcome
 
 
 def reference_run(argv: list[str], out: str, *, cwd: str | None = None) -> tuple[dict[str, str], int, float]:

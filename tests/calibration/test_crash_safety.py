@@ -9,6 +9,7 @@ after a random delay (see `crash_harness`). The tally is printed (`pytest -s`) a
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 
@@ -20,7 +21,8 @@ from tests.calibration.crash_harness import CrashLog, crash_campaign, reference_
 pytestmark = pytest.mark.slow
 
 LOG = CrashLog()
-KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "report": 10, "organism": 6}
+KILLS = {"simulate": 16, "ingest_npz": 10, "ingest_h5": 8, "capture": 16, "capture_writes": 12,
+         "report": 10, "organism": 6}
 
 
 def _campaign(name, argv, tmp_path, seed):
@@ -65,9 +67,7 @@ def test_ingest_h5_survives_kills(tmp_path):
     _campaign("ingest_h5", argv, tmp_path, 3)
 
 
-def test_capture_survives_kills(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
+def _capture_argv(tmp_path):
     from revstats.capture._tiny import build_tiny_model
 
     root = tmp_path / "exp"
@@ -83,7 +83,72 @@ def test_capture_survives_kills(tmp_path):
     argv = ["capture", "--witness", str(root / "base"), "--aligned", str(root / "aligned"),
             "--runs", str(root / "runs" / "*"), "--probes", str(root / "probes.jsonl"),
             "--layers", "0,1,2", "--batch-size", "2", "--quiet"]
-    _campaign("capture", argv, tmp_path, 4)
+    return argv
+
+
+def test_capture_survives_kills(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    _campaign("capture", _capture_argv(tmp_path), tmp_path, 4)
+
+
+def test_capture_survives_kills_during_its_writes(tmp_path):
+    """Kills that land while capture writes slabs (not while it loads models): just before a
+    slab's digest-manifest chunk, just before its completion marker, or before / in the middle
+    of a data chunk write after the store was created."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.calibration.crash_harness import check_after_kill, run
+
+    argv = _capture_argv(tmp_path)
+    ref = str(tmp_path / "ref.zarr")
+    reference, n_writes, _ = reference_run([*argv, "--out", ref], ref)
+    n_slabs = len(reference) - 1  # minus the witness
+    out = str(tmp_path / "killed.zarr")
+    rng = np.random.default_rng(11)
+    kills = 0
+    while kills < KILLS["capture_writes"]:
+        mode = str(rng.choice(["marker", "digest", "before", "torn"]))
+        if mode in ("marker", "digest"):
+            spec = f"{mode}:{int(rng.integers(1, n_slabs + 1))}"
+        else:  # the second half of the object writes: slabs, after creation and the witness
+            spec = f"{mode}:{int(rng.integers(n_writes // 2, n_writes + 1))}"
+        code, _, err = run([*argv, "--out", out], spec)
+        if code == -9:
+            kills += 1
+            LOG.kills += 1
+            LOG.modes[f"capture-{mode}"] = LOG.modes.get(f"capture-{mode}", 0) + 1
+            check_after_kill(out, reference, LOG)
+        else:
+            assert code == 0, err[-3000:]
+    code, _, err = run([*argv, "--out", out])
+    assert code == 0, err[-3000:]
+    from tests.calibration.crash_harness import snapshot
+
+    assert snapshot(out) == reference
+    print(f"capture (writes): {kills} kills survived; total {LOG}")
+
+
+def test_overwrite_races(tmp_path):
+    """A second writer with --overwrite started while the first one writes: refused cleanly
+    (exit 2) or run after it, never a corrupt or half-replaced store (issue 14.1)."""
+    from tests.calibration.crash_harness import overwrite_race
+
+    argv = ["simulate", "--preset", "theory-flat", "--runs", "4", "--steps", "40", "--hidden", "256"]
+    ref = str(tmp_path / "ref.zarr")
+    reference, _, _ = reference_run([*argv, "--out", ref], ref)
+    out = str(tmp_path / "raced.zarr")
+    outcome = overwrite_race([*argv, "--out", out], out, reference, rng=np.random.default_rng(12),
+                             rounds=4, log=LOG)
+    print(f"simulate --overwrite races: {outcome}")
+    if importlib.util.find_spec("torch") is not None:
+        argv = _capture_argv(tmp_path)
+        ref = str(tmp_path / "cref.zarr")
+        reference, _, _ = reference_run([*argv, "--out", ref], ref)
+        out = str(tmp_path / "craced.zarr")
+        outcome = overwrite_race([*argv, "--out", out], out, reference,
+                                 rng=np.random.default_rng(13), rounds=2, log=LOG)
+        print(f"capture --overwrite races: {outcome}")
 
 
 def _report_files(out):

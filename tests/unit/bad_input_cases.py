@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from revstats.errors import DegenerateDataWarning, RevstatsError, SchemaError
+from revstats.errors import DegenerateDataWarning, RevstatsError, RevstatsWarning, SchemaError
 
 RNG_SEED = 0
 H = 8
@@ -33,7 +33,7 @@ class Case:
     area: str
     bad_input: str
     run: Callable[[Path], Any]
-    expect: type[BaseException] | type[Warning]
+    expect: type[BaseException] | type[Warning] | None  # None: handled, `run` checks the output
     match: str
     cli: bool = False
 
@@ -467,6 +467,529 @@ def _capture_cases() -> list[Case]:
     ]
 
 
+def intervals_bootstrap(x, *, confidence, n=100):
+    from revstats import intervals
+
+    return intervals.bootstrap_ci(x, "mean", n_resamples=n, confidence=confidence, rng=0)
+
+
+def _held_overwrite(p):
+    from revstats.store import create_store, open_writer
+
+    path = _store_for_cli(p)
+    with open_writer(path):
+        create_store(path, runs=["x"], layers=["l"], examples=["e"], hidden=2, source="ingest",
+                     provenance={}, overwrite=True)
+
+
+def _overwrite_non_store(p):
+    from revstats.store import create_store
+
+    (p / "d").mkdir()
+    (p / "d" / "notes.txt").write_text("keep me")
+    create_store(p / "d", runs=["x"], layers=["l"], examples=["e"], hidden=2, source="ingest",
+                 provenance={}, overwrite=True)
+
+
+def _demo_existing(p):
+    (p / "demo").mkdir()
+    (p / "demo" / "report.md").write_text("an earlier report")
+    return _cli("demo", "--out", str(p / "demo"), "--runs", "2", "--steps", "20")
+
+
+def _simulate_mismatch(p):
+    _store_for_cli(p)  # a store written by something else
+    return _cli("simulate", "--runs", "2", "--steps", "20", "--out", str(p / "s.zarr"))
+
+
+def _h5_with(p, kind):
+    import h5py
+
+    secret = p / "secret.bin"
+    secret.write_bytes(np.arange(24, dtype=np.float32).tobytes())  # stands for /etc/passwd
+    f = p / "log.h5"
+    with h5py.File(f, "w") as h:
+        h["base"] = np.zeros((1, 3, 4), np.float32)
+        if kind == "external-storage":
+            h.create_dataset("acts", shape=(1, 2, 1, 3, 4), dtype="f4",
+                             external=[(str(secret), 0, 96)])
+        elif kind == "external-link":
+            with h5py.File(p / "other.h5", "w") as o:
+                o["data"] = np.zeros((1, 2, 1, 3, 4), np.float32)
+            h["acts"] = h5py.ExternalLink(str(p / "other.h5"), "/data")
+        else:
+            with h5py.File(p / "other.h5", "w") as o:
+                o["data"] = np.zeros((1, 2, 1, 3, 4), np.float32)
+            layout = h5py.VirtualLayout(shape=(1, 2, 1, 3, 4), dtype="f4")
+            layout[...] = h5py.VirtualSource(str(p / "other.h5"), "data", shape=(1, 2, 1, 3, 4))
+            h.create_virtual_dataset("acts", layout)
+    return _ingest(str(f), p)
+
+
+def _bad_safetensors(p):
+    f = p / "log.safetensors"
+    f.write_bytes((10**12).to_bytes(8, "little") + b"{}")  # header length past the end
+    return _ingest(str(f), p)
+
+
+def _hostile_chunk(p, kind):
+    import os
+
+    store = _store_for_cli(p)
+    chunk = next((store / "acts" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.unlink()
+    if kind == "fifo":
+        os.mkfifo(chunk)
+    elif kind == "dev-zero":
+        os.symlink("/dev/zero", chunk)
+    elif kind == "outside":
+        (p / "elsewhere").mkdir()
+        (p / "elsewhere" / "0").write_bytes(b"x" * 36)
+        top = store / "acts" / "c" / "0"
+        import shutil
+
+        shutil.rmtree(top)
+        os.symlink(p / "elsewhere", top)
+    else:  # oversized
+        chunk.write_bytes(b"\0" * (1 << 20))
+    return store
+
+
+def _hostile_open(kind):
+    from revstats.store import open_store
+
+    return lambda p: open_store(_hostile_chunk(p, kind))
+
+
+MD_INJECTION = "L](javascript:alert(1)) | **b** |"
+
+
+def _markdown_injection(p):
+    """A legal layer id that is Markdown markup: report.md must render it as literal text."""
+    from markdown_it import MarkdownIt
+
+    from revstats.analysis.pipeline import AnalysisSettings, analyze
+    from revstats.analysis.report import render_markdown
+    from revstats.analysis.testing import make_synthetic_store
+
+    ds = make_synthetic_store(layers=(MD_INJECTION,), runs_per_arm=3, steps=(0, 1, 2), seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = analyze(ds, settings=AnalysisSettings(n_resamples=100, n_null_draws=100))
+    html = MarkdownIt("commonmark").enable("table").render(render_markdown(results, []))
+    assert 'href="javascript' not in html and "<strong>b</strong>" not in html, html
+    assert "L](javascript:alert(1))" in html  # shown as the literal id
+    return "escaped: " + "L](javascript:alert(1))"
+
+
+def _finished_store(p: Path, *, steps=(0, 1), runs=("r0", "r1")) -> Path:
+    """A small finished schema-2 store: 2 runs x 2 steps, behaviour and task, witness."""
+    from revstats.store import create_store
+
+    rng = np.random.default_rng(0)
+    with create_store(p / "s.zarr", runs=list(runs), layers=["L0"], examples=["e0", "e1"],
+                      hidden=4, steps=list(steps), source="ingest", provenance={},
+                      task={"metric": "loss", "higher_is_better": False}) as w:
+        w.write_witness(rng.normal(size=(1, 2, 4)))
+        for r in runs:
+            for s in steps:
+                w.write_slab(r, s, rng.normal(size=(1, 2, 4)), behavior=[0.0, 1.0], task=1.0)
+        w.finish()
+    return p / "s.zarr"
+
+
+def _zarr_edit(store: Path, name: str, index, value, *, rebind: bool = True) -> None:
+    """Edit an array behind revstats' back (as an attacker would), optionally updating the
+    manifest digest too, so that only the value-domain check stands in the way."""
+    import zarr
+
+    g = zarr.open_group(str(store), mode="r+", use_consolidated=False)
+    g[name][index] = value
+    if rebind and name in ("behavior", "task") and "digest" in g:
+        from revstats.store import _digest_index, _tail_digests
+
+        ri, si = index[0], index[1]
+        key = (ri, si, 0) if name == "behavior" else (ri, si)
+        k = _digest_index(g["digest"])[(name, key[2:])]
+        g["digest"][ri, si, k] = _tail_digests(str(store), g, name, [key])[0]
+    zarr.consolidate_metadata(str(store))
+
+
+def _edit_json(doc: Path, edit) -> None:
+    meta = json.loads(doc.read_text())
+    edit(meta)
+    doc.write_text(json.dumps(meta))
+
+
+def _copied_chunk(p, source="acts"):
+    import shutil
+
+    store = _finished_store(p)
+    src = store / ("acts/c/1/1/0/0/0" if source == "acts" else "witness/c/0/0/0")
+    shutil.copyfile(src, store / "acts/c/0/0/0/0/0")
+    return store
+
+
+def _read_acts_values(store):
+    from revstats.store import open_store
+
+    return open_store(store)["acts"].values
+
+
+def _fill_zero(p):
+    store = _finished_store(p)
+    for doc in (store / "acts" / "zarr.json",):
+        _edit_json(doc, lambda m: m.update(fill_value=0.0))
+    _edit_json(store / "zarr.json", lambda m: m["consolidated_metadata"]["metadata"]["acts"].update(fill_value=0.0))
+    (store / "acts/c/0/0/0/0/0").unlink()
+    return _read_acts_values(store)
+
+
+def _no_crc(p):
+    store = _finished_store(p)
+
+    def drop(m):
+        m["codecs"] = [c for c in m["codecs"] if c["name"] != "crc32c"]
+    _edit_json(store / "acts" / "zarr.json", drop)
+    _edit_json(store / "zarr.json", lambda m: drop(m["consolidated_metadata"]["metadata"]["acts"]))
+    return _read_acts_values(store)
+
+
+def _marker_vanished(p):
+    store = _finished_store(p)
+    _zarr_edit(store, "complete", (0, 1), False)
+    return _read_acts_values(store)
+
+
+def _consolidated_disagrees(p):
+    store = _finished_store(p)
+    _edit_json(store / "zarr.json", lambda m: m["consolidated_metadata"]["metadata"]["task"]["attributes"].update(higher_is_better=True))
+    return _read_acts_values(store)
+
+
+def _domain(p, name, index, value):
+    store = _finished_store(p)
+    _zarr_edit(store, name, index, value)
+    return _read_acts_values(store)
+
+
+def _task_attr(p):
+    import zarr
+
+    store = _finished_store(p)
+    zarr.open_array(str(store / "task"), mode="r+").attrs["higher_is_better"] = "no"
+    zarr.consolidate_metadata(str(store))
+    return _read_acts_values(store)
+
+
+def _interrupted(p) -> Path:
+    """A store whose writer stopped half way (as after Ctrl-C), with its resume command."""
+    from revstats.store import create_store
+
+    with create_store(p / "s.zarr", runs=["r0", "r1"], layers=["L0"], examples=["e0", "e1"],
+                      hidden=4, steps=[0, 1], source="ingest",
+                      provenance={"command": "revstats ingest log.npz --out s.zarr"}) as w:
+        w.write_witness(np.ones((1, 2, 4)))
+        w.write_slab("r0", 0, np.zeros((1, 2, 4)))
+        w.write_slab("r0", 1, np.ones((1, 2, 4)))
+    return p / "s.zarr"
+
+
+def _no_warning(f):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return f()
+
+
+def _alignment_extreme(scale):
+    import revstats as rs
+
+    got = _no_warning(lambda: float(rs.alignment(_vec([scale, scale, 0.0]), _vec([scale, 0.0, 0.0]))))
+    assert abs(got - 2**-0.5) < 1e-12, got
+    return f"cos = {got:.6f}"
+
+
+def _adjust_nan():
+    from revstats import nulls
+
+    got = nulls.adjust_pvalues([0.01, np.nan, 0.04], method="holm")
+    assert np.isnan(got[1]) and np.allclose(got[[0, 2]], [0.02, 0.04]), got
+    return "NaN stays NaN and is not counted in m (documented)"
+
+
+def _tiny(path, **kw):
+    from revstats.capture._tiny import build_tiny_model
+
+    build_tiny_model("gpt2", path, **kw)
+    return path
+
+
+def _lora(p, base, *, seed=1):
+    import peft
+    import torch
+
+    from revstats.capture.checkpoints import load_causal_lm
+
+    torch.manual_seed(seed)
+    model = peft.get_peft_model(load_causal_lm(base), peft.LoraConfig(
+        r=2, target_modules=["c_attn"], fan_in_fan_out=True, init_lora_weights=False))
+    model.save_pretrained(str(p / "adapter"))
+    return p / "adapter"
+
+
+def _lora_wrong_base(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    adapter = _lora(p, _tiny(p / "base_a", seed=0))
+    return load_causal_lm(adapter, adapter_base=_tiny(p / "base_b", seed=5))
+
+
+def _lora_other_width(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    adapter = _lora(p, _tiny(p / "base16", hidden=16))
+    return load_causal_lm(adapter, adapter_base=_tiny(p / "base32", hidden=32))
+
+
+def _truncated_weights(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    d = _tiny(p / "m")
+    f = d / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    return load_causal_lm(d)
+
+
+def _remote_code_model(p):
+    from revstats.capture.checkpoints import load_causal_lm
+
+    (p / "m").mkdir()
+    (p / "m" / "config.json").write_text(json.dumps({
+        "model_type": "mymodel", "architectures": ["MyModel"],
+        "auto_map": {"AutoConfig": "configuration_my.MyConfig",
+                     "AutoModelForCausalLM": "modeling_my.MyModel"}}))
+    return load_causal_lm(p / "m")
+
+
+def _probe_file(p, content: bytes, name="pr.jsonl"):
+    (p / name).write_bytes(content)
+    return _load_probes(p / name)
+
+
+def _bom_probes(p):
+    ps = _probe_file(p, b"\xef\xbb\xbf" + b'{"id": "a", "prompt_ids": [1, 2]}\n')
+    assert ps.ids == ["a"], ps.ids
+    return "accepted: " + ps.ids[0]
+
+
+def _long_probe(p):
+    _tiny(p / "m", seed=0)
+    _tiny(p / "runs" / "r0" / "checkpoint-1", seed=1)
+    (p / "pr.jsonl").write_text(json.dumps({"id": "long", "prompt_ids": [5] * 5000}) + "\n")
+    return _cli("capture", "--witness", str(p / "m"), "--aligned", str(p / "m"), "--runs",
+                str(p / "runs" / "*"), "--probes", str(p / "pr.jsonl"), "--layers", "0",
+                "--out", str(p / "o.zarr"), "--quiet")
+
+
+def _dims_string(p):
+    path = _ingest(_good_log(p), p, acts={"key": "acts", "dims": "run,step,layer,example,hidden"})
+    return "accepted as " + str(__import__("revstats").open_store(path)["acts"].dims)
+
+
+def _ingest_cli(p, *extra):
+    return _cli("ingest", _good_log(p), "--out", str(p / "o.zarr"), "--acts-key", "acts",
+                "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                "--witness-dims", "layer,example,hidden", *extra)
+
+
+def _hostile_cases() -> list[Case]:
+    """Issue 14 (hostile stores, files and concurrent writers) and 19.1/19.3."""
+    return [
+        Case("report-markdown-injection", "report",
+             f"layer id `{MD_INJECTION}` (Markdown link and emphasis) in report.md",
+             _markdown_injection, None, "escaped: L\\]\\(javascript"),
+        Case("ingest-h5-external-storage", "ingest",
+             "HDF5 dataset whose raw data live in another file (`external=`, e.g. /etc/passwd)",
+             lambda p: _h5_with(p, "external-storage"), RevstatsError,
+             "keeps its data in external file"),
+        Case("ingest-h5-external-link", "ingest", "HDF5 external link to another file",
+             lambda p: _h5_with(p, "external-link"), RevstatsError, "is an external link"),
+        Case("ingest-h5-virtual", "ingest", "HDF5 virtual dataset mapping another file",
+             lambda p: _h5_with(p, "virtual"), RevstatsError, "is a virtual dataset"),
+        Case("ingest-safetensors-bad-header", "ingest",
+             ".safetensors whose header length points past the end", _bad_safetensors,
+             RevstatsError, "cannot read it as safetensors: the file is truncated or corrupt"),
+        Case("store-chunk-fifo", "store", "a chunk file that is a FIFO (would hang readers)",
+             _hostile_open("fifo"), SchemaError, "not a regular file"),
+        Case("store-chunk-dev-zero", "store", "a chunk symlinked to /dev/zero (endless read)",
+             _hostile_open("dev-zero"), SchemaError, "symbolic link .* -> '/dev/zero'"),
+        Case("store-symlink-outside", "store", "a chunk directory symlinked out of the store",
+             _hostile_open("outside"), SchemaError, "holds a symbolic link"),
+        Case("store-chunk-oversized", "store", "a chunk file larger than its metadata allows",
+             _hostile_open("oversized"), SchemaError, "more than the .* bytes a chunk of `acts`"),
+        Case("cli-info-check-fifo", "cli", "`revstats info --check` on a store with a FIFO chunk",
+             lambda p: _cli("info", "--check", str(_hostile_chunk(p, "fifo"))), SystemExit,
+             "not a regular file", cli=True),
+        Case("store-chunk-copied", "store",
+             "an acts chunk replaced by a copy of another slab's (valid checksum, wrong place)",
+             lambda p: _read_acts_values(_copied_chunk(p)), RevstatsError,
+             "run=r0 step=0 .*not the (chunk|one) written at this place"),
+        Case("store-witness-chunk-as-acts", "store",
+             "an acts chunk replaced by a copy of the witness chunk (same size)",
+             lambda p: _read_acts_values(_copied_chunk(p, "witness")), RevstatsError,
+             "run=r0 step=0 .*not the (chunk|one) written at this place"),
+        Case("store-fill-value-zero", "store", "`fill_value` edited to 0 and a chunk deleted",
+             _fill_zero, SchemaError, "`acts`: fill value 0.0 is not the schema's 'nan'"),
+        Case("store-no-crc-codec", "store", "the crc32c codec removed from `acts`",
+             _no_crc, SchemaError, "`acts`: its codecs .* have no crc32c checksum"),
+        Case("store-marker-vanished", "store", "a completion marker deleted in a finished store",
+             _marker_vanished, SchemaError, "run=r0 step=1: written .* completion marker vanished"),
+        Case("store-consolidated-disagrees", "store",
+             "consolidated metadata edited so it disagrees with the array's own zarr.json",
+             _consolidated_disagrees, SchemaError,
+             "`task`: the consolidated metadata .* disagree .* \\(in attributes\\)"),
+        Case("store-behavior-5", "store", "`behavior` value 5 (digest updated too)",
+             lambda p: _domain(p, "behavior", (0, 1, 0), 5.0), SchemaError,
+             "`behavior` has 1 outcomes other than 0, 1 or NaN"),
+        Case("store-behavior-half", "store", "`behavior` value 0.5 (digest updated too)",
+             lambda p: _domain(p, "behavior", (1, 0, 1), 0.5), SchemaError,
+             "`behavior` has 1 outcomes other than 0, 1 or NaN"),
+        Case("store-task-inf", "store", "`task` value Inf (digest updated too)",
+             lambda p: _domain(p, "task", (0, 0), np.inf), SchemaError, "`task` has 1 infinite"),
+        Case("store-steps-unsorted", "store", "`step` coordinate edited to 1, 0",
+             lambda p: _domain(p, "step", slice(None), [1, 0]), SchemaError,
+             "`step` is not strictly increasing"),
+        Case("store-steps-duplicated", "store", "`step` coordinate edited to 3, 3",
+             lambda p: _domain(p, "step", slice(None), [3, 3]), SchemaError,
+             "`step` is not strictly increasing"),
+        Case("store-steps-negative", "store", "`step` coordinate edited to -5, 1",
+             lambda p: _domain(p, "step", slice(None), [-5, 1]), SchemaError,
+             "`step` has values outside 0"),
+        Case("store-steps-huge", "store", "`step` coordinate edited to 0, 10**15",
+             lambda p: _domain(p, "step", slice(None), [0, 10**15]), SchemaError,
+             "`step` has values outside 0"),
+        Case("store-run-ids-duplicated", "store", "`run` coordinate edited to r0, r0",
+             lambda p: _domain(p, "run", slice(None), np.array(["r0", "r0"], dtype=object)),
+             SchemaError, "coordinate `run` has duplicated values"),
+        Case("store-higher-is-better-string", "store", "`task` attr `higher_is_better: \"no\"`",
+             _task_attr, SchemaError, "`higher_is_better` must be true or false, got 'no'"),
+        Case("store-write-higher-is-better-string", "store",
+             "create a store with `task={'higher_is_better': 'no'}`",
+             lambda p: _create(p, task={"metric": "loss", "higher_is_better": "no"}), ValueError,
+             "must be True or False, got 'no'"),
+        Case("store-write-unsorted-steps", "store", "create with steps 3, 1, 2",
+             lambda p: _create(p, steps=[3, 1, 2]), ValueError, "increasing training order"),
+        Case("store-write-huge-step", "store", "create with step 10**15",
+             lambda p: _create(p, steps=[0, 10**15]), ValueError, "`steps` has a step above"),
+        Case("store-append-earlier-step", "store", "append step 1 after step 5",
+             lambda p: _create(p, steps=[5]).write_slab("r0", 1, np.zeros((1, 2, 4))),
+             ValueError, "must come after the store's last step"),
+        Case("store-write-inf-task", "store", "write a slab with task = Inf",
+             lambda p: _create(p, task={"metric": "loss"}).write_slab("r0", 0, np.zeros((1, 2, 4)), task=np.inf),
+             ValueError, "`task` has infinite value"),
+        Case("ingest-unsorted-steps", "cli", "`revstats ingest --steps 3,1`",
+             lambda p: _cli("ingest", _good_log(p), "--out", str(p / "o.zarr"), "--acts-key", "acts",
+                            "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                            "--witness-dims", "layer,example,hidden", "--steps", "3,1"),
+             SystemExit, "increasing training order", cli=True),
+        Case("ingest-inf-task", "ingest", "an Inf task value in the logged file",
+             lambda p: _ingest(_good_log(p, task=np.array([[0.0, np.inf]])), p,
+                               task={"key": "task", "dims": ["run", "step"]}),
+             RevstatsError, "`task` in .*log.npz is inf at run 'run0' step 1: logged task values must be finite"),
+        Case("cli-analyze-copied-chunk", "cli", "`revstats analyze` of a store with a misplaced chunk",
+             lambda p: _cli("analyze", str(_copied_chunk(p))), SystemExit,
+             "is damaged: .*not the (chunk|one) written at this place", cli=True),
+        Case("cli-report-copied-chunk", "cli", "`revstats report` of a store with a misplaced chunk",
+             lambda p: _cli("report", str(_copied_chunk(p)), "--out", str(p / "rep")), SystemExit,
+             "is damaged: .*not the (chunk|one) written at this place", cli=True),
+        Case("cli-info-incomplete", "cli", "`revstats info` of an interrupted store",
+             lambda p: _cli("info", str(_interrupted(p))), SystemExit,
+             "incomplete: .*2 slab\\(s\\) not written .*rerunning exactly: revstats ingest log.npz",
+             cli=True),
+        Case("cli-analyze-incomplete", "cli", "`revstats analyze` of an interrupted store",
+             lambda p: _cli("analyze", str(_interrupted(p))), SystemExit,
+             "incomplete: .*revstats ingest log.npz .*--allow-incomplete", cli=True),
+        Case("alignment-huge-norms", "geometry", "alignment of vectors with norms ~1e200",
+             lambda p: _alignment_extreme(1e200), None, "cos = 0.707107"),
+        Case("alignment-tiny-norms", "geometry", "alignment of vectors with norms ~1e-200",
+             lambda p: _alignment_extreme(1e-200), None, "cos = 0.707107"),
+        Case("bootstrap-confidence-needs-resamples", "intervals",
+             "99.999999% bootstrap interval from 100 resamples",
+             lambda p: intervals_bootstrap([1.0, 2, 3, 4, 5], confidence=0.99999999), ValueError,
+             "`confidence` 0.99999999 needs at least .* resamples"),
+        Case("bootstrap-confidence-few-resamples", "intervals",
+             "99% bootstrap interval from 150 resamples (about 0.8 beyond each end)",
+             lambda p: intervals_bootstrap([1.0, 2, 3, 4, 5], confidence=0.99, n=300),
+             DegenerateDataWarning, "its ends are unstable"),
+        Case("adjust-pvalues-nan", "nulls", "a NaN among the p-values to adjust",
+             lambda p: _adjust_nan(), None, "NaN stays NaN"),
+        Case("store-float32-underflow", "store", "float64 value 1e-320 written to a float32 store",
+             lambda p: _write(p, np.array([[[1e-320, 1.0, 1.0, 1.0]] * 2])), RevstatsWarning,
+             "below float32's smallest subnormal .* become 0"),
+        Case("ingest-float32-underflow", "ingest", "float64 log with values ~1e-320",
+             lambda p: _ingest(_good_log(p, acts=np.full((1, 2, 1, 3, 4), 1e-320)), p),
+             RevstatsWarning, "below float32's smallest subnormal"),
+        Case("cli-ingest-20-digit-steps", "cli", "`revstats ingest --steps` with a 20-digit step",
+             lambda p: _ingest_cli(p, "--steps", "0,12345678901234567890"), SystemExit,
+             "does not fit a 64-bit integer", cli=True),
+        Case("cli-ingest-huge-step", "cli", "`revstats ingest --steps 0,10**15`",
+             lambda p: _ingest_cli(p, "--steps", f"0,{10**15}"), SystemExit,
+             "`steps` has a step above", cli=True),
+        Case("cli-ingest-huge-seeds", "cli", "`revstats ingest --seeds` beyond 64 bits",
+             lambda p: _ingest_cli(p, "--seeds", str(10**30)), SystemExit,
+             "does not fit a 64-bit integer", cli=True),
+        Case("cli-ingest-out-is-file", "cli", "`revstats ingest --out` an existing file",
+             lambda p: (p / "f.zarr").write_text("x") and _cli(
+                 "ingest", _good_log(p), "--out", str(p / "f.zarr"), "--acts-key", "acts",
+                 "--acts-dims", "run,step,layer,example,hidden", "--witness-key", "base",
+                 "--witness-dims", "layer,example,hidden"), SystemExit,
+             "exists and is not a directory", cli=True),
+        Case("ingest-dims-string", "ingest", "mapping `dims = \"run,step,...\"` as one string",
+             _dims_string, None, "accepted as \\('run', 'step', 'layer', 'example', 'hidden'\\)"),
+        Case("capture-probes-not-utf8", "capture", "a probe file with a non-UTF-8 byte on line 2",
+             lambda p: _probe_file(p, b'{"prompt_ids": [1]}\n{"prompt": "caf\xe9"}\n'),
+             RevstatsError, "pr.jsonl:2: not UTF-8 text \\(byte 0xe9 at column 16\\)"),
+        Case("capture-probes-bom", "capture", "a probe file starting with a UTF-8 BOM",
+             _bom_probes, None, "accepted: a"),
+        Case("capture-probes-array-line", "capture", "a JSONL line that is an array",
+             lambda p: _probe_file(p, b"[1, 2, 3]\n"), RevstatsError,
+             "pr.jsonl:1: each line must be a JSON object .* got a JSON list"),
+        Case("capture-probes-deep-json", "capture", "a JSONL line nested 100,000 deep",
+             lambda p: _probe_file(p, b"[" * 100_000 + b"\n"), RevstatsError,
+             "pr.jsonl:1: JSON nested too deeply"),
+        Case("capture-probes-bad-token-ids", "capture", "`prompt_ids` holding a nested list",
+             lambda p: _probe_file(p, b'{"prompt_ids": [[1, 2]]}\n'), RevstatsError,
+             "`prompt_ids` must be a list of integer token ids"),
+        Case("capture-probe-longer-than-context", "cli",
+             "`revstats capture` with a 5000-token probe (context 64)", _long_probe, SystemExit,
+             "longer than the model's context of .* tokens: long \\(5000 tokens\\)", cli=True),
+        Case("capture-lora-wrong-base", "capture",
+             "a LoRA adapter applied to a base with other weights than the one it names",
+             _lora_wrong_base, RevstatsError, "names .* as its base, but .* whose weights differ"),
+        Case("capture-lora-other-width", "capture", "a LoRA adapter made for another width",
+             _lora_other_width, RevstatsError, "another architecture|do not fit"),
+        Case("capture-remote-code", "capture", "a model whose config needs its own Python code",
+             _remote_code_model, RevstatsError, "needs Python code shipped with it .*never enables"),
+        Case("capture-truncated-weights", "capture", "a truncated model.safetensors",
+             _truncated_weights, RevstatsError, "cannot load the model .*truncated"),
+        Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
+             lambda p: _cli("analyze", str(_hostile_chunk(p, "dev-zero"))), SystemExit,
+             "symbolic link", cli=True),
+        Case("store-overwrite-held", "store", "`overwrite=True` on a store another writer holds",
+             _held_overwrite, RevstatsError, "open by another writer"),
+        Case("store-overwrite-not-a-store", "store",
+             "`overwrite=True` on a non-empty directory that is not a store",
+             _overwrite_non_store, RevstatsError, "not a store .*refusing to delete"),
+        Case("cli-demo-existing-out", "cli", "`revstats demo --out` a directory with a report",
+             _demo_existing, SystemExit, "already holds report.md .*--overwrite", cli=True),
+        Case("cli-simulate-mismatch-first", "cli",
+             "`revstats simulate --out` a store written with other settings (refused before simulating)",
+             _simulate_mismatch, SystemExit, "written with different settings", cli=True),
+    ]
+
+
 def _load_probes(path):
     from revstats.capture.checkpoints import load_probes
 
@@ -475,17 +998,20 @@ def _load_probes(path):
 
 def all_cases() -> list[Case]:
     cases = [*_geometry_cases(), *_stats_cases(), *_store_cases(), *_ingest_cases(),
-             *_capture_cases(), *_cli_cases()]
+             *_capture_cases(), *_cli_cases(), *_hostile_cases()]
     ids = [c.id for c in cases]
     assert len(set(ids)) == len(ids), "duplicated case ids"
     return cases
 
 
 def _outcome(case: Case) -> str:
+    if case.expect is None:
+        return "accepted, rendered inert (output checked)"
     if case.cli:
         return "CLI error, exit status ≠ 0, no traceback"
     if issubclass(case.expect, Warning):
-        return f"warns `{case.expect.__name__}`, result NaN"
+        nan = ", result NaN" if case.area == "geometry" else ""
+        return f"warns `{case.expect.__name__}`{nan}"
     return f"raises `{case.expect.__name__}`"
 
 
@@ -521,6 +1047,20 @@ def render_markdown() -> str:
         "  read with `torch.load(weights_only=True)` only, and truncated files are reported as such.",
         "- **A run with a missing step** (a slab never completed) reads as NaN and the dataset's",
         "  `revstats_notes` attribute says how many slabs are masked; analyses see NaN, not zeros.",
+        "- **Hostile stores** (issue 14; details in [reliability.md](reliability.md)): only regular",
+        "  files inside the store root are read, each no larger than its metadata allows (links,",
+        "  FIFOs and devices are refused by name); each chunk is bound to its place by the digest",
+        "  manifest (schema 2); missing chunks of complete slabs, removed checksum codecs, edited",
+        "  fill values, vanished markers and consolidated metadata that disagree with an array's own",
+        "  are errors of every reader and of `info --check`; value domains are checked at open and",
+        "  at write. `analyze`/`report` turn each into a usage error (exit status 2).",
+        "- **Concurrent writers**: `--overwrite` takes the writer lock first; a store held by another",
+        "  writer is refused (exit 2), and a non-store directory is never deleted.",
+        "- **Interrupted stores** are reported incomplete with the command that resumes them;",
+        "  `analyze`/`report` refuse them unless `--allow-incomplete`.",
+        "- CLI rows exit with status 2 (usage error), `revstats info` with 1 (problems found or",
+        "  incomplete). Rows marked *accepted* are inputs that are valid and must be handled as such",
+        "  (the case checks the output).",
         "",
         f"{len(cases)} bad inputs:",
         "",

@@ -58,7 +58,9 @@ def test_markdown_escaped_and_links_figures(report):
     md = (out / "report.md").read_text()
     assert HOSTILE not in md and "&lt;script&gt;" in md
     assert "L\\|$x$" in md  # table pipes escaped
-    for png in re.findall(r"\]\(([^)]+\.png)\)", md):
+    pngs = re.findall(r"\]\(<([^>]+\.png)>\)", md)
+    assert pngs
+    for png in pngs:
         assert (out / png).exists()
 
 

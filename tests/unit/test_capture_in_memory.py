@@ -24,7 +24,7 @@ def test_layer_aliases_resolve():
         resolve_layers([-6], n)
     with pytest.raises(ValueError, match="twice"):
         resolve_layers([-1, "ln_final.hook_normalized"], n)
-    with pytest.raises(ValueError, match="'blocks.x' is not a layer"):
+    with pytest.raises(ValueError, match="got 'blocks.x'"):
         parse_layer_list("1,blocks.x")
 
 
@@ -34,7 +34,7 @@ def test_in_memory_capture_matches_output_hidden_states(kind):
     pytest.importorskip("transformers")
     from revstats.capture import capture
     from revstats.capture._tiny import build_tiny_model, build_tiny_tokenizer
-    from revstats.schema import validate_dataset
+    from revstats.store.schema import validate_dataset
 
     model = build_tiny_model(kind, seed=0, hidden=32, n_layers=3)
     witness = build_tiny_model(kind, seed=1, hidden=32, n_layers=3)

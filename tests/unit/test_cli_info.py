@@ -14,6 +14,7 @@ def _store(path):
                       arms=["control", "blocked"], source="ingest", provenance={"k": 1}) as w:
         w.write_witness(np.ones((1, 2, 3)))
         w.write_slab("a", 0, np.zeros((1, 2, 3)))
+        w.finish()  # run b's slab was never planned: the store is complete (issue 19.1)
     return path
 
 
@@ -30,6 +31,14 @@ def test_info_json_and_bad_path(tmp_path):
     assert json.loads(res.output)["slabs_complete"] == 1
     res = CliRunner().invoke(main, ["info", str(tmp_path / "nope.zarr")])
     assert res.exit_code == 1 and "no store at" in res.output
+
+
+def test_info_calls_an_unfinished_store_with_missing_slabs_incomplete(tmp_path):
+    with create_store(tmp_path / "u.zarr", runs=["a", "b"], layers=["l0"], examples=["x"],
+                      hidden=3, source="ingest", provenance={}, steps=[0]) as w:
+        w.write_slab("a", 0, np.zeros((1, 1, 3)))
+    res = CliRunner().invoke(main, ["info", str(tmp_path / "u.zarr")])
+    assert res.exit_code == 1 and "incomplete" in res.output and "no problems" not in res.output
 
 
 def test_every_command_help_has_an_example():

@@ -7,7 +7,14 @@ import numpy as np
 from click.testing import CliRunner
 
 from revstats.cli import main
-from tests.calibration.crash_harness import CrashLog, crash_campaign, run, snapshot
+from tests.calibration.crash_harness import (
+    CrashLog,
+    check_after_kill,
+    crash_campaign,
+    overwrite_race,
+    run,
+    snapshot,
+)
 
 
 def test_killed_ingest_leaves_whole_slabs_and_resumes(tmp_path, monkeypatch):
@@ -38,3 +45,47 @@ def test_killed_ingest_leaves_whole_slabs_and_resumes(tmp_path, monkeypatch):
     code, _, err = run([*argv, "--out", out])  # the rerun finishes the work, nothing duplicated
     assert code == 0, err
     assert snapshot(out) == reference
+
+
+def _ingest_argv(tmp_path):
+    rng = np.random.default_rng(4)
+    src = tmp_path / "log.npz"
+    np.savez(src, acts=rng.normal(size=(2, 3, 1, 4, 8)).astype(np.float32),
+             base=rng.normal(size=(1, 4, 8)).astype(np.float32),
+             harm=(rng.random((2, 3, 4)) < 0.5).astype(np.float32))
+    return ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "layer,example,hidden",
+            "--behavior-key", "harm"]
+
+
+def test_kill_between_a_slabs_data_and_its_publication(tmp_path):
+    """Kills in the window the digest manifest adds: after a slab's data, before its digests
+    (`digest:N`) or before its marker (`marker:N`). The slab stays invisible, verify is clean,
+    the rerun completes the store exactly."""
+    argv = _ingest_argv(tmp_path)
+    ref = str(tmp_path / "ref.zarr")
+    code, _, err = run([*argv, "--out", ref])
+    assert code == 0, err
+    reference = snapshot(ref)
+    log = CrashLog()
+    for spec in ("digest:2", "marker:3"):
+        out = str(tmp_path / f"{spec.replace(':', '')}.zarr")
+        code, _, err = run([*argv, "--out", out], spec)
+        assert code == -9, (spec, err[-2000:])
+        log.kills += 1
+        check_after_kill(out, reference, log)
+        code, _, err = run([*argv, "--out", out])
+        assert code == 0, err
+        assert snapshot(out) == reference
+    assert log.kills == 2
+
+
+def test_overwrite_race_refuses_cleanly_and_loses_nothing(tmp_path):
+    argv = _ingest_argv(tmp_path)
+    ref = str(tmp_path / "ref.zarr")
+    code, _, err = run([*argv, "--out", ref])
+    assert code == 0, err
+    out = str(tmp_path / "raced.zarr")
+    outcome = overwrite_race([*argv, "--out", out], out, snapshot(ref), rng=np.random.default_rng(1),
+                             rounds=2, log=CrashLog())
+    assert sum(outcome.values()) == 2

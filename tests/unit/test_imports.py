@@ -97,6 +97,15 @@ def test_help_imports_neither_the_core_nor_heavy_dependencies(argv):
         "the implementation (import inside the command function)")
 
 
+def test_literal_cli_choices_match_their_registries():
+    # choices are spelled out in the command modules so that --help imports no implementation
+    from revstats.cli.organism import PROFILE_NAMES
+    from revstats.sims.organism import PROFILES
+    from revstats.sims.organism.settings import SETTING_PROFILES
+
+    assert sorted(PROFILE_NAMES) == sorted([*PROFILES, *SETTING_PROFILES])
+
+
 def test_commands_are_all_tested_here():
     from revstats.cli import _COMMANDS
 

@@ -245,6 +245,10 @@ def test_main_profiles_have_enough_seeds_and_are_registered():
         assert len(cfg.seeds) >= 4, name
         assert {"control", "blocked"} <= {a.name for a in cfg.arms}
     assert "trait_free" in {a.name for a in SETTING_PROFILES["traits"].config.arms}
+    # the command lists them without importing the settings (fast --help)
+    from revstats.cli.organism import PROFILE_NAMES
+
+    assert set(SETTING_PROFILES) <= set(PROFILE_NAMES)
 
 
 @pytest.mark.parametrize("which", ["un", "tr"])
@@ -275,6 +279,7 @@ def test_setting_report_tables(un_store, tr_store):
     assert "| control |" in md and "capability_unlearned" in md
     t = phenomena_report.summarize_setting(tr_store[0], run_summary=tr_store[1])
     assert "control - trait_free" in t["effects"] and "trait_free - control" not in t["effects"]
+    assert "p_trait_final_control - p_trait_final_trait_free" in t["phase_effects"]
     phenomena_report.to_markdown(t)
 
 
