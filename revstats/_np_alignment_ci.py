@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from revstats.errors import DegenerateDataWarning
 
@@ -108,6 +107,8 @@ def _one_estimator(full: np.ndarray, loo: np.ndarray, confidence: float) -> np.n
         se = np.sqrt(var)
         denom = a**2 / (rr - 1) + shared**2 / (n - 1)
         df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), rr - 1)
+        from scipy import stats  # deferred: keeps `import revstats` light
+
         q = stats.t.ppf(0.5 + confidence / 2, np.where(r >= 2, df, np.nan))
         low = np.clip(est - q * se, -1.0, 1.0)
         high = np.clip(est + q * se, -1.0, 1.0)
@@ -174,10 +175,11 @@ def probe_grams(d: np.ndarray, w: np.ndarray) -> np.ndarray:
     lead = np.broadcast_shapes(d.shape[:-2], w.shape[:-2])
     n = d.shape[-2]
     out = np.empty((*lead, n, n, len(GRAMS)))
-    dt = np.swapaxes(d, -1, -2)
-    out[..., 0] = d @ dt
-    out[..., 1] = d @ np.swapaxes(w, -1, -2)
-    out[..., 2] = np.broadcast_to(w @ np.swapaxes(w, -1, -2), (*lead, n, n))
+    # einsum, not BLAS: these are small products, and a multithreaded BLAS on a shared machine
+    # (the one-pass reduction calls this from worker threads) oversubscribes the cores
+    out[..., 0] = np.einsum("...ip,...jp->...ij", d, d)
+    out[..., 1] = np.einsum("...ip,...jp->...ij", d, w)
+    out[..., 2] = np.broadcast_to(np.einsum("...ip,...jp->...ij", w, w), (*lead, n, n))
     return out
 
 
@@ -261,6 +263,8 @@ def _finish(est, var_runs, shared, r, n, confidence):
         se = np.sqrt(var)
         denom = a**2 / (rr - 1) + shared**2 / (n - 1)
         df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), rr - 1)
+        from scipy import stats  # deferred: keeps `import revstats` light
+
         q = stats.t.ppf(0.5 + confidence / 2, np.where(r >= 2, df, np.nan))
         low = np.clip(est - q * se, -1.0, 1.0)
         high = np.clip(est + q * se, -1.0, 1.0)
