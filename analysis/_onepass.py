@@ -163,6 +163,16 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     al_sum: np.ndarray | None = None
     al_cnt = np.zeros((n_layer, n, p), dtype=np.int64)
     order = [(r, s) for r in range(n_run) for s in [step0] + [t for t in range(n_step) if t != step0]]
+    # probe inner products for the crossed-design alignment interval (revstats.alignment_ci)
+    from revstats import _np_alignment_ci as npc
+    from revstats.alignment_ci import GRAM_MAX_PROBES
+
+    want_ci = n >= 4 and n_run >= 2
+    ci_form = "gram" if n <= GRAM_MAX_PROBES else "jackknife"
+    ci_kernel = npc.probe_grams if ci_form == "gram" else npc.probe_products
+    ci_tail = (n, n, len(npc.GRAMS)) if ci_form == "gram" else (n, len(npc.PRODUCTS))
+    moving_pos = {t: j for j, t in enumerate(moving_idx)}
+    ci = np.full((n_run, len(moving_pos), n_layer, *ci_tail), np.nan) if want_ci else None
 
     cache = 2 * n_layer * n * p * 8 <= _RUN_CACHE_BYTES
     workers = max(1, min(n_layer, os.cpu_count() or 1))
@@ -209,6 +219,15 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
                 sums[r, s, li] = tot
                 diag_dw[r, s, li] = dw
                 diag_dd[r, s, li] = dd
+            if ci is not None and s in moving_pos:
+                def products(li: int, a_s: np.ndarray = slab, al_r: np.ndarray = aligned,
+                             wi_l: np.ndarray = wi_r) -> np.ndarray:
+                    al64 = al_r[li].astype(np.float64)
+                    return ci_kernel(a_s[li].astype(np.float64) - al64,
+                                     wi_l[li].astype(np.float64) - al64)
+
+                for li, prod in enumerate(cpu.map(products, range(n_layer))):
+                    ci[r, moving_pos[s], li] = prod
 
     mu = sums / n  # (run, step, layer, hidden)
     drift = mu - mu[:, step0 : step0 + 1]
@@ -245,6 +264,9 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
             "aligned": aligned_mean[li],
             "witness": witness_mean[li],
         }
+        if ci is not None:
+            out["layers"][layer]["align_products"] = ci[:, :, li]
+            out["layers"][layer]["align_form"] = ci_form
     return out
 
 

@@ -36,7 +36,7 @@ import dask.array
 import numpy as np
 import xarray as xr
 
-from revstats import effects, geometry, intervals, nulls
+from revstats import alignment_ci, effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
 from revstats.analysis import _onepass
@@ -264,6 +264,10 @@ class LayerArrays:
     drift: np.ndarray  # (run, step, hidden) probe-mean drift from step 0
     aligned: np.ndarray  # (example, hidden) aligned model's probe activations (mean over runs)
     witness: np.ndarray  # (example, hidden) witness's probe activations (mean over runs)
+    # (run, step > 0, example, example_2, gram) probe Gram matrices for the crossed-design
+    # alignment interval (revstats.alignment_ci); None if the store has too few probes
+    align_products: np.ndarray | None = None
+    align_form: str = "gram"
 
 
 @dataclass(frozen=True)
@@ -349,11 +353,16 @@ def _lazy_layer(ds: xr.Dataset, layer: str, step0: int, moving_sel: Any) -> dict
     plug_in = geometry.alignment(drift.isel(step=moving_sel), direction, dim="hidden")
     debiased = geometry.debiased_alignment(acts.isel(step=moving_sel), witness, aligned,
                                            splits="all")["debiased"]
-    return {
+    out = {
         "plug_in": plug_in, "debiased": debiased, "drift": drift,
         "aligned": aligned.mean("run") if "run" in aligned.dims else aligned,
         "witness": witness.mean("run") if "run" in witness.dims else witness,
     }
+    if acts.sizes["example"] >= 4 and acts.sizes["run"] >= 2:
+        # probes shared by witness, aligned and every run: the crossed-design interval
+        prods = alignment_ci.alignment_products(acts.isel(step=moving_sel), witness, aligned)
+        out["align_products"] = prods
+    return out
 
 
 def _compute(lazy: dict) -> dict:
@@ -368,7 +377,7 @@ def _compute(lazy: dict) -> dict:
             return {k: _raw(x) for k, x in v.items()}
         if isinstance(v, xr.Variable):
             return v.data
-        return v.transpose(*[d for d in order if d in v.dims]).data
+        return v.transpose(*[d for d in order if d in v.dims], ...).data
 
     (computed,) = dask.compute(_raw(lazy))
     return computed
@@ -421,7 +430,11 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
         layer: LayerArrays(
             plug_in=with_step0(p["plug_in"]), debiased=with_step0(p["debiased"]),
             drift=np.asarray(p["drift"], float), aligned=np.asarray(p["aligned"], float),
-            witness=np.asarray(p["witness"], float))
+            witness=np.asarray(p["witness"], float),
+            align_products=(np.asarray(p["align_products"], float) if "align_products" in p
+                            else None),
+            align_form=str(p.get("align_form") or lazy["layers"][layer]["align_products"]
+                           .attrs["form"]) if "align_products" in p else "gram")
         for layer, p in c["layers"].items()
     }
     behaviour = None
@@ -581,23 +594,76 @@ def layer_stages(ctx: Context, layer: str, shared: dict, skipped: Skipped,
 
 # ----------------------------------------------------------------------------- alignment
 def alignment_stage(ctx: Context, layer: str) -> dict[str, dict]:
-    """Per arm: alignment trajectory (mean ± sd, t CI over runs) and final alignment."""
+    """Per arm: alignment trajectory and final alignment (mean ± sd over runs).
+
+    `low`/`high` are the crossed-design interval (runs x probes, revstats.alignment_ci): the
+    witness and aligned slab share their probe noise with every run, which the Student-t
+    interval over runs ignores; that one stays under `t_interval` (conditional on the probes).
+    """
     arr = ctx.arrays[layer]
     out: dict[str, dict] = {}
     for arm, idx in ctx.arm_idx.items():
-        st = ctx.settings
+        crossed = _crossed_intervals(ctx, arr, idx)
+
+        traj_pi, traj_db = (
+            [{"step": s, **_crossed_summary(values[idx, j], ctx, crossed, est, j)}
+             for j, s in enumerate(ctx.steps)]
+            for values, est in ((arr.plug_in, "plugin"), (arr.debiased, "debiased")))
         out[arm] = {
             "n_runs": int(len(idx)),
-            "alignment": [{"step": s, **_summary(arr.plug_in[idx, j], st)}
-                          for j, s in enumerate(ctx.steps)],
-            "alignment_debiased": [{"step": s, **_summary(arr.debiased[idx, j], st)}
-                                   for j, s in enumerate(ctx.steps)],
-            "final_alignment": {"step": ctx.final_step,
-                                **_summary(arr.plug_in[idx, ctx.s_final], st)},
-            "final_alignment_debiased": {"step": ctx.final_step,
-                                         **_summary(arr.debiased[idx, ctx.s_final], st)},
+            "alignment": traj_pi,
+            "alignment_debiased": traj_db,
+            "final_alignment": traj_pi[ctx.s_final],
+            "final_alignment_debiased": traj_db[ctx.s_final],
         }
     return out
+
+
+_T_CONDITIONAL = ("the observed probes and witness (v_rev treated as fixed): it ignores the "
+                  "probe noise every run shares")
+
+
+def _crossed_intervals(ctx: Context, arr: LayerArrays, idx: np.ndarray) -> dict | None:
+    """The crossed-design interval of the arm's runs at every moving step (None if undefined)."""
+    if arr.align_products is None or len(idx) < 2:
+        return None
+    import warnings
+
+    from revstats import _np_alignment_ci as npc
+    from revstats.errors import DegenerateDataWarning
+
+    func = npc.crossed_interval_gram if arr.align_form == "gram" else npc.crossed_interval
+    with warnings.catch_warnings():
+        # a step whose runs have no defined estimate is NaN here and null in results.json,
+        # where `_summary` already reports it as missing
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = func(np.moveaxis(arr.align_products[idx], 0, 1), ctx.settings.confidence)
+    moving = {int(j): k for k, j in enumerate(ctx.moving)}
+    return {"values": res, "moving": moving, "method": alignment_ci.METHODS[arr.align_form]}
+
+
+def _crossed_summary(values: np.ndarray, ctx: Context, crossed: dict | None, est: str,
+                     j: int) -> dict:
+    base = _summary(values, ctx.settings)
+    t_int = {"low": base["low"], "high": base["high"], "method": base["method"],
+             "conditional_on": _T_CONDITIONAL}
+    k = None if crossed is None else crossed["moving"].get(j)
+    if k is None:  # step 0 (no drift) or no crossed interval: the t-interval is all there is
+        return {**base, "t_interval": t_int} if crossed is not None else base
+    row = crossed["values"][k, alignment_ci.ESTIMATORS.index(est)]
+    f = dict(zip(("estimate", "low", "high", "se", "se_runs", "var_runs", "var_probes", "df",
+                  "n_runs"), row, strict=True))
+    return {
+        **base,
+        "low": _num(f["low"]),
+        "high": _num(f["high"]),
+        "method": crossed["method"],
+        "conditional_on": alignment_ci.CONDITIONAL[est],
+        "se": _num(f["se"]),
+        "se_runs": _num(f["se_runs"]),
+        "interval_n_runs": int(f["n_runs"]),
+        "t_interval": t_int,
+    }
 
 
 # ----------------------------------------------------------------------------- nulls
@@ -623,7 +689,8 @@ def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
     det: dict[str, dict] = {}
     for arm, idx in ctx.arm_idx.items():
         obs, drift = _arm_pairs(ctx.arrays[layer], idx, ctx.moving)
-        dists = {**shared, **_monte_carlo_nulls(ctx, layer, drift, skipped)}
+        dists = {**shared, **_monte_carlo_nulls(ctx, layer, drift, skipped,
+                                                int(np.isfinite(obs).sum()))}
         head[arm] = {name: _null_summary(ctx, name, null, obs) for name, null in dists.items()}
         det[arm] = {name: {"bands": _null_bands(ctx, null, obs)} for name, null in dists.items()}
     return head, det
@@ -664,9 +731,23 @@ def _arm_pairs(arr: LayerArrays, idx: np.ndarray, moving: np.ndarray
     return obs, drift
 
 
-def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Skipped) -> dict:
+# Monte Carlo draws are chosen from the number of tests (nulls.monte_carlo_draws) so that the
+# smallest attainable adjusted p-value is alpha/10; never fewer than `n_null_draws`, at most:
+MAX_NULL_DRAWS = 50_000
+
+
+def _null_draws(ctx: Context, n_pairs: int) -> int:
+    st = ctx.settings
+    return nulls.monte_carlo_draws(max(n_pairs, 1), alpha=1 - st.confidence, adjust=st.p_adjust,
+                                   minimum=st.n_null_draws,
+                                   cap=max(MAX_NULL_DRAWS, st.n_null_draws))
+
+
+def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Skipped,
+                       n_pairs: int | None = None) -> dict:
     """The covariance-matched and permutation nulls for the arm's drift directions."""
-    arr, st = ctx.arrays[layer], ctx.settings
+    arr = ctx.arrays[layer]
+    n_draws = _null_draws(ctx, drift.shape[0] * drift.shape[1] if n_pairs is None else n_pairs)
     out: dict = {}
     if not (arr.aligned.shape[0] >= 3 and np.isfinite(arr.aligned).all()):
         skipped.add("null:covariance_matched,permutation", layer,
@@ -676,13 +757,13 @@ def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Ski
     # as an embedding layer read at one token) is skipped with the core's reason
     try:
         out["covariance_matched"] = nulls.covariance_matched_cosine(
-            arr.aligned, drift, kind="samples", n_draws=st.n_null_draws,
+            arr.aligned, drift, kind="samples", n_draws=n_draws,
             rng=ctx.seeds["covariance_matched"])
     except ValueError as err:
         skipped.add("null:covariance_matched", layer, str(err))
     try:
         out["permutation"] = nulls.permutation_cosine(
-            arr.witness, arr.aligned, drift, paired=True, n_permutations=st.n_null_draws,
+            arr.witness, arr.aligned, drift, paired=True, n_permutations=n_draws,
             rng=ctx.seeds["permutation"])
     except ValueError as err:
         skipped.add("null:permutation", layer, str(err))
@@ -715,13 +796,33 @@ def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
         "p_adjust": st.p_adjust,
         "method": f"{_NULL_METHODS[name]} [{null.method}]",
     }
+    entry["approximate"] = bool(null.attrs.get("approximate", False))
     if name == "isotropic":
         entry["d"] = _num(null.d)
     elif name == "effective_dimension":
         entry["d"] = _num(null.attrs.get("d_eff", null.d))
     else:
-        entry["n_draws"] = st.n_null_draws
+        # Monte Carlo: p-values are at least 1/(B+1), so say where the floor lies and whether
+        # it binds (no pair can reach alpha, or a pair lies beyond every draw)
+        b = int(null.n_draws)
+        floor_adj = nulls.adjusted_p_floor(b, max(int(ex.n_pairs), 1), adjust=st.p_adjust)
+        p_raw = np.asarray(ex.pvalue, float)
+        at_floor = int(np.sum(np.isclose(p_raw[valid], null.p_floor, rtol=1e-12, atol=0)))
+        entry["n_draws"] = b
+        entry["n_draws_rule"] = (f"max(n_null_draws, 10 x m / alpha for {st.p_adjust}), "
+                                 f"at most {max(MAX_NULL_DRAWS, st.n_null_draws)}")
+        entry["p_floor"] = null.p_floor
+        entry["p_floor_adjusted"] = floor_adj
+        entry["n_pairs_at_floor"] = at_floor
+        entry["p_floor_binds"] = bool(floor_adj >= 1 - st.confidence or at_floor > 0)
         entry["seed"] = ctx.seeds[name]
+    if entry["approximate"]:
+        # an approximate law (calibration: type-I 0.17 at nominal 0.05 when v_rev lies in
+        # high-variance directions) gives no significance claims
+        entry["note"] = str(null.attrs.get("note", "approximate null"))
+        entry["n_significant_adjusted"] = None
+        entry["max_adjusted_pvalue"] = None
+        entry["min_adjusted_pvalue"] = None
     return entry
 
 

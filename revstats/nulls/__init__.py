@@ -34,14 +34,23 @@ __all__ = [
     "EmpiricalNull",
     "Exceedance",
     "adjust_pvalues",
+    "adjusted_p_floor",
     "covariance_matched_cosine",
     "effective_dimension",
     "effective_isotropic_cosine",
     "exceedance",
     "history_pairs_cosine",
     "isotropic_cosine",
+    "monte_carlo_draws",
     "permutation_cosine",
 ]
+
+EFFECTIVE_DIMENSION_NOTE = (
+    "approximate: the Beta law with d_eff matches only the variance of the cosine; it is "
+    "anti-conservative when v_rev lies in high-variance directions (type-I error 0.17 at "
+    "nominal 0.05 in docs/calibration.md) and very conservative when it does not; use the "
+    "covariance-matched null for tests"
+)
 
 Kind = Literal["samples", "cov"]
 AdjustMethod = Literal["holm", "bonferroni", "bh", "by"]
@@ -216,7 +225,9 @@ def effective_isotropic_cosine(
             "`x` has a rank-one covariance (d_eff = 1): the cosine law is degenerate (±1); "
             "use `covariance_matched_cosine` instead"
         )
-    return CosineNull(d_eff, method="effective_isotropic", attrs={"d_eff": d_eff, "kind": kind})
+    return CosineNull(d_eff, method="effective_isotropic",
+                      attrs={"d_eff": d_eff, "kind": kind, "approximate": True,
+                             "note": EFFECTIVE_DIMENSION_NOTE})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,6 +535,72 @@ def adjust_pvalues(p: Any, *, method: AdjustMethod = "holm") -> Any:
     arr = _validate_adjust(p, method)
     out = _adjust_kernel(arr, method)
     return out[()] if out.ndim == 0 else out
+
+
+def _adjust_multiplier(m: int, method: str) -> float:
+    """What the adjustment multiplies the smallest p-value by (when every p sits at the floor)."""
+    if method in ("holm", "bonferroni"):
+        return float(m)
+    if method == "by":
+        return float(np.sum(1.0 / np.arange(1, m + 1)))
+    return 1.0  # bh
+
+
+def _smallest_adjusted(p_min: float, m: int, method: str) -> float:
+    return min(1.0, p_min * _adjust_multiplier(m, method))
+
+
+def adjusted_p_floor(n_draws: int, n_tests: int, *, adjust: AdjustMethod = "holm") -> float:
+    r"""Smallest adjusted p-value attainable with ``n_draws`` Monte Carlo draws and ``n_tests`` tests.
+
+    Each Monte Carlo p-value is at least ``1 / (B + 1)``; Holm and Bonferroni multiply the
+    smallest by m, Benjamini–Yekutieli by ``sum_{i<=m} 1/i``, Benjamini–Hochberg leaves it (when
+    every p sits at the floor). If this exceeds alpha no pair can be significant, however strong
+    the signal: with B = 2000 and Holm over m = 168 pairs it is 168/2001 = 0.084.
+    """
+    b = _check_count("n_draws", n_draws)
+    m = _check_count("n_tests", n_tests)
+    check_choice("adjust", adjust, tuple(_ADJUST))
+    return _smallest_adjusted(1.0 / (b + 1), m, adjust)
+
+
+def monte_carlo_draws(
+    n_tests: int,
+    *,
+    alpha: float = 0.05,
+    adjust: AdjustMethod = "holm",
+    factor: float = 10.0,
+    minimum: int = 2000,
+    cap: int = 200_000,
+) -> int:
+    r"""Number of Monte Carlo null draws B so that ``n_tests`` adjusted tests can reject.
+
+    The smallest adjusted p-value is :func:`adjusted_p_floor`; B is chosen so that it is
+    ``alpha / factor`` (``factor = 10`` leaves room for p-values well inside the tail, not just
+    beyond every draw), i.e. ``B + 1 >= factor * m / alpha`` for Holm/Bonferroni, at least
+    ``minimum`` and at most ``cap``. At the cap the floor may still bind: report
+    ``adjusted_p_floor(B, m)`` beside the results (the pipeline does, as ``p_floor_adjusted``).
+
+    Examples
+    --------
+    >>> monte_carlo_draws(168)          # Holm over 168 run-step pairs at alpha 0.05
+    33599
+    >>> adjusted_p_floor(33599, 168)
+    0.005
+    """
+    m = _check_count("n_tests", n_tests)
+    a = float(alpha)
+    if not 0.0 < a < 1.0:
+        raise ValueError(f"`alpha` must lie strictly between 0 and 1 (e.g. 0.05), got {alpha!r}")
+    check_choice("adjust", adjust, tuple(_ADJUST))
+    if not (np.isfinite(factor) and factor >= 1.0):
+        raise ValueError(f"`factor` must be a number >= 1, got {factor!r}")
+    lo, hi = _check_count("minimum", minimum), _check_count("cap", cap)
+    if lo > hi:
+        raise ValueError(f"`minimum` ({lo}) must not exceed `cap` ({hi})")
+    # smallest B with _smallest_adjusted(1/(B+1)) <= alpha/factor
+    need = int(np.ceil(factor * _adjust_multiplier(m, adjust) / a)) - 1
+    return int(min(max(need, lo), hi))
 
 
 @dataclass(frozen=True, eq=False)

@@ -172,6 +172,11 @@ class EmpiricalNull:
         return int(self.samples.shape[-1])
 
     @property
+    def p_floor(self) -> float:
+        """The smallest p-value these draws can give, 1 / (B + 1) (before any adjustment)."""
+        return 1.0 / (self.n_draws + 1)
+
+    @property
     def batch_shape(self) -> tuple[int, ...]:
         return tuple(self.samples.shape[:-1])
 
@@ -229,8 +234,11 @@ class EmpiricalNull:
         """Smallest draw x with cdf(x) >= q; shape ``batch_shape + q.shape``."""
         _check_probability("q", q)
         qa = np.asarray(q, dtype=float)
-        out = np.quantile(self.samples, qa, axis=-1, method="inverted_cdf")
-        out = np.moveaxis(out, tuple(range(qa.ndim)), tuple(range(-qa.ndim, 0))) if qa.ndim else out
+        # the draws are sorted (__post_init__): numpy's "inverted_cdf" quantile is the draw at
+        # position ceil(B q) - 1, read directly (np.quantile would re-partition every row)
+        b = self.n_draws
+        k = np.clip(np.ceil(b * qa).astype(np.intp) - 1, 0, b - 1)
+        out = np.take(self.samples, k, axis=-1)  # batch_shape + q.shape
         return out[()] if np.ndim(out) == 0 else out
 
     def quantile(self, q: Any) -> Any:
