@@ -163,9 +163,9 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     al_sum: np.ndarray | None = None
     al_cnt = np.zeros((n_layer, n, p), dtype=np.int64)
     order = [(r, s) for r in range(n_run) for s in [step0] + [t for t in range(n_step) if t != step0]]
-    # probe inner products for the crossed-design alignment interval (revstats.alignment_ci)
-    from revstats import _np_alignment_ci as npc
-    from revstats.alignment_ci import GRAM_MAX_PROBES
+    # probe inner products for the crossed-design alignment interval (revstats.geometry.alignment_ci)
+    from revstats.geometry import _np_alignment_ci as npc
+    from revstats.geometry.alignment_ci import GRAM_MAX_PROBES
 
     want_ci = n >= 4 and n_run >= 2
     ci_form = "gram" if n <= GRAM_MAX_PROBES else "jackknife"

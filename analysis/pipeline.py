@@ -36,11 +36,12 @@ import dask.array
 import numpy as np
 import xarray as xr
 
-from revstats import alignment_ci, effects, geometry, intervals, nulls
+from revstats import effects, geometry, intervals, nulls
 from revstats._validation import check_choice, check_confidence
 from revstats._version import __version__
 from revstats.analysis import _onepass
 from revstats.errors import RevstatsError
+from revstats.geometry import alignment_ci
 from revstats.nulls import AdjustMethod
 
 if TYPE_CHECKING:
@@ -265,7 +266,7 @@ class LayerArrays:
     aligned: np.ndarray  # (example, hidden) aligned model's probe activations (mean over runs)
     witness: np.ndarray  # (example, hidden) witness's probe activations (mean over runs)
     # (run, step > 0, example, example_2, gram) probe Gram matrices for the crossed-design
-    # alignment interval (revstats.alignment_ci); None if the store has too few probes
+    # alignment interval (revstats.geometry.alignment_ci); None if the store has too few probes
     align_products: np.ndarray | None = None
     align_form: str = "gram"
 
@@ -596,7 +597,7 @@ def layer_stages(ctx: Context, layer: str, shared: dict, skipped: Skipped,
 def alignment_stage(ctx: Context, layer: str) -> dict[str, dict]:
     """Per arm: alignment trajectory and final alignment (mean ± sd over runs).
 
-    `low`/`high` are the crossed-design interval (runs x probes, revstats.alignment_ci): the
+    `low`/`high` are the crossed-design interval (runs x probes, revstats.geometry.alignment_ci): the
     witness and aligned slab share their probe noise with every run, which the Student-t
     interval over runs ignores; that one stays under `t_interval` (conditional on the probes).
     """
@@ -629,8 +630,8 @@ def _crossed_intervals(ctx: Context, arr: LayerArrays, idx: np.ndarray) -> dict 
         return None
     import warnings
 
-    from revstats import _np_alignment_ci as npc
     from revstats.errors import DegenerateDataWarning
+    from revstats.geometry import _np_alignment_ci as npc
 
     func = npc.crossed_interval_gram if arr.align_form == "gram" else npc.crossed_interval
     with warnings.catch_warnings():

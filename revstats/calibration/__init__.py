@@ -256,7 +256,7 @@ def crossed_products(design: CrossedDesign, sets: int, rng: np.random.Generator,
     d >= 2 n + 2 + n) draws the same distribution without d-dimensional run noise
     (``_crossed_grams_reduced``); otherwise the activations' differences are drawn directly.
     """
-    from revstats._np_alignment_ci import GRAMS, PRODUCTS, probe_grams, probe_products
+    from revstats.geometry._np_alignment_ci import GRAMS, PRODUCTS, probe_grams, probe_products
 
     g = design
     can_reduce = form == "gram" and not g.per_run_witness and g.d >= 3 * g.probes + 2
@@ -291,7 +291,7 @@ def alignment_interval_hits(design: CrossedDesign, method: str, sets: int, seed:
     v_rev as fixed), ``"crossed-plugin"`` (the plug-in's crossed interval; its target, the
     expected plug-in cosine, is the mean of as many independent experiments from seed + 1).
     """
-    from revstats._np_alignment_ci import crossed_interval, crossed_interval_gram
+    from revstats.geometry._np_alignment_ci import crossed_interval, crossed_interval_gram
 
     interval = crossed_interval_gram if form == "gram" else crossed_interval
     rng = np.random.default_rng(seed)

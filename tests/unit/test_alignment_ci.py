@@ -1,4 +1,4 @@
-"""Crossed-design alignment interval (revstats.alignment_ci): estimates, reference checks of the
+"""Crossed-design alignment interval (revstats.geometry.alignment_ci): estimates, reference checks of the
 variance pieces, laziness, bad input, and a fast coverage check that the old t-interval fails.
 The slow coverage study is tests/calibration/test_alignment_ci_coverage.py."""
 
@@ -13,10 +13,14 @@ import xarray as xr
 from scipy import stats
 
 import revstats.geometry as geo
-from revstats import _np_alignment_ci as npc
 from revstats import calibration as cal
-from revstats.alignment_ci import alignment_ci, alignment_ci_from_products, alignment_products
 from revstats.errors import DegenerateDataWarning
+from revstats.geometry import _np_alignment_ci as npc
+from revstats.geometry.alignment_ci import (
+    alignment_ci,
+    alignment_ci_from_products,
+    alignment_products,
+)
 from tests._geometry_sim import simulate_reversion
 
 SMALL = cal.CrossedDesign(true_cos=0.6, d=256, runs=12, probes=16, drift_norm=6.0,

@@ -9,7 +9,7 @@ interval over runs -- which treats ``v_rev`` as fixed -- is too narrow: with d =
 :func:`alignment_ci` adds the shared probe term by a crossed jackknife: leave one probe out of
 the witness, the aligned slab and every run at once, and separate the variance shared by all
 runs from the run x probe interaction by the method of moments (see
-:func:`revstats._np_alignment_ci.crossed_interval` for the formula and docs/geometry.md for what
+:func:`revstats.geometry._np_alignment_ci.crossed_interval` for the formula and docs/geometry.md for what
 the interval is conditional on). It is deterministic (no resampling, so no ``rng``) and costs
 one pass over the activations (seven inner products per probe), the same as the estimates.
 
@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from revstats import _np_alignment_ci as npc
 from revstats._validation import check_choice, check_confidence
 from revstats._validation import check_nonempty_dims as check_dims
 from revstats.geometry import (
@@ -43,6 +42,7 @@ from revstats.geometry import (
     _select_reference,
     _table_kernel,
 )
+from revstats.geometry import _np_alignment_ci as npc
 
 __all__ = ["ESTIMATORS", "alignment_ci", "alignment_ci_from_products", "alignment_products"]
 

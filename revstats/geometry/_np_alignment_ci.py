@@ -1,4 +1,4 @@
-"""NumPy kernels of the crossed-design alignment interval (:mod:`revstats.alignment_ci`).
+"""NumPy kernels of the crossed-design alignment interval (:mod:`revstats.geometry.alignment_ci`).
 
 Two stages, both on trailing axes:
 
