@@ -594,7 +594,9 @@ def direction_stability(
 # --------------------------------------------------------------------------- debiased alignment
 
 
-def _validate_debiased(acts, witness, aligned, dim, hidden_dim, step_dim, splits, pool_dim, rng):
+def _check_acts_witness_aligned(acts, witness, aligned, dim, hidden_dim, step_dim):
+    """The checks shared by the estimators on (acts, witness, aligned): returns (dims, hid, n)
+    with n the number of probes along `dim`."""
     _check_dataarray("acts", acts)
     _check_dataarray("witness", witness)
     dims, hid = _as_dims("dim", dim), _as_dims("hidden_dim", hidden_dim)
@@ -608,7 +610,11 @@ def _validate_debiased(acts, witness, aligned, dim, hidden_dim, step_dim, splits
         _check_dataarray("aligned", aligned)
         check_dims("aligned", aligned, dims + hid)
         _check_paired("acts", acts, "aligned", aligned, dims + hid)
-    n = math.prod(acts.sizes[d] for d in dims)
+    return dims, hid, math.prod(acts.sizes[d] for d in dims)
+
+
+def _validate_debiased(acts, witness, aligned, dim, hidden_dim, step_dim, splits, pool_dim, rng):
+    dims, hid, n = _check_acts_witness_aligned(acts, witness, aligned, dim, hidden_dim, step_dim)
     if n < 2:
         raise ValueError(f"`acts` needs at least 2 probes along {dims!r} to cross-fit, got {n}")
     if isinstance(splits, str):

@@ -35,9 +35,9 @@ from revstats.geometry import (
     Dims,
     _as_dims,
     _attrs,
+    _check_acts_witness_aligned,
     _check_dataarray,
     _check_disjoint,
-    _check_paired,
     _difference,
     _select_reference,
     _table_kernel,
@@ -64,20 +64,7 @@ CONDITIONAL = {  # phrased to follow "conditional on"
 
 
 def _validate_products(acts, witness, aligned, dim, hidden_dim, step_dim):
-    _check_dataarray("acts", acts)
-    _check_dataarray("witness", witness)
-    dims, hid = _as_dims("dim", dim), _as_dims("hidden_dim", hidden_dim)
-    _check_disjoint(dim=dims, hidden_dim=hid)
-    check_dims("acts", acts, dims + hid)
-    check_dims("witness", witness, dims + hid)
-    _check_paired("acts", acts, "witness", witness, dims + hid)
-    if aligned is None:
-        check_dims("acts", acts, (step_dim,))
-    else:
-        _check_dataarray("aligned", aligned)
-        check_dims("aligned", aligned, dims + hid)
-        _check_paired("acts", acts, "aligned", aligned, dims + hid)
-    n = math.prod(acts.sizes[d] for d in dims)
+    dims, hid, n = _check_acts_witness_aligned(acts, witness, aligned, dim, hidden_dim, step_dim)
     if n < 4:
         raise ValueError(
             f"`acts` needs at least 4 probes along {dims!r} for the probe variance terms, "
