@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import time
 import unicodedata
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -1225,12 +1226,28 @@ def open_store(
     """
     path = os.fspath(path)
     _check_exists(path)
-    try:
-        g = _open_group(path, "r", storage_options, consolidated=None)
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
-        raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
-    _validate_group(g, path)
-    problems, manifest = _integrity_problems(path, g, storage_options)
+    # A store that is not finished may be growing under a writer right now: between the
+    # resizes of its arrays and the new consolidated view, the arrays' own metadata disagree
+    # for a moment. So an unfinished store's problems are read again a few times (<= ~1.5 s)
+    # before they are reported; a finished store's are reported at once.
+    delays = (0.05, 0.1, 0.2, 0.4, 0.75, 0.0)  # the last read reports what it finds
+    for i, delay in enumerate(delays):
+        try:
+            g = _open_group(path, "r", storage_options, consolidated=None)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as e:
+            raise FileNotFoundError(f"no store at {path!r}: check the path ({e})") from None
+        growing = i < len(delays) - 1 and not g.attrs.get("finished", False)
+        try:
+            _validate_group(g, path)
+        except SchemaError:
+            if not growing:
+                raise
+            time.sleep(delay)
+            continue
+        problems, manifest = _integrity_problems(path, g, storage_options)
+        if not problems or not growing:
+            break
+        time.sleep(delay)
     if problems:
         raise SchemaError(f"store {path!r}: " + "; ".join(problems) + _CHECK_HINT, variable=None)
     # A writer killed between writing the attributes and the first consolidation leaves no

@@ -122,3 +122,32 @@ def test_reader_beside_a_writer_process_sees_only_whole_slabs(tmp_path):
     print(f"{reads} reads, {mid_write} while the writer was half way")
     assert len(visible) == 2 * (n_steps + 1)  # the last read, after the writer, sees everything
     assert verify_store(path) == []
+
+
+def test_reader_waits_out_a_growth_in_progress(tmp_path):
+    """Between a writer's resizes of `complete` and `digest` and its new consolidated view the
+    arrays' own metadata disagree for a moment; a reader of an unfinished store reads again
+    instead of calling that corruption (seen as a flaky SchemaError under load)."""
+    import threading
+
+    import zarr
+
+    path = str(tmp_path / "s.zarr")
+    w = create_store(path, runs=["a", "b"], layers=["l0"], examples=[f"x{i}" for i in range(4)],
+                     hidden=8, steps=[0], source="simulator", provenance={})
+    w.write_slab("a", 0, np.zeros((1, 4, 8)))
+    try:
+        complete = zarr.open_array(os.path.join(path, "complete"), mode="r+")
+        shape = complete.shape
+        complete.resize((shape[0], shape[1] + 1))  # a growth caught half way
+
+        def finish_growth():
+            complete.resize(shape)
+
+        timer = threading.Timer(0.3, finish_growth)
+        timer.start()
+        ds = open_store(path)
+        timer.join()
+        assert ds.sizes["run"] == 2
+    finally:
+        w.close()
