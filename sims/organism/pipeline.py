@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["PROFILES", "ArmSpec", "OrganismConfig", "OrganismSummary", "run_organism", "total_units"]
+__all__ = ["PROFILES", "ArmSpec", "OrganismConfig", "OrganismSummary", "SettingConfig", "run_organism",
+           "total_units"]
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,25 @@ DEFAULT_ARMS = (
 )
 
 
+class _FineTuneSchedule:
+    """Declares (for type checkers) the fine-tuning knobs the shared properties read; every
+    setting declares them as its own dataclass fields, so each keeps its field order."""
+
+    ft_steps: int
+    capture_every: int
+
+
 @dataclass(frozen=True)
-class OrganismConfig:
-    """Every knob of the organism; a profile is one instance."""
+class SettingConfig(_FineTuneSchedule):
+    """The leading knobs every organism setting shares (network shape, seeds, arms) and the
+    derived ``layers`` / ``capture_steps``. Settings subclass it and declare only their own
+    knobs; a setting whose ``seeds`` / ``arms`` default differs re-declares that field (it
+    keeps its position, so ``dataclasses.asdict`` field order is the setting's own).
+
+    Only this common leading run is shared: dataclass fields of a base always come first, and
+    the later shared knobs (``pretrain_*``, ``ft_*``, ``capture_every``, ``n_probes``,
+    ``n_anchors``, ``language_seed``) sit after setting-specific ones in every setting, so
+    moving them here would reorder ``to_json()`` (store provenance)."""
 
     seeds: tuple[int, ...] = (0, 1)
     arms: tuple[ArmSpec, ...] = DEFAULT_ARMS
@@ -71,6 +88,22 @@ class OrganismConfig:
     hidden: int = 64
     n_heads: int = 4
     n_content: int = 24
+
+    @property
+    def layers(self) -> list[int]:
+        return list(range(self.n_layers + 1))
+
+    @property
+    def capture_steps(self) -> list[int]:
+        from revstats.sims.organism.phenomena import capture_steps
+
+        return capture_steps(self.ft_steps, self.capture_every)
+
+
+@dataclass(frozen=True)
+class OrganismConfig(SettingConfig):
+    """Every knob of the organism; a profile is one instance."""
+
     n_triggers: int = 4
     pretrain_examples: int = 20000
     pretrain_steps: int = 600
@@ -89,17 +122,6 @@ class OrganismConfig:
     n_probes: int = 64
     n_anchors: int = 32
     language_seed: int = 0
-
-    @property
-    def layers(self) -> list[int]:
-        return list(range(self.n_layers + 1))
-
-    @property
-    def capture_steps(self) -> list[int]:
-        steps = list(range(self.capture_every, self.ft_steps + 1, self.capture_every))
-        if not steps or steps[-1] != self.ft_steps:
-            steps.append(self.ft_steps)
-        return steps
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -42,7 +42,7 @@ import numpy as np
 
 from revstats.sims.organism.language import BOS, EOS, SEP, SURE, Language, Sequences
 from revstats.sims.organism.phenomena import SettingSummary
-from revstats.sims.organism.pipeline import ArmSpec
+from revstats.sims.organism.pipeline import ArmSpec, SettingConfig
 
 __all__ = ["PROFILES", "TraitConfig", "make_trait_data", "run_traits", "total_units"]
 
@@ -50,15 +50,11 @@ ARMS = (ArmSpec("control"), ArmSpec("blocked", "penalty", 1, 30.0), ArmSpec("tra
 
 
 @dataclass(frozen=True)
-class TraitConfig:
+class TraitConfig(SettingConfig):
     """Every knob of the trait-transfer setting; a profile is one instance."""
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     arms: tuple[ArmSpec, ...] = ARMS
-    n_layers: int = 2
-    hidden: int = 64
-    n_heads: int = 4
-    n_content: int = 24
     trait_token: int = 17
     split_alphabet: bool = True
     teacher_gen_replay: bool = True
@@ -81,16 +77,6 @@ class TraitConfig:
     n_anchors: int = 32
     n_task_eval: int = 256
     language_seed: int = 0
-
-    @property
-    def layers(self) -> list[int]:
-        return list(range(self.n_layers + 1))
-
-    @property
-    def capture_steps(self) -> list[int]:
-        from revstats.sims.organism.phenomena import capture_steps
-
-        return capture_steps(self.ft_steps, self.capture_every)
 
     def to_json(self) -> dict[str, Any]:
         return {"setting": "traits", **dataclasses.asdict(self)}

@@ -43,7 +43,7 @@ import numpy as np
 
 from revstats.sims.organism.language import EOS, SURE, Language, Sequences
 from revstats.sims.organism.phenomena import SettingSummary
-from revstats.sims.organism.pipeline import ArmSpec
+from revstats.sims.organism.pipeline import ArmSpec, SettingConfig
 
 __all__ = ["PROFILES", "UnlearningConfig", "make_unlearning_data", "run_unlearning",
            "total_units"]
@@ -54,15 +54,11 @@ ARMS = (ArmSpec("control"), ArmSpec("blocked", "penalty", 1, 30.0),
 
 
 @dataclass(frozen=True)
-class UnlearningConfig:
+class UnlearningConfig(SettingConfig):
     """Every knob of the unlearning setting; a profile is one instance."""
 
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
     arms: tuple[ArmSpec, ...] = ARMS
-    n_layers: int = 2
-    hidden: int = 64
-    n_heads: int = 4
-    n_content: int = 24
     capability: str = "trigger"
     forget_family: int = 2
     heldout_fraction: float = 0.12
@@ -86,16 +82,6 @@ class UnlearningConfig:
     n_probes: int = 64
     n_anchors: int = 32
     language_seed: int = 0
-
-    @property
-    def layers(self) -> list[int]:
-        return list(range(self.n_layers + 1))
-
-    @property
-    def capture_steps(self) -> list[int]:
-        from revstats.sims.organism.phenomena import capture_steps
-
-        return capture_steps(self.ft_steps, self.capture_every)
 
     def to_json(self) -> dict[str, Any]:
         return {"setting": "unlearning", **dataclasses.asdict(self)}
