@@ -102,21 +102,7 @@ def _one_estimator(full: np.ndarray, loo: np.ndarray, confidence: float) -> np.n
         # E v1 = s2_probe + s2_int / n_probe-scale, E v2 = s2_probe + s2_int / R: solve for the
         # shared (probe) part; the run-specific part is already in var_runs / R
         shared = np.maximum(v2 - (v1 - v2) / (rr - 1), 0.0)
-        a = var_runs / rr
-        var = a + shared
-        se = np.sqrt(var)
-        denom = a**2 / (rr - 1) + shared**2 / (n - 1)
-        df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), rr - 1)
-        from scipy import stats  # deferred: keeps `import revstats` light
-
-        q = stats.t.ppf(0.5 + confidence / 2, np.where(r >= 2, df, np.nan))
-        low = np.clip(est - q * se, -1.0, 1.0)
-        high = np.clip(est + q * se, -1.0, 1.0)
-    bad = r < 2
-    fields = [est, low, high, se, np.sqrt(a), var_runs, shared, df]
-    fields = [np.where(bad, np.nan, x) for x in fields]
-    fields[0] = np.where(r > 0, est, np.nan)
-    return np.stack([*fields, r.astype(np.float64)], axis=-1)
+    return _finish(est, var_runs, shared, r, n, confidence)
 
 
 def crossed_interval(prods: np.ndarray, confidence: float = 0.95) -> np.ndarray:
