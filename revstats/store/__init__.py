@@ -1111,9 +1111,13 @@ def _scan_store(path: str) -> None:
         d = stack.pop()
         try:
             entries = list(os.scandir(d))
+        except FileNotFoundError:
+            continue  # removed while we looked (a writer replacing the store): nothing to read
         except OSError as err:
             raise SchemaError(f"store {path!r}: cannot list {d!r} ({err})", variable=None) from None
         for e in entries:
+            if e.name.endswith(".partial"):
+                continue  # a writer's temporary file (renamed into place or left by a kill): never read
             rel = os.path.relpath(e.path, root)
             if e.is_symlink():
                 raise SchemaError(
@@ -1131,7 +1135,10 @@ def _scan_store(path: str) -> None:
                     "socket): refusing to read it; remove it and restore the chunk from a backup",
                     variable=None,
                 )
-            size = e.stat(follow_symlinks=False).st_size
+            try:
+                size = e.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue  # renamed or removed by a concurrent writer since the listing
             parts = rel.split(os.sep)
             if parts[-1] == "zarr.json":
                 if size > MAX_METADATA_BYTES:
