@@ -17,6 +17,8 @@ kills its own process with SIGKILL:
   slab is not published yet;
 * ``rmtree:N`` - just before the N-th `shutil.rmtree` (an ``--overwrite`` emptying the old
   store);
+* ``slow:SECONDS`` - no kill: every object write waits SECONDS (a slow disk), so that a
+  second writer started meanwhile meets this one while it writes;
 * ``time:SECONDS`` - the parent kills the process after a delay (imports, model loading, compute).
 
 After each kill the harness checks: the store opens (or holds nothing yet), every slab it shows
@@ -70,6 +72,8 @@ def _acts_write(path, torn):
 def _put(path, value, exclusive=False):
     _count[0] += 1
     _log(path)
+    if kind == "slow":  # a slow disk: every object write waits (widens a writer's window)
+        __import__("time").sleep(float(arg))
     if kind in ("marker", "digest") and f"/{'complete' if kind == 'marker' else 'digest'}/c/" in str(path):
         _marks[0] += 1  # the window after a slab's data and before it is published
         if _marks[0] == int(arg):
@@ -96,6 +100,8 @@ if _chunkio is not None:
         _count[0] += 1
         path = self._path(idx)
         _log(path)
+        if kind == "slow":
+            __import__("time").sleep(float(arg))
         if (kind == "before" and _count[0] == int(arg)) or (kind == "acts" and _acts_write(path, False)):
             _die(path, _count[0])
         if (kind == "torn" and _count[0] == int(arg)) or (kind == "tornacts" and _acts_write(path, True)):
@@ -148,7 +154,9 @@ class CrashLog:
         """Count one kill of `mode`; `note` is the driver's "KIND N PATH" line."""
         kind, _, rest = note.strip().partition(" ")
         path = rest.partition(" ")[2]
-        if kind == "timer":
+        if kind == "rmtree":
+            phase = "--overwrite deleting the old store"
+        elif kind == "timer":
             phase = "timer, no write yet" if path == "-" else f"timer, after a {write_phase(path)} write"
         else:
             phase = write_phase(path) if path else "unknown"
@@ -333,41 +341,85 @@ def assert_rerun_is_noop(argv: list[str], out: str, reference: dict[str, str], *
     assert snapshot(out) == reference
 
 
+def _wait_for_writes(trace: str, n: int, proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Until the writer `proc` (run under the driver with CRASH_TRACE=`trace`) has started its
+    `n`-th object write, or has exited."""
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < timeout:
+        if os.path.exists(trace):
+            with open(trace) as f:
+                if sum(1 for _ in f) >= n:
+                    return
+        time.sleep(0.02)
+
+
 def overwrite_race(argv: list[str], out: str, reference: dict[str, str], *, rng: np.random.Generator,
-                   rounds: int, log: CrashLog, cwd: str | None = None) -> dict[str, int]:
-    """Start the writer `argv` twice at once on `out`, the second with ``--overwrite`` after a
-    random delay. Each run must finish (exit 0) or be refused cleanly (exit 2, "open by
-    another writer"), never corrupt the store or die with a traceback; afterwards the store
-    equals the reference (both runs write the same data) and `verify_store` is clean."""
+                   rounds: int, log: CrashLog, n_writes: int, cwd: str | None = None,
+                   slow: float = 0.05) -> dict[str, int]:
+    """Two writers of `argv` on `out`, one of them with ``--overwrite``; each round picks:
+
+    * ``overwrite_during`` - the plain writer starts on a slow disk (``slow:`` kind) and the
+      overwrite starts when the first one has begun its N-th object write (N uniform over a
+      reference run's writes): it meets the first writer at every stage of its run;
+    * ``overwrite_first`` - the overwrite starts on the slow disk, the plain writer at its
+      N-th write;
+    * ``overwrite_after`` - the overwrite starts when the first writer has exited.
+
+    Each run must finish (exit 0) or be refused cleanly (exit 2, "open by another writer"),
+    never corrupt the store or die with a traceback; afterwards the store equals the
+    reference (both runs write the same data), `verify_store` is clean and a plain rerun
+    changes nothing. Returns counts per "<scenario>: <exit codes of first, second>"."""
+    import tempfile
+
     from revstats.store import verify_store
 
-    outcome = {"both_finished": 0, "one_refused": 0}
+    outcome: dict[str, int] = {}
     for _ in range(rounds):
         if os.path.exists(out):
             shutil.rmtree(out)
-        procs = []
-        for extra, delay in (([], 0.0), (["--overwrite"], float(rng.uniform(0.0, 1.5)))):
-            time.sleep(delay)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", DRIVER, "none:0", *argv, *extra], env=_env(), cwd=cwd,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
-        codes, errs = [], []
-        for p in procs:
-            _, err = p.communicate(timeout=600)
-            codes.append(p.returncode)
-            errs.append(err)
+        scenario = str(rng.choice(["overwrite_during", "overwrite_during", "overwrite_first",
+                                   "overwrite_after"]))
+        n = int(rng.integers(1, n_writes + 1))
+        extras = [[], ["--overwrite"]] if scenario != "overwrite_first" else [["--overwrite"], []]
+        procs, logs = [], []
+        with tempfile.TemporaryDirectory(prefix="race") as tmp:
+            trace = os.path.join(tmp, "trace")
+            for k, extra in enumerate(extras):
+                spec, env = "none:0", _env()
+                if k == 0:
+                    if scenario != "overwrite_after":
+                        spec = f"slow:{slow}"
+                    env["CRASH_TRACE"] = trace
+                else:
+                    if scenario == "overwrite_after":
+                        procs[0].wait(timeout=600)
+                    else:
+                        _wait_for_writes(trace, n, procs[0])
+                # stderr goes to files, not pipes: a child never blocks on a full pipe while
+                # the parent waits for the other one
+                logs.append(open(os.path.join(tmp, f"err{k}"), "w+"))
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-c", DRIVER, spec, *argv, *extra], env=env, cwd=cwd,
+                    stdout=subprocess.DEVNULL, stderr=logs[-1], text=True))
+            codes, errs = [], []
+            for p, f in zip(procs, logs, strict=True):
+                p.wait(timeout=600)
+                f.seek(0)
+                codes.append(p.returncode)
+                errs.append(f.read())
+                f.close()
         for code, err in zip(codes, errs, strict=True):
             assert code in (0, 2), err[-3000:]
             assert "Traceback" not in err, err[-3000:]
             if code == 2:
                 assert "another writer" in " ".join(err.split()), err[-2000:]
         assert 0 in codes, errs
-        outcome["one_refused" if 2 in codes else "both_finished"] += 1
+        key = f"{scenario}: exit {codes[0]}, {codes[1]}"
+        outcome[key] = outcome.get(key, 0) + 1
         log.checks += 1
-        code, _, err = run(argv, cwd=cwd)  # a rerun after the race finishes cleanly, a no-op
-        assert code == 0, err[-3000:]
         assert snapshot(out) == reference
         assert verify_store(out) == []
+        assert_rerun_is_noop(argv, out, reference, cwd=cwd)
     return outcome
 
 

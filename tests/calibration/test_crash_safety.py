@@ -37,21 +37,24 @@ def _campaign(name, argv, tmp_path, seed):
     print(f"{name}: {KILLS[name]} kills survived; total {LOG}")
 
 
+def _ingest_npz_argv(tmp_path):
+    rng = np.random.default_rng(5)
+    src = tmp_path / "log.npz"
+    np.savez(src, acts=rng.normal(size=(3, 3, 2, 5, 8)).astype(np.float32),
+             base=rng.normal(size=(3, 2, 5, 8)).astype(np.float32),
+             harm=(rng.random((3, 3, 5)) < 0.3).astype(np.float32))
+    return ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
+            "--witness-key", "base", "--witness-dims", "run,layer,example,hidden",
+            "--behavior-key", "harm", "--runs", "c0,b0,p0", "--arms", "control,blocked,push"]
+
+
 def test_simulate_survives_kills(tmp_path):
     argv = ["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "4", "--hidden", "64"]
     _campaign("simulate", argv, tmp_path, 1)
 
 
 def test_ingest_npz_survives_kills(tmp_path):
-    rng = np.random.default_rng(5)
-    src = tmp_path / "log.npz"
-    np.savez(src, acts=rng.normal(size=(3, 3, 2, 5, 8)).astype(np.float32),
-             base=rng.normal(size=(3, 2, 5, 8)).astype(np.float32),
-             harm=(rng.random((3, 3, 5)) < 0.3).astype(np.float32))
-    argv = ["ingest", str(src), "--acts-key", "acts", "--acts-dims", "run,step,layer,example,hidden",
-            "--witness-key", "base", "--witness-dims", "run,layer,example,hidden",
-            "--behavior-key", "harm", "--runs", "c0,b0,p0", "--arms", "control,blocked,push"]
-    _campaign("ingest_npz", argv, tmp_path, 2)
+    _campaign("ingest_npz", _ingest_npz_argv(tmp_path), tmp_path, 2)
 
 
 def test_ingest_h5_survives_kills(tmp_path):
@@ -150,26 +153,37 @@ def test_capture_survives_kills_during_its_writes(tmp_path):
           f"{finished} resumed chains finished equal to the reference")
 
 
-def test_overwrite_races(tmp_path):
-    """A second writer with --overwrite started while the first one writes: refused cleanly
-    (exit 2) or run after it, never a corrupt or half-replaced store (issue 14.1)."""
-    from tests.calibration.crash_harness import overwrite_race
+RACES = {"simulate": 5, "ingest": 5, "capture": 3}
 
-    argv = ["simulate", "--preset", "theory-flat", "--runs", "4", "--steps", "40", "--hidden", "256"]
-    ref = str(tmp_path / "ref.zarr")
-    reference, _, _ = reference_run([*argv, "--out", ref], ref)
-    out = str(tmp_path / "raced.zarr")
-    outcome = overwrite_race([*argv, "--out", out], out, reference, rng=np.random.default_rng(12),
-                             rounds=4, log=LOG)
-    print(f"simulate --overwrite races: {outcome}")
+
+def test_overwrite_races(tmp_path):
+    """A writer with --overwrite started at the N-th object write of another writer of the same
+    store (or the other way round, or after it finished): each is refused cleanly (exit 2) or
+    finishes, never a corrupt or half-replaced store (issue 14.1); then an `--overwrite`
+    killed while it deletes the old store, finished by the rerun."""
+    from tests.calibration.crash_harness import overwrite_race, run, run_noted, snapshot
+
+    cases = [("simulate", ["simulate", "--preset", "theory-flat", "--runs", "2", "--steps", "8",
+                           "--hidden", "64"]),
+             ("ingest", _ingest_npz_argv(tmp_path))]
     if importlib.util.find_spec("torch") is not None:
-        argv = _capture_argv(tmp_path)
-        ref = str(tmp_path / "cref.zarr")
-        reference, _, _ = reference_run([*argv, "--out", ref], ref)
-        out = str(tmp_path / "craced.zarr")
-        outcome = overwrite_race([*argv, "--out", out], out, reference,
-                                 rng=np.random.default_rng(13), rounds=2, log=LOG)
-        print(f"capture --overwrite races: {outcome}")
+        cases.append(("capture", _capture_argv(tmp_path)))
+    for k, (name, argv) in enumerate(cases):
+        ref = str(tmp_path / f"{name}-ref.zarr")
+        reference, n_writes, seconds = reference_run([*argv, "--out", ref], ref)
+        out = str(tmp_path / f"{name}-raced.zarr")
+        outcome = overwrite_race([*argv, "--out", out], out, reference, rng=np.random.default_rng(12 + k),
+                                 rounds=RACES[name], log=LOG, n_writes=n_writes)
+        assert sum(outcome.values()) == RACES[name]
+        # an --overwrite of the finished store killed while it deletes it: the rerun finishes
+        code, err, note = run_noted([*argv, "--out", out, "--overwrite"], "rmtree:2")
+        assert code == -9, err[-3000:]
+        LOG.record_kill("overwrite-rmtree", note)
+        code, _, err = run([*argv, "--out", out, "--overwrite"])
+        assert code == 0, err[-3000:]
+        assert snapshot(out) == reference
+        print(f"{name} --overwrite races ({seconds:.1f} s reference run): {outcome}; "
+              "a killed --overwrite finished by its rerun")
 
 
 def _report_files(out):
