@@ -70,12 +70,20 @@ def _one(root: pathlib.Path, profile: str, workers: int | None, out: str,
 
 
 def measure(profile: str, rounds: int, peer_root: pathlib.Path | None,
-            partial_json: str | None = None, keep: str | None = None) -> dict:
-    """With `keep`, the last workers=2 run writes its store (or directory) there and keeps it."""
+            partial_json: str | None = None, keep: str | None = None,
+            only: tuple[str, ...] = ()) -> dict:
+    """With `keep`, the last workers=2 run writes its store (or directory) there and keeps it;
+    `only` restricts the variants to those names (e.g. the peer and workers=2 for a long run)."""
     variants: list[tuple[str, pathlib.Path, int | None]] = []
     if peer_root is not None:
         variants.append(("serial (peer)", peer_root, None))
     variants += [("workers=1", HERE, 1), ("workers=2", HERE, 2)]
+    if only:
+        unknown = set(only) - {name for name, _, _ in variants}
+        if unknown:
+            raise SystemExit(f"--only: unknown variant(s) {sorted(unknown)}; choose from "
+                             f"{[name for name, _, _ in variants]}")
+        variants = [v for v in variants if v[0] in only]
     times: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     loads: dict[str, list[float]] = {name: [] for name, _, _ in variants}
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as tmp:
@@ -118,11 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--peer-root", type=pathlib.Path, default=None,
                    help="a checkout of the serial pipeline (before worker processes)")
     p.add_argument("--json", default=None)
+    p.add_argument("--only", default="",
+                   help="comma-separated variants to run, e.g. 'serial (peer),workers=2'")
     p.add_argument("--keep", default=None,
                    help="write the last workers=2 run's output here and keep it (for a report)")
     args = p.parse_args(argv)
     res = measure(args.profile, args.rounds, args.peer_root,
-                  None if args.json is None else args.json + ".partial", keep=args.keep)
+                  None if args.json is None else args.json + ".partial", keep=args.keep,
+                  only=tuple(v.strip() for v in args.only.split(",") if v.strip()))
     res["rows"] = rows(res)
     print(json.dumps(res, indent=1))
     if args.json:
