@@ -107,6 +107,11 @@ def measure(profile: str, rounds: int, peer_root: pathlib.Path | None,
 def rows(res: dict) -> list[dict]:
     med = res["median"]
     peer = "serial (peer)" if "serial (peer)" in med else "workers=1"
+    if peer not in med:  # only one variant was run: no ratio, its time alone
+        return [{"name": f"organism --profile {res['profile']}, {name} ({res['rounds']} "
+                         f"round(s), load {statistics.median(res['load_1min'][name]):.2f})",
+                 "peer": None, "ours_s": t, "peer_s": None, "ratio": None}
+                for name, t in med.items()]
     out = []
     for name, t in med.items():
         if name == peer:
