@@ -34,7 +34,9 @@ from revstats._version import __version__
 from revstats.errors import CorruptStoreError, RevstatsError, SchemaError
 from revstats.store.schema import (
     ACTS_DIMS,
+    COORD_DIMS,
     MAX_STEP,
+    RUN_COORDS,
     SCHEMA_VERSION,
     SOURCES,
     check_dataset,
@@ -239,7 +241,7 @@ class StoreWriter:
         self._step_index = {s: i for i, s in enumerate(self._steps) if s != _STEP_UNSET}
 
     def _data_arrays(self) -> list[Any]:
-        return [self._arr[n] for n in ("acts", "behavior", "task", "complete", "digest") if n in self._arr]
+        return [self._arr[n] for n in _STEP_ARRAYS if n in self._arr]
 
     def _repair_step_growth(self) -> None:
         """Finish a `step` extension that a killed writer left half done."""
@@ -495,6 +497,9 @@ class StoreWriter:
         except Exception:  # noqa: BLE001
             pass
 
+
+#: The (run, step, ...) arrays a writer grows along `step`, in the order it resizes them.
+_STEP_ARRAYS = ("acts", "behavior", "task", "complete", "digest")
 
 _DIGEST_EMPTY = -2  # the chunk holds only the fill value, so zarr stored no object for it
 
@@ -1198,7 +1203,7 @@ def _scan_store(path: str) -> None:
 
 
 #: 1-D coordinates, always written in full: each needs its chunk files on disk.
-_COORDS = ("run", "arm", "seed", "step", "layer", "example")
+_COORDS = (*COORD_DIMS, *RUN_COORDS)
 
 
 def _metadata_doc(path: str, full: str, rel: str) -> Any:
@@ -1485,7 +1490,7 @@ def _viewed_steps(own: Mapping[str, Any], cons: Mapping[str, Any] | None) -> int
         n = n_steps(cons["step"], "step")
         if n is not None:
             return n
-    lengths = [n_steps(own[k], k) for k in ("step", "complete", "digest", "acts", "behavior", "task") if k in own]
+    lengths = [n_steps(own[k], k) for k in ("step", *_STEP_ARRAYS) if k in own]
     return min((n for n in lengths if n is not None), default=0)
 
 
