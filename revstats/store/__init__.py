@@ -18,6 +18,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import stat
 import time
 import unicodedata
 import warnings
@@ -489,8 +490,10 @@ class StoreWriter:
         self.close()
 
     def __del__(self) -> None:  # pragma: no cover - best effort
-        with contextlib.suppress(Exception):
+        try:  # not `contextlib.suppress`: at interpreter exit the module may be torn down
             self.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 _DIGEST_EMPTY = -2  # the chunk holds only the fill value, so zarr stored no object for it
@@ -591,24 +594,48 @@ def _take_lock(path: str) -> int | None:
     return fd
 
 
+#: Left in a store directory while `overwrite` empties it: the old root `zarr.json`, renamed.
+#: From the rename on, the directory is visibly not a store (readers refuse it) and visibly
+#: the remnant of an interrupted overwrite, which the next writer may finish emptying.
+_CLEARING = ".revstats-overwrite-in-progress"
+
+
+def _interrupted_overwrite(local: str) -> bool:
+    """True for a directory that a writer killed while emptying it for `overwrite` left: the
+    clearing marker (a regular file) and nothing but store members and temporary files."""
+    try:
+        if not stat.S_ISREG(os.lstat(os.path.join(local, _CLEARING)).st_mode):
+            return False
+        entries = os.listdir(local)
+    except OSError:
+        return False
+    return all(e == _CLEARING or e in _STORE_MEMBERS or e.endswith(".partial") for e in entries)
+
+
 def _clear_store_dir(path: str, local: str) -> None:
     """Empty the locked store directory for `overwrite` (the directory itself stays: it
     carries the lock). Refuses a directory that is not a store, so `--overwrite` pointed at
-    the wrong place loses nothing."""
+    the wrong place loses nothing; finishes the job of an overwrite that was killed midway."""
     entries = os.listdir(local)
-    if "zarr.json" not in entries:
+    if "zarr.json" in entries:
+        # one atomic rename first: a kill from here on leaves a directory that readers refuse
+        # and that the next writer recognises (`_interrupted_overwrite`) and empties
+        os.replace(os.path.join(local, "zarr.json"), os.path.join(local, _CLEARING))
+    elif not _interrupted_overwrite(local):
         raise RevstatsError(
             f"{path!r} is a non-empty directory but not a store (no zarr.json): refusing to "
             "delete its contents even with overwrite; pass a new path or remove it yourself"
         )
-    # metadata first: a kill midway leaves a directory that is visibly not a store
-    for entry in ["zarr.json", *[e for e in entries if e != "zarr.json"]]:
+    for entry in os.listdir(local):
+        if entry == _CLEARING:
+            continue
         full = os.path.join(local, entry)
         if os.path.isdir(full) and not os.path.islink(full):
             shutil.rmtree(full)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(full)
+    os.unlink(os.path.join(local, _CLEARING))  # last: the directory is empty now
 
 
 def _open_group(
@@ -891,6 +918,8 @@ def _aborted_creation(local: str) -> bool:
     Creation writes the root group, then the arrays, then the revstats attributes; until those
     attributes exist no slab can have been written, so such a directory holds no data.
     """
+    if _interrupted_overwrite(local):
+        return True  # the old store was being deleted on request: nothing in it is kept
     meta = os.path.join(local, "zarr.json")
     if not os.path.isfile(meta):
         return False
@@ -1030,7 +1059,7 @@ def replace_store(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     if fd is None:
         raise RevstatsError(f"{dst!r}: replace_store works on local stores only")
     try:
-        if "zarr.json" not in os.listdir(dst) and os.listdir(dst):
+        if "zarr.json" not in os.listdir(dst) and os.listdir(dst) and not _interrupted_overwrite(dst):
             raise RevstatsError(f"{dst!r} is a non-empty directory but not a store: refusing to replace it")
         trash = f"{dst}.old-{os.getpid()}"
         os.replace(dst, trash)
@@ -1106,6 +1135,8 @@ def _scan_store(path: str) -> None:
         return
     root = _local_path(path)
     bounds: dict[str, int | None] = {}
+    docs: dict[str, Any] = {}  # parsed zarr.json of the root ("") and of each member
+    n_chunks: dict[str, int] = {}
     stack = [root]
     while stack:
         d = stack.pop()
@@ -1147,9 +1178,12 @@ def _scan_store(path: str) -> None:
                         f"{MAX_METADATA_BYTES}): not a revstats store's metadata; recreate the store",
                         variable=None,
                     )
+                if len(parts) <= 2:  # the root's and each member's: zarr parses them next
+                    docs[parts[0] if len(parts) == 2 else ""] = _metadata_doc(path, e.path, rel)
                 continue
             if len(parts) >= 3 and parts[1] == "c":
                 member = parts[0]
+                n_chunks[member] = n_chunks.get(member, 0) + 1
                 if member not in bounds:
                     bounds[member] = _member_bound(os.path.join(root, member, "zarr.json"))
                 bound = bounds[member]
@@ -1160,6 +1194,69 @@ def _scan_store(path: str) -> None:
                         "damaged or hostile; restore the chunk from a backup or recreate the store",
                         variable=member,
                     )
+    _check_layouts(path, docs, n_chunks)
+
+
+#: 1-D coordinates, always written in full: each needs its chunk files on disk.
+_COORDS = ("run", "arm", "seed", "step", "layer", "example")
+
+
+def _metadata_doc(path: str, full: str, rel: str) -> Any:
+    """Parse one (size-checked, regular) zarr.json. Unparsable documents give None: readers
+    report them by name (truncated metadata); JSON nested too deeply for any parser is refused
+    here, before zarr's parser meets it."""
+    try:
+        with open(full, "rb") as f:
+            return json.loads(f.read())
+    except RecursionError:
+        raise SchemaError(
+            f"store {path!r}: metadata document {rel!r} is nested too deeply to be zarr "
+            "metadata (the store is damaged or hostile); recreate the store",
+            variable=None,
+        ) from None
+    except (OSError, ValueError):
+        return None
+
+
+def _check_layouts(path: str, docs: Mapping[str, Any], n_chunks: Mapping[str, int]) -> None:
+    """Every array's shape and chunk shape (its own and the consolidated copy) are lists of
+    whole numbers, and a coordinate is no longer than the chunk files on disk can hold - an
+    edited `shape` of 10**12 steps must not make a reader allocate terabytes."""
+    described: list[tuple[str, str, Any]] = []
+    for name, meta in docs.items():
+        if name and isinstance(meta, dict):
+            described.append((name, f"{name}/zarr.json", meta))
+    root = docs.get("")
+    cons = root.get("consolidated_metadata") if isinstance(root, dict) else None
+    entries = cons.get("metadata") if isinstance(cons, dict) else None
+    if isinstance(entries, dict):
+        described += [(str(n), f"zarr.json (consolidated copy of `{n}`)", m) for n, m in entries.items()]
+    for name, where, meta in described:
+        if not isinstance(meta, dict) or meta.get("node_type") != "array":
+            continue
+        shape = meta.get("shape")
+        grid = meta.get("chunk_grid")
+        config = grid.get("configuration") if isinstance(grid, dict) else None
+        chunks = config.get("chunk_shape") if isinstance(config, dict) else None
+        whole = isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
+        if not (whole and isinstance(chunks, list) and len(chunks) == len(shape)
+                and all(type(n) is int and n >= 1 for n in chunks)):
+            raise SchemaError(
+                f"store {path!r}: {where} gives `{name}` the shape {shape!r} and chunk shape "
+                f"{chunks!r}; both must be lists of whole numbers of the same length (chunk sizes "
+                "at least 1): the metadata was edited or damaged; recreate the store",
+                variable=name,
+            )
+        if name in _COORDS and len(shape) == 1 and shape[0] > 0:
+            needed = -(-shape[0] // chunks[0])
+            held = n_chunks.get(name, 0)
+            if needed > held + 1:  # a killed writer may leave the last chunk unwritten
+                raise SchemaError(
+                    f"store {path!r}: {where} says coordinate `{name}` has {shape[0]} values "
+                    f"({needed} chunks) but the store holds {held} chunk file(s) of it: the "
+                    "metadata was edited or the store is damaged; recreate the store",
+                    variable=name,
+                )
 
 
 def _member_bound(doc: str) -> int | None:
@@ -1182,6 +1279,12 @@ def _check_exists(path: str) -> None:
             raise SchemaError(
                 f"{path!r} is not a store directory (it is a file): point at the store "
                 "directory itself",
+                variable=None,
+            )
+        if _interrupted_overwrite(local):
+            raise SchemaError(
+                f"{path!r} holds no store: a writer run with --overwrite was stopped while it "
+                "deleted the old store here; rerun that command to write the new one",
                 variable=None,
             )
         if not os.path.exists(os.path.join(local, "zarr.json")):
@@ -1346,13 +1449,18 @@ def _integrity_problems(path: str, g: zarr.Group, storage_options: Mapping[str, 
     if version >= 2 and "digest" not in own:
         problems.append("`digest`: the digest manifest of this schema 2 store is missing (deleted?), "
                         "so chunks cannot be bound to their place; restore it or recreate the store")
-    steps = np.asarray(_array(g_own, "step")[:]) if "step" in own else np.array([], np.int64)
+    # A writer grows `step` in each array's own metadata one array after the other and
+    # consolidates last; a kill in between leaves own shapes that differ along `step` (never
+    # below the consolidated ones: `metadata_problems` checks that). Readers see the
+    # consolidated view, so the bookkeeping is checked over the steps that view holds.
+    n_view = _viewed_steps(own, cons)
+    steps = np.asarray(_array(g_own, "step")[:n_view]) if "step" in own else np.array([], np.int64)
     task_attrs = own.get("task", {}).get("attributes") if "task" in own else None
     problems += [m for _, m in check_domains(steps, task_attrs)]
     if problems or version < 2:
         return problems, None
-    complete = np.asarray(_array(g_own, "complete")[...], dtype=bool)
-    digest = np.asarray(_array(g_own, "digest")[...], dtype=np.int64)
+    complete = np.asarray(_array(g_own, "complete")[:, :n_view], dtype=bool)
+    digest = np.asarray(_array(g_own, "digest")[:, :n_view], dtype=np.int64)
     if digest.shape[:2] != complete.shape:
         return [f"`digest` has shape {digest.shape}; expected (run, step) = {complete.shape} first"], None
     manifest = Manifest(
@@ -1363,6 +1471,22 @@ def _integrity_problems(path: str, g: zarr.Group, storage_options: Mapping[str, 
         witness_done=bool(g.attrs.get("witness_complete", False)),
     )
     return manifest.problems(), manifest
+
+
+def _viewed_steps(own: Mapping[str, Any], cons: Mapping[str, Any] | None) -> int:
+    """How many steps readers see: the consolidated `step` length, or (no consolidated view
+    yet) the shortest `step` axis among the arrays' own metadata."""
+    def n_steps(meta: Mapping[str, Any], name: str) -> int | None:
+        shape = meta.get("shape")
+        axis = 0 if name == "step" else 1
+        return int(shape[axis]) if isinstance(shape, (list, tuple)) and len(shape) > axis else None
+
+    if cons is not None and "step" in cons:
+        n = n_steps(cons["step"], "step")
+        if n is not None:
+            return n
+    lengths = [n_steps(own[k], k) for k in ("step", "complete", "digest", "acts", "behavior", "task") if k in own]
+    return min((n for n in lengths if n is not None), default=0)
 
 
 def _witness_digests(g: zarr.Group) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Tables of the unlearning and trait-transfer settings (docs/organism.md), from their stores.
 
-Run: ``python -m sims.organism.phenomena_report STORE [--summary RUN_SUMMARY.json] [--json F]``.
+Run: ``python -m revstats.sims.organism.phenomena_report STORE [--summary RUN_SUMMARY.json] [--json F]``.
 The unit of inference is the seed (a cluster of probes): every interval is a t interval over
 per-seed values (:func:`revstats.intervals.mean_ci`) or a paired t over seeds
 (:func:`revstats.effects.mean_difference`); an interval with no spread (all seeds equal, or one

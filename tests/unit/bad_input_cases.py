@@ -697,6 +697,33 @@ def _interrupted(p) -> Path:
     return p / "s.zarr"
 
 
+def _interrupted_overwrite(p):
+    """What `--overwrite` killed while deleting the old store leaves (zarr.json renamed to the
+    clearing marker, members half deleted)."""
+    import shutil
+
+    from revstats.store import _CLEARING
+
+    store = _finished_store(p)
+    (store / "zarr.json").rename(store / _CLEARING)
+    shutil.rmtree(store / "acts")
+    return store
+
+
+def _edited_meta(p, name, edit_text=None, edit=None):
+    store = _finished_store(p)
+    doc = store / name / "zarr.json" if name else store / "zarr.json"
+    if edit_text is not None:
+        doc.write_text(edit_text(doc.read_text()))
+    else:
+        _edit_json(doc, edit)
+    return _read_acts_values(store)
+
+
+def _huge_steps(m):
+    m["shape"] = [10**12]
+
+
 def _no_warning(f):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -977,6 +1004,23 @@ def _hostile_cases() -> list[Case]:
         Case("cli-analyze-dev-zero", "cli", "`revstats analyze` on a chunk linked to /dev/zero",
              lambda p: _cli("analyze", str(_hostile_chunk(p, "dev-zero"))), SystemExit,
              "symbolic link", cli=True),
+        Case("store-overwrite-interrupted", "store",
+             "open a directory an `--overwrite` killed while deleting the old store left",
+             lambda p: _read_acts_values(_interrupted_overwrite(p)), SchemaError,
+             "holds no store: a writer run with --overwrite was stopped"),
+        Case("store-metadata-deeply-nested", "store", "an array's zarr.json nested 100,000 deep",
+             lambda p: _edited_meta(p, "acts", edit_text=lambda t: "[" * 100_000 + "]" * 100_000),
+             SchemaError, "'acts/zarr.json' is nested too deeply"),
+        Case("store-root-metadata-deeply-nested", "store", "the root zarr.json nested 50,000 deep",
+             lambda p: _edited_meta(p, "", edit_text=lambda t: '{"a":' * 50_000 + "1" + "}" * 50_000),
+             SchemaError, "'zarr.json' is nested too deeply"),
+        Case("store-shape-nan", "store", "`shape` of `acts` edited to hold NaN",
+             lambda p: _edited_meta(p, "acts", edit_text=lambda t: t.replace('"shape": [', '"shape": [NaN, ', 1)),
+             SchemaError, "gives `acts` the shape \\[nan"),
+        Case("store-steps-10-12", "store",
+             "`step` coordinate's shape edited to 10**12 (a reader would allocate 8 TB)",
+             lambda p: _edited_meta(p, "step", edit=_huge_steps), SchemaError,
+             "coordinate `step` has 1000000000000 values .* holds 1 chunk file"),
         Case("store-overwrite-held", "store", "`overwrite=True` on a store another writer holds",
              _held_overwrite, RevstatsError, "open by another writer"),
         Case("store-overwrite-not-a-store", "store",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from revstats.cli import main
@@ -83,9 +84,35 @@ def test_kill_between_a_slabs_data_and_its_publication(tmp_path):
 def test_overwrite_race_refuses_cleanly_and_loses_nothing(tmp_path):
     argv = _ingest_argv(tmp_path)
     ref = str(tmp_path / "ref.zarr")
-    code, _, err = run([*argv, "--out", ref])
+    code, writes, err = run([*argv, "--out", ref])
     assert code == 0, err
     out = str(tmp_path / "raced.zarr")
     outcome = overwrite_race([*argv, "--out", out], out, snapshot(ref), rng=np.random.default_rng(1),
-                             rounds=2, log=CrashLog())
+                             rounds=2, log=CrashLog(), n_writes=writes)
     assert sum(outcome.values()) == 2
+
+
+def test_killed_overwrite_is_finished_by_the_rerun(tmp_path):
+    """`ingest --overwrite` SIGKILLed while it deletes the old store (before its 1st and its
+    3rd `rmtree`): the directory is refused by readers with a message that says what happened,
+    and both a rerun with `--overwrite` and a plain rerun finish the job (it used to be a
+    directory "not a store", which `--overwrite` then refused to touch for good)."""
+    from revstats.errors import SchemaError
+    from revstats.store import open_store
+
+    argv = _ingest_argv(tmp_path)
+    ref = str(tmp_path / "ref.zarr")
+    code, _, err = run([*argv, "--out", ref])
+    assert code == 0, err
+    reference = snapshot(ref)
+    for n, extra in ((1, ["--overwrite"]), (3, [])):
+        out = str(tmp_path / f"k{n}.zarr")
+        code, _, err = run([*argv, "--out", out])
+        assert code == 0, err
+        code, _, err = run([*argv, "--out", out, "--overwrite"], f"rmtree:{n}")
+        assert code == -9, err[-2000:]
+        with pytest.raises(SchemaError, match="--overwrite was stopped"):
+            open_store(out)
+        code, _, err = run([*argv, "--out", out, *extra])
+        assert code == 0, err[-2000:]
+        assert snapshot(out) == reference

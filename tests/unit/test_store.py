@@ -306,6 +306,40 @@ _WRITER = textwrap.dedent(
 )
 
 
+# What a writer killed inside `_ensure_steps` (growing `step` for a new slab) leaves on disk:
+# the `step` coordinate resized (then written), then the data arrays resized one by one in
+# this order, the consolidated view last. Readers must see the earlier slabs in every state.
+_GROWTH_ORDER = ("acts", "behavior", "task", "complete", "digest")
+
+
+@pytest.mark.parametrize("n_resized", range(len(_GROWTH_ORDER) + 2))
+def test_store_left_mid_step_growth_reads_and_resumes(tmp_path, n_resized):
+    path = str(tmp_path / "g.zarr")
+    with create_store(path, runs=["r0"], layers=["l0"], examples=["e0", "e1"], hidden=4,
+                      source="simulator", provenance={}, behavior=True, task={"metric": "loss"}) as w:
+        w.write_witness(np.ones((1, 2, 4)))
+        for step in (0, 1):
+            w.write_slab("r0", step, np.full((1, 2, 4), float(step)), behavior=[0, 1], task=0.5)
+    coord = zarr.open_array(os.path.join(path, "step"), mode="r+")
+    coord.resize((3,))  # n_resized == 0: killed before the coordinate's value was written
+    if n_resized >= 1:
+        coord[2] = 2
+        for name in _GROWTH_ORDER[: n_resized - 1]:
+            arr = zarr.open_array(os.path.join(path, name), mode="r+")
+            shape = list(arr.shape)
+            shape[1] = 3
+            arr.resize(tuple(shape))
+    ds = open_store(path)
+    assert ds["step"].values.tolist() == [0, 1] and ds["complete"].values.all()
+    np.testing.assert_array_equal(ds["acts"].sel(step=1).values, 1.0)
+    assert verify_store(path) == []
+    with open_writer(path) as w:  # repairs the growth, then appends
+        w.write_slab("r0", 2, np.full((1, 2, 4), 2.0), behavior=[1, 1], task=0.25)
+    ds = open_store(path)
+    assert ds["step"].values.tolist() == [0, 1, 2] and ds["complete"].values.all()
+    assert verify_store(path) == []
+
+
 def test_kill_mid_append_leaves_earlier_slabs_and_resumes(tmp_path):
     path = str(tmp_path / "k.zarr")
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
