@@ -25,8 +25,10 @@ rounding (``tests/unit/test_onepass.py``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -134,15 +136,76 @@ def _diag_sums(a: np.ndarray, al: np.ndarray, wi: np.ndarray,
     return dw, dd, total
 
 
-#: float64 copies of the run's aligned slab and witness difference kept for its steps
+#: force the slab order ("step" or "run"; tests): None picks the one holding less memory
+SLAB_ORDER: str | None = None
+
+#: float64 copies of the aligned slabs and witness differences kept (all runs held at once)
 _RUN_CACHE_BYTES = 256 * 2**20
 
 
-def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx: Sequence[int]) -> dict:
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """OpenBLAS on one thread inside the block (restored after).
+
+    The reduction calls BLAS from one worker per core; OpenBLAS's own threads on top of them
+    oversubscribe the cores. Measured on the 2-core machine of docs/scaling.md: a 256 x 4096
+    Gram product ran at 30 GFLOP/s on one BLAS thread and 5.5 GFLOP/s on two. NumPy's
+    OpenBLAS is found among the loaded libraries (as threadpoolctl does); anything else is
+    left alone."""
+    handles = []
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
+                            and line.split()[-1].startswith("/")})
+    except OSError:
+        paths = []
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                if get is not None and put is not None:
+                    handles.append((put, int(get())))
+                    break
+            else:
+                continue
+            break
+    for put, _ in handles:
+        put(1)
+    try:
+        yield
+    finally:
+        for put, before in handles:
+            put(before)
+
+
+def _gram(d: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """``d @ w.T`` (``d @ d.T`` when `w` is None: BLAS's symmetric rank-k update) in float64."""
+    return d @ (d if w is None else w).T
+
+
+def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx: Sequence[int],
+                  *, crossed: bool = True) -> dict:
     """Per layer, the arrays `reduce_store` reads: ``{"layers": {layer: {"plug_in": (run,
     moving), "debiased": (run, moving), "drift": (run, step, hidden), "aligned": (example,
     hidden), "witness": (example, hidden)}}}`` -- the same as `pipeline._compute` of the
-    `_lazy_layer` graphs, computed in one overlapped pass over the slabs."""
+    `_lazy_layer` graphs, computed in one overlapped pass over the slabs.
+
+    With `crossed` (and >= 4 probes, >= 2 runs) also the crossed-design interval's inputs:
+    ``"align_terms"`` (Gram form, <= ``GRAM_MAX_PROBES`` probes: each (run, step)'s estimates
+    and kernel U-variances, and per arm the U-variance of the runs' mean kernel, reduced as
+    the slabs stream by, see `revstats.geometry._np_alignment_ci.gram_run_terms`) or
+    ``"align_products"`` (jackknife form: 7 numbers per probe and (run, step)).
+
+    Slab order: the Gram form's per-arm kernel sums (n x n per layer and step) are complete
+    once every run of the step is seen. Step by step (all runs' step-0 slabs held) only one
+    step's sums are alive; run by run, every step's are. The order holding less memory is
+    taken.
+    """
     sub = ds.sel(layer=list(layers))
     n_run, n_step = sub.sizes["run"], sub.sizes["step"]
     n, p = sub.sizes["example"], sub.sizes["hidden"]
@@ -154,6 +217,8 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     wit_runs = "run" in wit.dims
     wit = wit.transpose(*(("run",) if wit_runs else ()), "layer", "example", "hidden")
     wit_np = np.asarray(wit.values)  # (run?, layer, example, hidden), small next to acts
+    arm_of = ([str(a) for a in np.asarray(sub["arm"].values)] if "arm" in sub.coords
+              else ["all"] * n_run)
 
     sums = np.full((n_run, n_step, n_layer, p), np.nan)
     diag_dw = np.full((n_run, n_step, n_layer), np.nan)
@@ -162,31 +227,55 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     sw = np.full((n_run, n_layer, p), np.nan)
     al_sum: np.ndarray | None = None
     al_cnt = np.zeros((n_layer, n, p), dtype=np.int64)
-    order = [(r, s) for r in range(n_run) for s in [step0] + [t for t in range(n_step) if t != step0]]
     # probe inner products for the crossed-design alignment interval (revstats.geometry.alignment_ci)
     from revstats.geometry import _np_alignment_ci as npc
     from revstats.geometry.alignment_ci import GRAM_MAX_PROBES
 
-    want_ci = n >= 4 and n_run >= 2
-    ci_form = "gram" if n <= GRAM_MAX_PROBES else "jackknife"
-    ci_kernel = npc.probe_grams if ci_form == "gram" else npc.probe_products
-    ci_tail = (n, n, len(npc.GRAMS)) if ci_form == "gram" else (n, len(npc.PRODUCTS))
+    moving = [t for t in range(n_step) if t != step0]
     moving_pos = {t: j for j, t in enumerate(moving_idx)}
-    ci = np.full((n_run, len(moving_pos), n_layer, *ci_tail), np.nan) if want_ci else None
+    want_ci = crossed and n >= 4 and n_run >= 2
+    ci_form = "gram" if n <= GRAM_MAX_PROBES else "jackknife"
+    gram = want_ci and ci_form == "gram"
+    ci = (np.full((n_run, len(moving_pos), n_layer, n, len(npc.PRODUCTS)), np.nan)
+          if want_ci and not gram else None)
+    n_est = len(npc.ESTIMATORS)
+    if gram:
+        t_full = np.full((n_run, len(moving_pos), n_layer, n_est), np.nan)
+        t_uvar = np.full((n_run, len(moving_pos), n_layer, n_est), np.nan)
+        t_used = np.zeros((n_run, len(moving_pos), n_layer, n_est), dtype=bool)
+        arm_names = sorted(set(arm_of))
+        arm_runs = {a: [r for r in range(n_run) if arm_of[r] == a] for a in arm_names}
+        t_v2 = {a: np.full((len(moving_pos), n_layer, n_est), np.nan) for a in arm_names}
+        ksum: dict[tuple[str, int], np.ndarray] = {}
+        left: dict[tuple[str, int], int] = {}
 
-    cache = 2 * n_layer * n * p * 8 <= _RUN_CACHE_BYTES
+    slab_bytes = n_layer * n * p * np.dtype(sub["acts"].dtype).itemsize
+    kernel_bytes = len(set(arm_of)) * len(moving) * n_layer * n_est * n * n * 8
+    step_major = gram and (n_run * slab_bytes < kernel_bytes if SLAB_ORDER is None
+                           else SLAB_ORDER == "step")
+    if step_major:
+        order = [(r, step0) for r in range(n_run)] + [(r, s) for s in moving for r in range(n_run)]
+    else:
+        order = [(r, s) for r in range(n_run) for s in [step0] + moving]
+    held = n_run if step_major else 1  # runs whose aligned slab is alive at once
+    cache = held * 2 * n_layer * n * p * 8 <= _RUN_CACHE_BYTES
     workers = max(1, min(n_layer, os.cpu_count() or 1))
-    with ThreadPoolExecutor(2) as io, ThreadPoolExecutor(workers) as cpu:
+    aligned_of: dict[int, np.ndarray] = {}
+    cache_of: dict[int, list] = {}
+    ww_of: dict[int, list] = {}
+    with _single_threaded_blas(), ThreadPoolExecutor(2) as io, ThreadPoolExecutor(workers) as cpu:
         pending = [io.submit(read, *o) for o in order[:2]]  # two slabs read ahead
-        aligned = None
-        run_cache: list[tuple[np.ndarray | None, np.ndarray | None]] = []
         for k, (r, s) in enumerate(order):
             slab = pending.pop(0).result()
             if k + 2 < len(order):
                 pending.append(io.submit(read, *order[k + 2]))  # read ahead while reducing
             wi_r = wit_np[r] if wit_runs else wit_np
             if s == step0:
-                aligned = slab
+                if not step_major:
+                    aligned_of.clear()
+                    cache_of.clear()
+                    ww_of.clear()
+                aligned_of[r] = aligned = slab
                 seen = ~np.isnan(aligned)
                 # runs' mean skips a masked slab (skipna) and, as the NumPy/dask reduction of the
                 # reference graph, sums the runs in order in the store's dtype
@@ -197,37 +286,66 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
                 def prepare(li: int, al_r: np.ndarray = aligned, wi_l: np.ndarray = wi_r):
                     _, ww, _ = _diag_sums(wi_l[li], al_r[li], wi_l[li])
                     col = wi_l[li].sum(axis=0, dtype=np.float64) - al_r[li].sum(axis=0, dtype=np.float64)
+                    w64 = None
+                    if gram or cache:
+                        w64 = wi_l[li].astype(np.float64)
+                        w64 -= al_r[li]  # float32 operand: the same exact difference as in float64
+                    w_gram = _gram(w64) if gram else None
                     if not cache:
-                        return ww, col, (None, None)
-                    al64 = al_r[li].astype(np.float64)
-                    w64 = wi_l[li].astype(np.float64)
-                    w64 -= al64
-                    return ww, col, (al64, w64)
+                        return ww, col, (None, None), w_gram
+                    return ww, col, (al_r[li].astype(np.float64), w64), w_gram
 
                 prepared = list(cpu.map(prepare, range(n_layer)))
-                for li, (ww, col, _) in enumerate(prepared):
+                for li, (ww, col, _, _) in enumerate(prepared):
                     ww_diag[r, li] = ww
                     sw[r, li] = col
-                run_cache = [c for _, _, c in prepared]
-            assert aligned is not None
+                cache_of[r] = [c for _, _, c, _ in prepared]
+                ww_of[r] = [g for _, _, _, g in prepared]
+            aligned = aligned_of[r]
+            j = moving_pos.get(s)
 
             def one(li: int, a_s: np.ndarray = slab, al_r: np.ndarray = aligned,
-                    wi_l: np.ndarray = wi_r, rc: list = run_cache):
-                return _diag_sums(a_s[li], al_r[li], wi_l[li], *rc[li])
+                    wi_l: np.ndarray = wi_r, rc: list = cache_of[r], wg: list = ww_of[r],
+                    j: int | None = j):
+                dw, dd, tot = _diag_sums(a_s[li], al_r[li], wi_l[li], *rc[li])
+                extra = None
+                if want_ci and j is not None:
+                    al64, w64 = rc[li]
+                    d64 = a_s[li].astype(np.float64)
+                    d64 -= al_r[li] if al64 is None else al64
+                    if w64 is None:
+                        w64 = wi_l[li].astype(np.float64)
+                        w64 -= al_r[li]
+                    if gram:
+                        extra = npc.gram_run_terms(np.stack([_gram(d64), _gram(d64, w64), wg[li]],
+                                                            axis=-1))
+                    else:
+                        extra = npc.probe_products(d64, w64)
+                return dw, dd, tot, extra
 
-            for li, (dw, dd, tot) in enumerate(cpu.map(one, range(n_layer))):
+            for li, (dw, dd, tot, extra) in enumerate(cpu.map(one, range(n_layer))):
                 sums[r, s, li] = tot
                 diag_dw[r, s, li] = dw
                 diag_dd[r, s, li] = dd
-            if ci is not None and s in moving_pos:
-                def products(li: int, a_s: np.ndarray = slab, al_r: np.ndarray = aligned,
-                             wi_l: np.ndarray = wi_r) -> np.ndarray:
-                    al64 = al_r[li].astype(np.float64)
-                    return ci_kernel(a_s[li].astype(np.float64) - al64,
-                                     wi_l[li].astype(np.float64) - al64)
-
-                for li, prod in enumerate(cpu.map(products, range(n_layer))):
-                    ci[r, moving_pos[s], li] = prod
+                if extra is None:
+                    continue
+                if not gram:
+                    assert ci is not None and j is not None
+                    ci[r, j, li] = extra
+                    continue
+                full, uvar, used, kern = extra
+                t_full[r, j, li], t_uvar[r, j, li], t_used[r, j, li] = full, uvar, used
+                key = (arm_of[r], j)
+                if key not in ksum:
+                    ksum[key] = np.zeros((n_layer, n_est, n, n))
+                    left[key] = len(arm_runs[arm_of[r]]) * n_layer
+                ksum[key][li] += kern  # the arm's runs in run order, as the batch form sums them
+                left[key] -= 1
+                if left[key] == 0:  # every run of the arm at this step: reduce and drop
+                    runs_a = arm_runs[key[0]]
+                    t_v2[key[0]][j] = npc.shared_u_variance(ksum.pop(key),
+                                                            t_used[runs_a, j].sum(axis=0))
+                    del left[key]
 
     mu = sums / n  # (run, step, layer, hidden)
     drift = mu - mu[:, step0 : step0 + 1]
@@ -267,6 +385,11 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
         if ci is not None:
             out["layers"][layer]["align_products"] = ci[:, :, li]
             out["layers"][layer]["align_form"] = ci_form
+        elif gram:
+            out["layers"][layer]["align_terms"] = {
+                "full": t_full[:, :, li], "uvar": t_uvar[:, :, li], "used": t_used[:, :, li],
+                "v2": {a: v[:, li] for a, v in t_v2.items()}, "n_probes": n}
+            out["layers"][layer]["align_form"] = "gram"
     return out
 
 

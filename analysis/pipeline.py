@@ -269,6 +269,11 @@ class LayerArrays:
     # alignment interval (revstats.geometry.alignment_ci); None if the store has too few probes
     align_products: np.ndarray | None = None
     align_form: str = "gram"
+    # the same interval's inputs reduced as the slabs stream by (analysis/_onepass.py, Gram
+    # form): per (run, step > 0) "full", "uvar", "used" (run, moving, estimator) and per arm
+    # "v2" (moving, estimator); replaces `align_products` (whose n x n Grams per (run, step)
+    # grow with the store)
+    align_terms: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -435,7 +440,8 @@ def reduce_store(ds: xr.Dataset, layers: Sequence[str], settings: AnalysisSettin
             align_products=(np.asarray(p["align_products"], float) if "align_products" in p
                             else None),
             align_form=str(p.get("align_form") or lazy["layers"][layer]["align_products"]
-                           .attrs["form"]) if "align_products" in p else "gram")
+                           .attrs["form"]) if "align_products" in p else "gram",
+            align_terms=p.get("align_terms"))
         for layer, p in c["layers"].items()
     }
     behaviour = None
@@ -626,7 +632,7 @@ _T_CONDITIONAL = ("the observed probes and witness (v_rev treated as fixed): it 
 
 def _crossed_intervals(ctx: Context, arr: LayerArrays, idx: np.ndarray) -> dict | None:
     """The crossed-design interval of the arm's runs at every moving step (None if undefined)."""
-    if arr.align_products is None or len(idx) < 2:
+    if (arr.align_products is None and arr.align_terms is None) or len(idx) < 2:
         return None
     import warnings
 
@@ -638,7 +644,14 @@ def _crossed_intervals(ctx: Context, arr: LayerArrays, idx: np.ndarray) -> dict 
         # a step whose runs have no defined estimate is NaN here and null in results.json,
         # where `_summary` already reports it as missing
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        res = func(np.moveaxis(arr.align_products[idx], 0, 1), ctx.settings.confidence)
+        if arr.align_terms is not None:  # streamed Gram terms: the same interval
+            t = arr.align_terms
+            arm = ctx.arms[int(idx[0])]
+            res = npc.crossed_interval_gram_terms(
+                *(np.moveaxis(t[key][idx], 0, 1) for key in ("full", "uvar", "used")),
+                t["v2"][arm], t["n_probes"], ctx.settings.confidence)
+        else:
+            res = func(np.moveaxis(arr.align_products[idx], 0, 1), ctx.settings.confidence)
     moving = {int(j): k for k, j in enumerate(ctx.moving)}
     return {"values": res, "moving": moving, "method": alignment_ci.METHODS[arr.align_form]}
 

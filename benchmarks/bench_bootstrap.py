@@ -7,8 +7,9 @@ reports the ratio of medians of wall time (peer / ours; > 1 means revstats is fa
 process CPU time (less sensitive to other users of a shared machine; ours uses all cores,
 so its CPU time is the sum over threads), and checks that the intervals agree within Monte
 Carlo error (`_agree`). scipy needs ``batch=`` at large n or its BCa jackknife allocates
-n x (n - 1) floats at once; at n = 100,000 each scipy BCa round takes minutes, so that size
-runs fewer peer rounds (printed).
+n x (n - 1) floats at once. A scipy round that takes longer than `PEER_SLOW_S` (30 s; scipy's
+BCa at n = 100,000 takes minutes) is not repeated: the row then prints 1 scipy round against
+our 5 (rounds are printed for every row).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from revstats.intervals import bootstrap_ci
 
 N_RESAMPLES = 9999
 METHODS = ("bca", "percentile", "basic")
+PEER_SLOW_S = 30.0
 
 
 def _agree(ours, theirs, x: np.ndarray) -> bool:
@@ -45,11 +47,15 @@ def run(quick: bool = False, sizes: tuple[int, ...] = (1_000, 20_000, 100_000)) 
     return list(iter_rows(quick, sizes))
 
 
-def iter_rows(quick: bool = False, sizes: tuple[int, ...] = (1_000, 20_000, 100_000)):
+def iter_rows(
+    quick: bool = False,
+    sizes: tuple[int, ...] = (1_000, 20_000, 100_000),
+    methods: tuple[str, ...] = METHODS,
+):
     for n in sizes:
         peer_batch = None if n <= 10_000 else 100
         x = np.random.default_rng(n).lognormal(size=n)  # skewed, so BCa differs from percentile
-        for method in METHODS:
+        for method in methods:
             def ours_fn(x=x, method=method):
                 return bootstrap_ci(x, "mean", method=method, n_resamples=N_RESAMPLES, rng=1)
 
@@ -61,11 +67,10 @@ def iter_rows(quick: bool = False, sizes: tuple[int, ...] = (1_000, 20_000, 100_
 
             ours_fn()  # warm up
             rounds = 3 if quick else 5
-            peer_rounds = rounds if n <= 20_000 else (1 if quick else 3 if method == "bca" else 5)
             ow, oc, pw, pc = [], [], [], []
             ours = peer = None
-            for i in range(rounds):  # alternate: peer, ours, peer, ours, ...
-                if i < peer_rounds:
+            for _ in range(rounds):  # alternate: peer, ours, peer, ours, ...
+                if not pw or pw[0] <= PEER_SLOW_S:
                     w, c, peer = _timed(peer_fn)
                     pw.append(w)
                     pc.append(c)
@@ -92,16 +97,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
     parser.add_argument("--sizes", default="1000,20000,100000", help="comma-separated n")
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help="comma-separated subset of bca,percentile,basic"
+    )
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(","))
+    methods = tuple(m.strip() for m in args.methods.split(","))
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"--methods: unknown {unknown}; choose from {','.join(METHODS)}")
     print(f"load before: {os.getloadavg()[0]:.2f} (1-min average), {os.cpu_count()} CPUs")
-    for r in iter_rows(args.quick, sizes):
+    for r in iter_rows(args.quick, sizes, methods):
         print(
             f"{r['name']}: ours {r['ours_s']:.4f} s, scipy {r['peer_s']:.4f} s, "
             f"wall ratio {r['ratio']:.1f}x, CPU ratio {r['cpu_ratio']:.1f}x "
             f"(rounds ours/scipy {r['rounds'][0]}/{r['rounds'][1]}), agree={r['agree']}, "
             f"ours [{r['ours_interval'][0]:.5f}, {r['ours_interval'][1]:.5f}] "
-            f"scipy [{r['peer_interval'][0]:.5f}, {r['peer_interval'][1]:.5f}]",
+            f"scipy [{r['peer_interval'][0]:.5f}, {r['peer_interval'][1]:.5f}], "
+            f"load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
     print(f"load after: {os.getloadavg()[0]:.2f}")

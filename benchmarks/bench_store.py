@@ -1,20 +1,28 @@
-"""Store write/read vs np.save/np.load of the same float32 array (issue 2's benchmark).
+"""Store write/read vs np.save/np.load of the same float32 array (issues 2 and 20).
 
-    python -m benchmarks.bench_store            # 2 GiB, 5 repeats, cold page cache for reads
-    python -m benchmarks.bench_store --quick    # 256 MiB, 2 repeats: a smoke run, NOT a figure
+    python -m benchmarks.bench_store                  # 2 GiB, 5 rounds, cold cache, fsync on
+    python -m benchmarks.bench_store --fsync off      # both writers timed without fsync
+    python -m benchmarks.bench_store --quick          # 256 MiB, 2 rounds: a smoke run, NOT a figure
 
-Reads are timed with a cold page cache: before each timed read the file (np.load) or every
-file of the store is evicted with ``posix_fadvise(POSIX_FADV_DONTNEED)`` after ``os.sync()``
-(not ``/proc/sys/vm/drop_caches``, which would empty the cache of every other job on the
-machine). Without it a read right after the write is served from memory and the store looked
-2.4x *faster* than NumPy. ``--quick`` (256 MiB) still fits easily in the page cache and its
-fixed costs (opening the store, metadata) weigh far more than at 2 GiB: quote only full runs.
-The read is timed twice: `read_acts` (the eager fast path: chunk files read straight into the
-result, checksums verified) and `open_store(...)["acts"].to_numpy()` (lazy dask path: one task
-per slab, then a concatenation copy).
-Ratios are peer_time / our_time (higher is better; 1.0 = as fast as numpy). Every timed step
-starts after `os.sync()`: without it, a step pays for the disk writeback of the previous step's
-dirty pages (seconds on this machine's ~120 MB/s disk), whichever library it times.
+What is timed, per round (ours and NumPy alternate inside every round, so both see the same
+machine):
+
+* **write**: `np.save` of the array vs `create_store` + one `write_slabs` per run. With
+  ``--fsync on`` (default) both include making the bytes durable: `np.save` to an open file
+  then ``fsync`` of it and of its directory, vs the store write then ``fsync`` of every file
+  and directory of the store (the store itself does not fsync; a slab is atomic through
+  temp + rename). With ``--fsync off`` neither is synced inside the timing (``os.sync()`` runs
+  before every timed step, outside it, so no step pays for the previous one's writeback).
+* **cold read**: `np.load` vs `read_acts(path)` and vs ``open_store(path)["acts"].to_numpy()``,
+  each with a cold page cache: before every timed read, ``sync; echo 3 >
+  /proc/sys/vm/drop_caches`` (needs root; ``--evict fadvise`` instead evicts only the files
+  read, with ``posix_fadvise(POSIX_FADV_DONTNEED)``, for machines where that is not allowed).
+  Every read is checked bit-exact against the written array.
+
+Ratios are peer_time / our_time (higher is better; 1.0 = as fast as NumPy), medians over the
+rounds; the 1-minute load average is recorded at every round. ``--quick`` (256 MiB) fits in
+the page cache many times over and its fixed costs dominate: it once reported the store 2.4x
+*faster* than NumPy. Quote only full runs (>= 2 GiB, cold cache).
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
+
+_DROP = "/proc/sys/vm/drop_caches"
 
 
 def _make(nbytes: int, rng: np.random.Generator) -> np.ndarray:
@@ -40,66 +51,116 @@ def _make(nbytes: int, rng: np.random.Generator) -> np.ndarray:
     )
 
 
-def _evict(path: str) -> None:
-    """Drop `path` (a file, or every file under a directory) from the OS page cache."""
-    os.sync()
-    files = [path] if os.path.isfile(path) else [
-        os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs]
-    for name in files:
-        fd = os.open(name, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+def _files(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    return [os.path.join(r, f) for r, _, fs in os.walk(path) for f in fs]
 
 
-def run(quick: bool = False, repeats: int | None = None, nbytes: int | None = None) -> list[dict]:
+def _evictor(mode: str) -> Callable[[str], None]:
+    if mode == "drop_caches":
+        if not os.access(_DROP, os.W_OK):
+            raise SystemExit(f"--evict drop_caches needs root (write access to {_DROP}); "
+                             "use --evict fadvise")
+
+        def drop(path: str) -> None:
+            os.sync()
+            with open(_DROP, "w") as f:
+                f.write("3\n")
+        return drop
+
+    def fadvise(path: str) -> None:
+        os.sync()
+        for name in _files(path):
+            fd = os.open(name, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+    return fadvise
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: str) -> None:
+    """fsync every file and directory under `path` (what a durable store write costs)."""
+    for root, _, files in os.walk(path):
+        for f in files:
+            _fsync_path(os.path.join(root, f))
+        _fsync_path(root)
+
+
+def run(quick: bool = False, repeats: int | None = None, nbytes: int | None = None,
+        fsync: bool = True, evict: str | None = None) -> list[dict]:
     from revstats.store import create_store, open_store, read_acts
 
     rng = np.random.default_rng(0)
     data = _make(nbytes or (256 * 2**20 if quick else 2 * 2**30), rng)
     repeats = repeats or (2 if quick else 5)
+    if evict is None:
+        evict = "drop_caches" if os.access(_DROP, os.W_OK) else "fadvise"
+    cold = _evictor(evict)
     R, S, L, E, H = data.shape
     times: dict[str, list[float]] = {
         "save": [], "zarr_write": [], "load": [], "zarr_read": [], "lazy_read": []
     }
+    loads: list[float] = []
     base = tempfile.mkdtemp(prefix="revstats-bench-", dir=os.environ.get("REVSTATS_BENCH_DIR"))
+
+    def timed(key: str, fn: Callable[[], object]) -> object:
+        t = time.perf_counter()
+        out = fn()
+        times[key].append(time.perf_counter() - t)
+        return out
+
+    def save(npy: str) -> None:
+        with open(npy, "wb") as f:
+            np.save(f, data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        if fsync:
+            _fsync_path(base)
+
+    def write(path: str) -> None:
+        with create_store(
+            path, runs=[f"r{i}" for i in range(R)], steps=list(range(S)),
+            layers=[f"l{i}" for i in range(L)], examples=[f"e{i}" for i in range(E)],
+            hidden=H, source="simulator", provenance={"bench": True}, behavior=False,
+            overwrite=True,
+        ) as w:
+            for i in range(R):
+                w.write_slabs(f"r{i}", list(range(S)), data[i])
+        if fsync:
+            _fsync_tree(path)
+
     try:
         for _ in range(repeats):
+            loads.append(os.getloadavg()[0])
             npy = os.path.join(base, "a.npy")
             os.sync()  # each timed step starts with no dirty pages left by the previous one
-            t = time.perf_counter()
-            np.save(npy, data)
-            times["save"].append(time.perf_counter() - t)
-            _evict(npy)
-            t = time.perf_counter()
-            back = np.load(npy)
-            times["load"].append(time.perf_counter() - t)
+            timed("save", lambda: save(npy))
+            cold(npy)
+            back = timed("load", lambda: np.load(npy))
+            assert np.array_equal(back, data)
             del back
             os.remove(npy)
 
             path = os.path.join(base, "s.zarr")
             os.sync()
-            t = time.perf_counter()
-            with create_store(
-                path, runs=[f"r{i}" for i in range(R)], steps=list(range(S)),
-                layers=[f"l{i}" for i in range(L)], examples=[f"e{i}" for i in range(E)],
-                hidden=H, source="simulator", provenance={"bench": True}, behavior=False,
-                overwrite=True,
-            ) as w:
-                for i in range(R):
-                    w.write_slabs(f"r{i}", list(range(S)), data[i])
-            times["zarr_write"].append(time.perf_counter() - t)
-            _evict(path)
-            t = time.perf_counter()
-            back = read_acts(path).values
-            times["zarr_read"].append(time.perf_counter() - t)
+            timed("zarr_write", lambda: write(path))
+            cold(path)
+            back = timed("zarr_read", lambda: read_acts(path).values)
             assert np.array_equal(back, data)
             del back
-            _evict(path)
-            t = time.perf_counter()
-            back = open_store(path)["acts"].to_numpy()
-            times["lazy_read"].append(time.perf_counter() - t)
+            cold(path)
+            back = timed("lazy_read", lambda: open_store(path)["acts"].to_numpy())
             assert np.array_equal(back, data)
             del back
             shutil.rmtree(path)
@@ -107,24 +168,36 @@ def run(quick: bool = False, repeats: int | None = None, nbytes: int | None = No
         shutil.rmtree(base, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     gb = data.nbytes / 2**30
-    note = f"cold cache, median of {repeats}, load {os.getloadavg()[0]:.1f}" + (
+    note = (f"cold cache ({evict}), fsync {'on' if fsync else 'off'}, median of {repeats}, "
+            f"load {min(loads):.1f}-{max(loads):.1f}") + (
         "; --quick: smoke run, not a figure" if quick else "")
+    rounds = {k: [round(x, 3) for x in v] for k, v in times.items()}
     return [
         {"name": f"store write {gb:.2f} GiB", "peer": "np.save", "ours_s": med["zarr_write"],
-         "peer_s": med["save"], "ratio": med["save"] / med["zarr_write"], "note": note},
+         "peer_s": med["save"], "ratio": med["save"] / med["zarr_write"], "note": note,
+         "rounds": {"ours": rounds["zarr_write"], "peer": rounds["save"]}},
         {"name": f"store read {gb:.2f} GiB (read_acts)", "peer": "np.load",
          "ours_s": med["zarr_read"], "peer_s": med["load"], "ratio": med["load"] / med["zarr_read"],
-         "note": note},
-        {"name": f"store read {gb:.2f} GiB (open_store+dask)", "peer": "np.load",
+         "note": note, "rounds": {"ours": rounds["zarr_read"], "peer": rounds["load"]}},
+        {"name": f"store read {gb:.2f} GiB (open_store().to_numpy())", "peer": "np.load",
          "ours_s": med["lazy_read"], "peer_s": med["load"], "ratio": med["load"] / med["lazy_read"],
-         "note": note},
+         "note": note, "rounds": {"ours": rounds["lazy_read"], "peer": rounds["load"]}},
     ]
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--quick", action="store_true")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_store", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="256 MiB, 2 rounds (smoke run)")
+    p.add_argument("--gib", type=float, default=None, help="array size in GiB (default 2)")
+    p.add_argument("--repeats", type=int, default=None, help="rounds (default 5)")
+    p.add_argument("--fsync", choices=("on", "off"), default="on",
+                   help="time both writers with (default) or without fsync")
+    p.add_argument("--evict", choices=("drop_caches", "fadvise"), default=None,
+                   help="how the page cache is emptied before reads (default drop_caches as root)")
     args = p.parse_args()
-    for row in run(args.quick):
-        print(f"{row['name']:<28} ours {row['ours_s']:.3f}s  {row['peer']} {row['peer_s']:.3f}s  "
+    nbytes = int(args.gib * 2**30) if args.gib else None
+    for row in run(args.quick, args.repeats, nbytes, args.fsync == "on", args.evict):
+        print(f"{row['name']:<42} ours {row['ours_s']:.3f}s  {row['peer']} {row['peer_s']:.3f}s  "
               f"ratio {row['ratio']:.2f}x  ({row['note']})")
+        print(f"    rounds ours {row['rounds']['ours']}  {row['peer']} {row['rounds']['peer']}")

@@ -227,18 +227,64 @@ def _gram_estimator(full: np.ndarray, kern: np.ndarray, confidence: float) -> np
     """Fields (``FIELDS``) for one estimator; `full` ``(..., R)``, `kern` ``(..., R, n, n)``."""
     n = kern.shape[-1]
     used = np.isfinite(full) & np.all(np.isfinite(kern), axis=(-2, -1))
+    k = np.where(used[..., None, None], kern, 0.0)
+    return gram_fields(full, u_variance(k), used, shared_u_variance(k.sum(axis=-3), used.sum(-1)),
+                       n, confidence)
+
+
+def gram_run_terms(grams: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One (run, step)'s part of :func:`crossed_interval_gram`, so that a slab's Gram can be
+    dropped as soon as it is reduced (the one-pass reduction streams them).
+
+    `grams` is ``(..., n, n, 3)``. Returns, each with a trailing estimator axis (``ESTIMATORS``):
+    the estimate ``(..., 2)``, the U-variance of its linearised kernel ``(..., 2)``, whether it
+    is usable ``(..., 2)``, and the kernel itself, zero where unusable, ``(..., 2, n, n)`` (to
+    be summed over an arm's runs for :func:`shared_u_variance`).
+    """
+    plugin, kp, debiased, kd = _linear_kernels(np.asarray(grams, dtype=np.float64))
+    full = np.stack([plugin, debiased], axis=-1)
+    kern = np.stack([kp, kd], axis=-3)
+    used = np.isfinite(full) & np.all(np.isfinite(kern), axis=(-2, -1))
+    kern = np.where(used[..., None, None], kern, 0.0)
+    return full, u_variance(kern), used, kern
+
+
+def shared_u_variance(kernel_sum: np.ndarray, n_used: np.ndarray) -> np.ndarray:
+    """U-variance of the runs' mean kernel: `kernel_sum` ``(..., n, n)`` over `n_used` runs."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rr = np.where(n_used > 0, n_used, np.nan)
+        return u_variance(kernel_sum / np.asarray(rr, dtype=np.float64)[..., None, None])
+
+
+def gram_fields(full: np.ndarray, uvar: np.ndarray, used: np.ndarray, v2: np.ndarray, n: int,
+                confidence: float) -> np.ndarray:
+    """Fields (``FIELDS``) of one estimator from its per-run terms (`full`, `uvar`, `used`:
+    ``(..., R)``, see :func:`gram_run_terms`) and the U-variance of the runs' mean kernel `v2`
+    ``(...)`` (:func:`shared_u_variance`)."""
     r = used.sum(axis=-1)
     wgt = used.astype(np.float64)
     f = np.where(used, full, 0.0)
-    k = np.where(used[..., None, None], kern, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         rr = np.where(r > 0, r, np.nan)
         est = f.sum(-1) / rr
         var_runs = np.sum(wgt * (f - est[..., None]) ** 2, axis=-1) / (rr - 1)
-        v1 = np.sum(wgt * u_variance(k), axis=-1) / rr
-        v2 = u_variance(k.sum(axis=-3) / rr[..., None, None])
+        v1 = np.sum(wgt * np.where(used, uvar, 0.0), axis=-1) / rr
         shared = np.maximum(v2 - (v1 - v2) / (rr - 1), 0.0)
     return _finish(est, var_runs, shared, r, n, confidence)
+
+
+def crossed_interval_gram_terms(full: np.ndarray, uvar: np.ndarray, used: np.ndarray,
+                                v2: np.ndarray, n: int, confidence: float = 0.95) -> np.ndarray:
+    """:func:`crossed_interval_gram` from streamed terms: `full`, `uvar`, `used` ``(..., R, 2)``
+    (:func:`gram_run_terms` of each run) and `v2` ``(..., 2)`` (:func:`shared_u_variance` of
+    the same runs' kernel sum). Returns ``(..., 2, 9)``; equal to the batch form."""
+    if n < 4:
+        raise ValueError(f"need at least 4 probes, got {n}")
+    out = np.stack([gram_fields(np.asarray(full)[..., e], np.asarray(uvar)[..., e],
+                                np.asarray(used)[..., e], np.asarray(v2)[..., e], n, confidence)
+                    for e in range(len(ESTIMATORS))], axis=-2)
+    _warn_short(out)
+    return out
 
 
 def _finish(est, var_runs, shared, r, n, confidence):

@@ -81,3 +81,68 @@ def test_in_memory_dataset_and_lazy_fallback():
     assert not _onepass.eligible(lazy)  # dask, not a local store: the graph reads it once
     with pytest.raises(ValueError, match="local store or an in-memory"):
         _onepass.reduce_layers(lazy, ["x"], 0, [1, 2, 3, 4, 5])
+
+
+def _crossed_from_graph(ref_layer, arms, form):
+    """The crossed-design interval per arm from the dask graph's per-(run, step) Grams."""
+    from revstats.geometry import _np_alignment_ci as npc
+
+    prods = np.asarray(ref_layer["align_products"], float)
+    return {a: npc.crossed_interval_gram(np.moveaxis(prods[idx], 0, 1), 0.95)
+            for a, idx in arms.items()}
+
+
+def _crossed_from_terms(new_layer, arms):
+    from revstats.geometry import _np_alignment_ci as npc
+
+    t = new_layer["align_terms"]
+    return {a: npc.crossed_interval_gram_terms(
+        *(np.moveaxis(t[k][idx], 0, 1) for k in ("full", "uvar", "used")), t["v2"][a],
+        t["n_probes"], 0.95) for a, idx in arms.items()}
+
+
+@pytest.mark.parametrize("step_major", [True, False])
+def test_streamed_gram_terms_give_the_graphs_crossed_interval(tmp_path, monkeypatch, step_major):
+    # the one-pass reduction keeps no n x n Gram per (run, step): it reduces each to the
+    # interval's terms as the slab streams by, in either slab order; the interval must equal
+    # the batch form's on the graph's Grams (and a masked slab must drop out of both)
+    path = str(tmp_path / "g.zarr")
+    write_synthetic_store(path, layers=("a", "b"), steps=(0, 1, 3), runs_per_arm=3,
+                          n_examples=10, hidden=20, seed=4)
+    ds = open_store(path)
+    monkeypatch.setattr(_onepass, "SLAB_ORDER", "step" if step_major else "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, new = _reference(ds, ["a", "b"])
+    monkeypatch.undo()
+    arm_of = [str(a) for a in ds["arm"].values]
+    arms = {a: np.array([i for i, x in enumerate(arm_of) if x == a]) for a in sorted(set(arm_of))}
+    for layer in ("a", "b"):
+        assert "align_products" not in new[layer] and new[layer]["align_form"] == "gram"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = _crossed_from_graph(ref[layer], arms, "gram")
+            got = _crossed_from_terms(new[layer], arms)
+        for a in arms:
+            np.testing.assert_allclose(got[a], want[a], rtol=1e-9, atol=1e-12, equal_nan=True,
+                                       err_msg=f"{layer} {a}")
+            assert np.isfinite(got[a][..., 0]).all()
+
+
+def test_gram_terms_equal_the_batch_form():
+    from revstats.geometry import _np_alignment_ci as npc
+
+    rng = np.random.default_rng(5)
+    runs, steps, n, p = 5, 3, 8, 12
+    w = rng.normal(size=(runs, n, p))
+    d = rng.normal(size=(steps, runs, n, p)) + 0.3 * w.mean(axis=1)[None, :, None]
+    d[1, 2] = 0.0  # a run with no drift at one step: unusable there (NaN estimate)
+    grams = npc.probe_grams(d, w[None])  # (step, run, n, n, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = npc.crossed_interval_gram(grams)
+        full, uvar, used, kern = npc.gram_run_terms(grams)
+        v2 = npc.shared_u_variance(kern.sum(axis=1), used.sum(axis=1))
+        got = npc.crossed_interval_gram_terms(full, uvar, used, v2, n)
+    assert not used[1, 2].any() and used[0, :, 0].all()  # the plug-in is defined elsewhere
+    np.testing.assert_array_equal(got, want)
