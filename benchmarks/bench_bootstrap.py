@@ -10,12 +10,20 @@ Carlo error (`_agree`). scipy needs ``batch=`` at large n or its BCa jackknife a
 n x (n - 1) floats at once. A scipy round that takes longer than `PEER_SLOW_S` (30 s; scipy's
 BCa at n = 100,000 takes minutes) is not repeated: the row then prints 1 scipy round against
 our 5 (rounds are printed for every row).
+
+The rows are steady state: the benchmark first runs one bootstrap of 5e7 draws, which makes
+revstats load its compiled (numba) kernels, as any process does once its bootstrap work adds
+up to that (`revstats.intervals._draws.kernels_for`; before that it uses the NumPy path, which
+gives the same draws). `fresh_process` times the first call in a new interpreter instead
+(import included, for both libraries).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -52,6 +60,7 @@ def iter_rows(
     sizes: tuple[int, ...] = (1_000, 20_000, 100_000),
     methods: tuple[str, ...] = METHODS,
 ):
+    bootstrap_ci(np.random.default_rng(0).normal(size=5000), "mean", n_resamples=10_000, rng=0)  # loads the kernels
     for n in sizes:
         peer_batch = None if n <= 10_000 else 100
         x = np.random.default_rng(n).lognormal(size=n)  # skewed, so BCa differs from percentile
@@ -93,6 +102,29 @@ def iter_rows(
             )
 
 
+_FRESH = {
+    "ours": "from revstats.intervals import bootstrap_ci as f\n"
+            "call = lambda: f(x, 'mean', method='bca', n_resamples=9999, rng=1)",
+    "scipy": "from scipy import stats\n"
+             "call = lambda: stats.bootstrap((x,), np.mean, method='BCa', n_resamples=9999, rng=2)",
+}
+
+
+def fresh_process(n: int = 1000, rounds: int = 5) -> dict:
+    """Median wall time of import + the first BCa bootstrap of the mean in a new interpreter."""
+    times: dict[str, list[float]] = {"ours": [], "scipy": []}
+    for _ in range(rounds):
+        for who, body in _FRESH.items():
+            code = (f"import time; t0 = time.perf_counter()\nimport numpy as np\n{body}\n"
+                    f"x = np.random.default_rng({n}).lognormal(size={n}); call()\n"
+                    "print(time.perf_counter() - t0)")
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            times[who].append(float(out.stdout.strip().splitlines()[-1]))
+    ours, peer = float(np.median(times["ours"])), float(np.median(times["scipy"]))
+    return {"name": f"first BCa call in a fresh process (import included) n={n}", "ours_s": ours,
+            "peer_s": peer, "ratio": peer / ours, "rounds": rounds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -117,6 +149,10 @@ def main() -> None:
             f"load {os.getloadavg()[0]:.2f}",
             flush=True,
         )
+    if 1000 in sizes:
+        r = fresh_process(1000, 3 if args.quick else 5)
+        print(f"{r['name']}: ours {r['ours_s']:.3f} s, scipy {r['peer_s']:.3f} s, "
+              f"ratio {r['ratio']:.2f}x (medians of {r['rounds']}), load {os.getloadavg()[0]:.2f}")
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 

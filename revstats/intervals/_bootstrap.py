@@ -5,8 +5,10 @@ extra axes) of n observations. Replicates are drawn in chunks of about ``batch``
 each chunk has its own child generator spawned from the caller's generator, so results depend
 only on the seed and ``batch``, never on the number of threads.
 
-Moment statistics (mean, var, std) never materialise resamples: each replicate is a sum of the
-centred data gathered at random indices, and their jackknife has a closed form.
+Resample indices are the exact uniform draws of `_draws` (compiled with numba, NumPy
+otherwise; the same indices either way). Moment statistics (mean, var, std) never materialise
+resamples: each replicate is a sum of the centred data over its drawn indices (one compiled
+pass per series), and their jackknife has a closed form.
 
 References
 ----------
@@ -28,6 +30,7 @@ import numpy as np
 from scipy import special
 
 from revstats.errors import DegenerateDataWarning
+from revstats.intervals import _draws
 
 METHODS = ("percentile", "basic", "bca")
 MOMENT_STATISTICS = ("mean", "var", "std")
@@ -84,104 +87,6 @@ def child_generators(rng: np.random.Generator, count: int) -> list[np.random.Gen
     return [np.random.Generator(np.random.SFC64(s)) for s in root.spawn(count)]
 
 
-# ----------------------------------------------------------------------------- resample draws
-#
-# A resample index is drawn as u, uniform on [0, 2**k) from the raw bits of the chunk's
-# generator, and accepted when u < L = n * (2**k // n); it then stands for data point u mod n,
-# which is exactly uniform on [0, n). The few rejected draws (fraction (2**k mod n) / 2**k, at
-# most 1/16 by the choice of k) are replaced by exact draws ``Generator.integers(0, n)``, so
-# every resample is n independent uniform indices, as in ``scipy.stats.bootstrap``. Working on
-# u instead of u mod n lets the statistic look values up in a table indexed by u directly
-# (``table[u] = x[u mod n]``): no division, no index conversion. For the mean (and var/std)
-# the per-resample sums of table values are one sparse matrix-vector product (SciPy's CSR
-# kernel: rows = resamples, column indices = u, all weights 1) - the counts x data product of
-# the "resampling by counts" formulation without ever forming the counts.
-
-_MAX_REJECT = 1.0 / 16
-_TABLE_CAP = 1 << 20  # above this n the table is at most 4 n entries (memory), rejection <= 1/2
-
-
-def _table_bits(n: int) -> int:
-    """Bits k of the draws: 2**k >= n, k >= 16, rejection (2**k mod n)/2**k <= 1/16 if cheap."""
-    k = max(16, (n - 1).bit_length())
-    if n > _TABLE_CAP:
-        cands = [c for c in range(k, min(k + 2, 30) + 1)]
-        return min(cands, key=lambda c: ((1 << c) % n) / (1 << c))
-    while ((1 << k) % n) / (1 << k) > _MAX_REJECT:
-        k += 1
-    return k
-
-
-class _Sampler:
-    """Exact uniform resample indices for n observations, drawn chunk by chunk."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.k = _table_bits(n)
-        self.size = 1 << self.k
-        self.q = self.size // n
-        self.limit = self.q * n  # u < limit is accepted
-
-    def table(self, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """table[u] = values[u mod n] for accepted u, `fill` for rejected ones (1-D values)."""
-        t = np.full(self.size, fill, dtype=values.dtype)
-        t[: self.limit] = np.tile(values, self.q)
-        return t
-
-    def draw(self, g: np.random.Generator, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(u as int32, positions of rejected draws, their replacement indices in [0, n))."""
-        if self.k == 16:
-            raw16 = g.bit_generator.random_raw(-(-count // 4)).astype("<u8", copy=False).view("<u2")[:count]
-            u = raw16.astype(np.int32)
-            bad = raw16 >= self.limit if self.limit < self.size else None
-        else:
-            u = g.bit_generator.random_raw(-(-count // 2)).astype("<u8", copy=False).view("<i4")[:count]
-            np.bitwise_and(u, self.size - 1, out=u)
-            bad = u >= self.limit if self.limit < self.size else None
-        if bad is None:
-            pos = np.empty(0, dtype=np.intp)
-        else:
-            pos = np.flatnonzero(bad)
-        fresh = g.integers(0, self.n, size=pos.size) if pos.size else np.empty(0, dtype=np.int64)
-        return u, pos, fresh
-
-    def blocks(self, g: np.random.Generator, r: int):
-        """Draws for r resamples in cache-sized sub-blocks, in order: (a, b, u, pos, fresh)
-        for resamples a..b-1. Every statistic path draws through here, so for the same
-        generator they all see the same resamples."""
-        sub = max(1, _SUB_BLOCK // self.n)
-        for a in range(0, r, sub):
-            b = min(a + sub, r)
-            yield (a, b, *self.draw(g, (b - a) * self.n))
-
-    def index_blocks(self, g: np.random.Generator, r: int):
-        """As `blocks`, with the draws turned into intp indices, shape (b - a, n)."""
-        itab = self.table(np.arange(self.n, dtype=np.intp))
-        for a, b, u, pos, fresh in self.blocks(g, r):
-            idx = np.take(itab, u.astype(np.intp))
-            idx[pos] = fresh
-            yield a, b, idx.reshape(b - a, self.n)
-
-
-def _csr_matvec():
-    """SciPy's CSR matrix-vector kernel y += A x (private module; public API as fallback)."""
-    try:
-        from scipy.sparse import _sparsetools
-
-        kernel = _sparsetools.csr_matvec
-
-        def matvec(n_row, n_col, indptr, indices, data, xvec, y):
-            kernel(n_row, n_col, indptr, indices, data, xvec, y)
-
-    except (ImportError, AttributeError):  # pragma: no cover - depends on the SciPy build
-        from scipy import sparse
-
-        def matvec(n_row, n_col, indptr, indices, data, xvec, y):
-            y += sparse.csr_array((data, indices, indptr), shape=(n_row, n_col)) @ xvec
-
-    return matvec
-
-
 def _run_chunks(work: Callable[[int, int, np.random.Generator], None], chunks, gens, workers):
     if workers <= 1 or len(chunks) == 1:
         for (s, e), g in zip(chunks, gens, strict=True):
@@ -209,110 +114,73 @@ def replicates(
 ) -> np.ndarray:
     """Bootstrap replicates, shape (m, n_resamples), for data `x` of shape (m, n).
 
-    The fast (moment) path and the generic path use the same draws, so for the same seed
-    and batch they see the same resamples.
+    Resample indices come from `_draws` (exact uniform, the same with or without numba); the
+    m series share them, as in scipy. The fast (moment) path and the generic path use the same
+    draws, so for the same seed and batch they see the same resamples.
     """
     m, n = x.shape
+    _draws.check_size(n)
     workers = default_workers() if workers is None else workers
     out = np.empty((m, n_resamples), dtype=float)
-    rows = max(1, batch // max(1, n * m))
-    chunks = _chunks(n_resamples, rows)
-    gens = child_generators(rng, len(chunks))
-    sampler = _Sampler(n)
+    rows = max(1, batch // max(1, n * m))  # resamples evaluated at once (memory bound)
+    chunks = _chunks(n_resamples, max(rows, -(-n_resamples // _STREAMS)))
+    both = _draws.streams(rng, 2 * len(chunks))
+    gens = list(zip(both[0::2], both[1::2], strict=True))
+    kernels = _draws.kernels_for(n_resamples * n * (m if fast is not None and m <= _FEW_SERIES else 1))
 
     if fast is not None:
         centre = x.mean(axis=-1, keepdims=True)
-        xc = x - centre  # centring keeps sums of squares accurate
-        cols = [xc[i] for i in range(m)]
-        if fast != "mean":
-            cols += [xc[i] * xc[i] for i in range(m)]
-        sums_of = _moment_sums(sampler, cols, rows, n)
+        xc = np.ascontiguousarray(x - centre)  # centring keeps sums of squares accurate
+        squares = fast != "mean"
 
-        def work(s: int, e: int, g: np.random.Generator) -> None:
-            sums = sums_of(g, e - s)  # (len(cols), r)
-            s1 = sums[:m] / n
+        def finish(s: int, e: int, s1: np.ndarray, s2: np.ndarray | None) -> None:
+            s1 = s1 / n
             if fast == "mean":
                 out[:, s:e] = s1 + centre
                 return
-            s2 = sums[m:] / n
-            var = np.maximum(s2 - s1 * s1, 0.0)
+            var = np.maximum(s2 / n - s1 * s1, 0.0)
             out[:, s:e] = var if fast == "var" else np.sqrt(var)
-    else:
-        value_table = sampler.table(x[0]) if m == 1 else None
 
-        def work(s: int, e: int, g: np.random.Generator) -> None:
-            r = e - s
-            if value_table is not None:
-                vals = np.empty(r * n)
-                for a, b, u, pos, fresh in sampler.blocks(g, r):
-                    part = vals[a * n : b * n]
-                    np.take(value_table, u.astype(np.intp), out=part)
-                    part[pos] = x[0][fresh]
-                res = func(vals.reshape(1, r, n), axis=-1)
-            else:
-                idx = np.empty((r, n), dtype=np.intp)
-                for a, b, block in sampler.index_blocks(g, r):
-                    idx[a:b] = block
-                res = func(np.take(x, idx, axis=1), axis=-1)
-            out[:, s:e] = np.asarray(res, dtype=float)
+        if m <= _FEW_SERIES:
+
+            def work(s: int, e: int, gh) -> None:
+                g, h = gh
+                res = [_draws.moment_sums(g, h, xc[i], e - s, squares, kernels=kernels) for i in range(m)]
+                s1 = np.stack([a for a, _ in res])
+                s2 = np.stack([b for _, b in res if b is not None]) if squares else None
+                finish(s, e, s1, s2)
+
+        else:
+            # many series: counts of each observation per resample, then one product
+            cols = np.concatenate([xc, xc * xc], axis=0).T if squares else xc.T  # (n, k)
+
+            def work(s: int, e: int, gh) -> None:
+                r = e - s
+                res = np.empty((cols.shape[1], r))
+                for a, b, idx in _draws.index_blocks(gh[0], gh[1], n, r, rows=rows, kernels=kernels):
+                    flat = idx + (np.arange(b - a, dtype=np.intp) * n)[:, None]
+                    counts = np.bincount(flat.reshape(-1), minlength=(b - a) * n).reshape(b - a, n)
+                    res[:, a:b] = (counts.astype(float) @ cols).T
+                finish(s, e, res[:m], res[m:] if squares else None)
+    else:
+
+        def work(s: int, e: int, gh) -> None:
+            for a, b, idx in _draws.index_blocks(gh[0], gh[1], n, e - s, rows=rows, kernels=kernels):
+                if m == 1:
+                    res = func(np.take(x[0], idx)[None], axis=-1)
+                else:
+                    res = func(np.take(x, idx, axis=1), axis=-1)
+                out[:, s + a : s + b] = np.asarray(res, dtype=float)
 
     _run_chunks(work, chunks, gens, workers)
     return out
 
 
-_ONES = np.ones(0)
-_SUB_BLOCK = 1 << 16  # draws per sub-block: draws, weights and a 2**16 table stay in L2
-
-
-def _ones(count: int) -> np.ndarray:
-    """A read-only vector of `count` ones (the CSR weights), shared between calls."""
-    global _ONES
-    if _ONES.size < count:
-        ones = np.ones(count)
-        ones.flags.writeable = False
-        _ONES = ones
-    return _ONES[:count]
-
-
-def _moment_sums(sampler: _Sampler, cols: list[np.ndarray], rows: int, n: int):
-    """A function (generator, r) -> (len(cols), r): sums of each column over r resamples."""
-    if len(cols) <= 4 and sampler.size <= (1 << 24):
-        # one table per column, indexed by the raw draw u; sums by the CSR kernel
-        matvec = _csr_matvec()
-        tables = [sampler.table(np.ascontiguousarray(c, dtype=float)) for c in cols]
-        ones = _ones(rows * n)
-        indptr = np.arange(0, rows * n + 1, n, dtype=np.int32)
-
-        def sums(g: np.random.Generator, r: int) -> np.ndarray:
-            res = np.zeros((len(tables), r))
-            for a, b, u, pos, fresh in sampler.blocks(g, r):
-                count = (b - a) * n
-                for j, t in enumerate(tables):
-                    matvec(b - a, sampler.size, indptr[: b - a + 1], u, ones[:count], t, res[j, a:b])
-                if pos.size:
-                    owner = pos // n
-                    for j, c in enumerate(cols):
-                        res[j, a:b] += np.bincount(owner, weights=c[fresh], minlength=b - a)
-            return res
-
-        return sums
-
-    # many series: counts of each observation per resample (CSR -> dense), then one product
-    from scipy.sparse import csr_array
-
-    mat = np.stack(cols, axis=1)  # (n, ncols)
-    weights = _ones(rows * n)
-    offsets = np.arange(0, rows * n + 1, n, dtype=np.int64)
-
-    def sums_dense(g: np.random.Generator, r: int) -> np.ndarray:
-        res = np.empty((mat.shape[1], r))
-        for a, b, idx in sampler.index_blocks(g, r):
-            count = (b - a) * n
-            counts = csr_array((weights[:count], idx.reshape(-1), offsets[: b - a + 1]), shape=(b - a, n))
-            res[:, a:b] = (counts.toarray() @ mat).T
-        return res
-
-    return sums_dense
+_FEW_SERIES = 4  # up to this many series, one compiled pass per series over shared draws
+# Replicates are drawn in at most this many streams (chunks with their own generators), each
+# evaluated in blocks of `rows`: enough chunks to keep the threads busy, few enough that making
+# their generators stays cheap. Depends on n_resamples, n, m and batch only, never on workers.
+_STREAMS = 32
 
 
 def jackknife(x: np.ndarray, fast: str | None, func: Callable, *, batch: int = DEFAULT_BATCH):

@@ -38,7 +38,7 @@ def _loaded(mods: set[str], names) -> list[str]:
 # --- what a fresh interpreter has loaded -------------------------------------------------------
 
 NEVER_ON_IMPORT = ("torch", "click", "rich", "matplotlib", "transformers", "peft", "statsmodels",
-                   "scipy.stats", "zarr", "numcodecs", "dask", "distributed",
+                   "scipy.stats", "zarr", "numcodecs", "dask", "distributed", "numba", "llvmlite",
                    "revstats.sims", "revstats.analysis", "revstats.cli", "revstats.training",
                    "revstats.capture", "sims", "analysis")
 
@@ -56,7 +56,7 @@ def test_statistics_api_does_not_load_the_heavy_dependencies():
         "rs.intervals.proportion_ci, rs.intervals.bootstrap_ci, rs.effects.hedges_g\n"
         "import revstats.monitor, revstats.blocking, revstats.placebo\n")
     bad = _loaded(mods, ("torch", "click", "rich", "matplotlib", "statsmodels", "scipy.stats",
-                         "zarr", "numcodecs", "dask", "distributed", "revstats.sims",
+                         "zarr", "numcodecs", "dask", "distributed", "numba", "revstats.sims",
                          "revstats.analysis", "revstats.cli"))
     assert not bad, f"the statistics API pulled in {bad} at import (defer them into the functions)"
 
