@@ -204,10 +204,7 @@ def moment_sums(
     if k is not None:
         x = np.ascontiguousarray(x, dtype=np.float64)
         pend = np.zeros(2, dtype=np.uint64)
-        if squares:
-            k.sums2(g.copy(), h.copy(), pend, x, r, bits, s1, s2)
-        else:
-            k.sums(g.copy(), h.copy(), pend, x, r, bits, s1)
+        k.sums2(g.copy(), h.copy(), pend, x, r, bits, s1, np.empty(r) if s2 is None else s2)
         return s1, s2
     for a, b, idx in numpy_index_blocks(g, h, n, r, bits):
         v = np.take(x, idx)

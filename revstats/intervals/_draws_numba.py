@@ -49,6 +49,15 @@ def _spare(h, hs, nn, mask, bits, thresh):
             return np.intp(m >> bits)
 
 
+@njit(nogil=True, cache=True, inline="always")
+def indices_one(g, h, hs, nn, mask, bits, thresh):
+    """One index from the low half of the next word of g (the high half is dropped)."""
+    m = (_step(g) & mask) * nn
+    if (m & mask) >= thresh:
+        return np.intp(m >> bits)
+    return _spare(h, hs, nn, mask, bits, thresh)
+
+
 @njit(nogil=True, cache=True)
 def indices(g, h, hs, n, r, bits, out):
     """out[i, j] = index j of resample i, for r resamples (out shape (r, n), intp).
@@ -68,70 +77,19 @@ def indices(g, h, hs, n, r, bits, out):
             out[i, 2 * k] = np.intp(m0 >> bb) if (m0 & mask) >= thresh else _spare(h, hs, nn, mask, bb, thresh)
             out[i, 2 * k + 1] = np.intp(m1 >> bb) if (m1 & mask) >= thresh else _spare(h, hs, nn, mask, bb, thresh)
         if n % 2:
-            t = _step(g)
-            m0 = (t & mask) * nn
-            out[i, n - 1] = np.intp(m0 >> bb) if (m0 & mask) >= thresh else _spare(h, hs, nn, mask, bb, thresh)
-
-
-@njit(nogil=True, cache=True)
-def sums(g, h, hs, x, r, bits, s1):
-    """s1[i] = sum of x over the indices of resample i (the draws of `indices`)."""
-    if bits == 32:
-        _sums(g, h, hs, x, r, 32, s1)  # a literal width: constant masks and shifts, ~20 % faster
-    else:
-        _sums(g, h, hs, x, r, bits, s1)
+            out[i, n - 1] = indices_one(g, h, hs, nn, mask, bb, thresh)
 
 
 @njit(nogil=True, cache=True)
 def sums2(g, h, hs, x, r, bits, s1, s2):
-    """s1[i], s2[i] = sums of x and of x**2 over the indices of resample i."""
+    """s1[i], s2[i] = sums of x and of x**2 over the indices of resample i.
+
+    Also the kernel for the mean (s2 then unused): the second sum costs nothing measurable,
+    and this loop measured faster than one without it (0.98 vs 1.05 ns per element)."""
     if bits == 32:
         _sums2(g, h, hs, x, r, 32, s1, s2)
     else:
         _sums2(g, h, hs, x, r, bits, s1, s2)
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _sums(g, h, hs, x, r, bits, s1):
-    n = x.shape[0]
-    nn = uint64(n)
-    bb = uint64(bits)
-    mask = (_ONE << bb) - _ONE
-    thresh = (_ONE << bb) % nn
-    half = n // 2
-    a, b, c, w = g[0], g[1], g[2], g[3]
-    for i in range(r):
-        p = 0.0
-        q = 0.0
-        for _ in range(half):
-            t = a + b + w
-            a = b ^ (b >> uint64(11))
-            b = c + (c << uint64(3))
-            c = ((c << uint64(24)) | (c >> uint64(40))) + t
-            w += _ONE
-            m0 = (t & mask) * nn
-            m1 = ((t >> _HALF) & mask) * nn
-            if (m0 & mask) >= thresh:
-                p += x[m0 >> bb]
-            else:
-                p += x[_spare(h, hs, nn, mask, bb, thresh)]
-            if (m1 & mask) >= thresh:
-                q += x[m1 >> bb]
-            else:
-                q += x[_spare(h, hs, nn, mask, bb, thresh)]
-        if n % 2:
-            t = a + b + w
-            a = b ^ (b >> uint64(11))
-            b = c + (c << uint64(3))
-            c = ((c << uint64(24)) | (c >> uint64(40))) + t
-            w += _ONE
-            m0 = (t & mask) * nn
-            if (m0 & mask) >= thresh:
-                p += x[m0 >> bb]
-            else:
-                p += x[_spare(h, hs, nn, mask, bb, thresh)]
-        s1[i] = p + q
-    g[0], g[1], g[2], g[3] = a, b, c, w
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -168,17 +126,10 @@ def _sums2(g, h, hs, x, r, bits, s1, s2):
                 v = x[_spare(h, hs, nn, mask, bb, thresh)]
             q += v
             qq += v * v
-        if n % 2:
-            t = a + b + w
-            a = b ^ (b >> uint64(11))
-            b = c + (c << uint64(3))
-            c = ((c << uint64(24)) | (c >> uint64(40))) + t
-            w += _ONE
-            m0 = (t & mask) * nn
-            if (m0 & mask) >= thresh:
-                v = x[m0 >> bb]
-            else:
-                v = x[_spare(h, hs, nn, mask, bb, thresh)]
+        if n % 2:  # the last draw: the low half of one more word (rare path, state via g)
+            g[0], g[1], g[2], g[3] = a, b, c, w
+            v = x[indices_one(g, h, hs, nn, mask, bb, thresh)]
+            a, b, c, w = g[0], g[1], g[2], g[3]
             p += v
             pp += v * v
         s1[i] = p + q
