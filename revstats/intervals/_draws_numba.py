@@ -126,10 +126,14 @@ def _sums2(g, h, hs, x, r, bits, s1, s2):
                 v = x[_spare(h, hs, nn, mask, bb, thresh)]
             q += v
             qq += v * v
-        if n % 2:  # the last draw: the low half of one more word (rare path, state via g)
-            g[0], g[1], g[2], g[3] = a, b, c, w
-            v = x[indices_one(g, h, hs, nn, mask, bb, thresh)]
-            a, b, c, w = g[0], g[1], g[2], g[3]
+        if n % 2:  # the last draw: the low half of one more word (inline: keeps the state in registers)
+            t = a + b + w
+            a = b ^ (b >> uint64(11))
+            b = c + (c << uint64(3))
+            c = ((c << uint64(24)) | (c >> uint64(40))) + t
+            w += _ONE
+            m0 = (t & mask) * nn
+            v = x[m0 >> bb] if (m0 & mask) >= thresh else x[_spare(h, hs, nn, mask, bb, thresh)]
             p += v
             pp += v * v
         s1[i] = p + q
