@@ -1597,10 +1597,12 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str, manifest: Any = 
     """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
 
     Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
-    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader.
+    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader. A
+    whole-array compute skips the per-chunk tasks (see `revstats.store._lazy`).
     """
-    import dask.array as da
     from dask.base import tokenize
+
+    from revstats.store._lazy import direct_dask_array
 
     for name in ("acts", "witness"):
         if name not in ds or name not in g:
@@ -1608,11 +1610,9 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str, manifest: Any = 
         reader = _bound_reader(root, name, _array(g, name), manifest)
         if reader is None or reader.shape != ds[name].shape:
             continue
-        lazy = da.from_array(
-            reader, chunks=reader.chunks, asarray=False, lock=False, fancy=False,
-            name=f"revstats-{name}-" + tokenize(reader),
-            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-        )
+        # one task per chunk file; computed whole (`.values`, `.to_numpy()`, `.load()`) it is
+        # one multi-threaded read straight into the result, as `read_acts` does
+        lazy = direct_dask_array(reader, f"revstats-{name}-" + tokenize(reader))
         ds[name] = ds[name].copy(data=lazy)
     return ds
 
