@@ -1339,7 +1339,14 @@ def open_store(
     Raises `SchemaError` naming the variable for stores that do not follow the schema; with
     `check_values` it also reads every complete slab and refuses NaN/Inf (slow on big stores).
     """
-    path = os.fspath(path)
+    return _open_store(os.fspath(path), storage_options, complete_only, check_values)[0]
+
+
+def _open_store(
+    path: str, storage_options: Mapping[str, Any] | None, complete_only: bool, check_values: bool
+) -> tuple[xr.Dataset, zarr.Group, Any]:
+    """`open_store`, also returning the opened group and the verified manifest (None for
+    schema 1), so callers such as `read_acts` need not open and check the store again."""
     _check_exists(path)
     # A store that is not finished may be growing under a writer right now: between the
     # resizes of its arrays and the new consolidated view, the arrays' own metadata disagree
@@ -1422,7 +1429,7 @@ def open_store(
     check_dataset(ds)
     if check_values:
         raise_problems(schema_check_values(ds), where=f"store {path!r}")
-    return ds
+    return ds, g, manifest
 
 
 def _member_metadata(
@@ -1665,30 +1672,37 @@ def read_acts(
     workers : reader threads (default ``min(4, cpu_count)``).
     """
     path = os.fspath(path)
-    ds = open_store(path, storage_options=storage_options)
+    # one open and one integrity check: the group and manifest open_store verified
+    ds, g, manifest = _open_store(path, storage_options, True, False)
     run_pos, step_pos, workers = _validate_read_acts(ds, runs, steps, workers)
     acts = ds["acts"].isel(run=run_pos, step=step_pos)
     reader = None
     if _is_local(path):
         from revstats.store._chunkio import run_jobs
 
-        g = _open_group(path, "r", storage_options, consolidated=None)
-        _, manifest = _integrity_problems(path, g, storage_options)
         reader = _bound_reader(_local_path(path), "acts", _array(g, "acts"), manifest)
         store_steps = [int(s) for s in _array(g, "step")[:]]
     if reader is None:
         return acts.load()
     complete = ds["complete"].values[np.ix_(run_pos, step_pos)]
     where = {s: i for i, s in enumerate(store_steps)}
+    ds_steps = ds["step"].values
     out = np.empty(acts.shape, dtype=reader.dtype)
     jobs = []
+    stale = False  # a slab the markers call complete that the manifest read before them did not
     for i, r in enumerate(run_pos):
         for j, s in enumerate(step_pos):
             if not complete[i, j]:
                 out[i, j] = np.nan
                 continue
-            si = where[int(ds["step"].values[s])]
+            si = where[int(ds_steps[s])]
+            if manifest is not None and not (si < manifest.complete.shape[1] and manifest.complete[int(r), si]):
+                stale = True
             jobs.append(((slice(int(r), int(r) + 1), slice(si, si + 1)), out[i : i + 1, j : j + 1]))
+    if stale:  # completed by a writer in between: bind its chunks with a fresh manifest
+        g = _open_group(path, "r", storage_options, consolidated=None)
+        _, manifest = _integrity_problems(path, g, storage_options)
+        reader = _bound_reader(_local_path(path), "acts", _array(g, "acts"), manifest)
 
     def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
         reader.read_into(job[0], job[1])
