@@ -466,12 +466,9 @@ class StoreWriter:
         direct = self._direct
         assert direct is not None
         jobs = [((ri, int(si)) + (0,) * (direct.ndim - 2), block[k][None, None]) for k, si in enumerate(np.asarray(idx).reshape(-1))]
-        if len(jobs) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        from revstats.store._chunkio import run_jobs
 
-            with ThreadPoolExecutor(min(4, len(jobs))) as pool:
-                return list(pool.map(lambda job: direct.write_chunk(*job), jobs))
-        return [direct.write_chunk(*job) for job in jobs]
+        return run_jobs(lambda job: direct.write_chunk(*job), jobs, 4)
 
     def finish(self) -> None:
         """Declare the writer's job done: slabs still missing were never planned (e.g. a run
