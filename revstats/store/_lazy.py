@@ -95,8 +95,8 @@ def direct_dask_array(reader: Any, name: str, *, workers: int | None = None) -> 
         meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
     )
     shape, chunks = arr.shape, arr.chunks
-    arr.__dask_optimize__ = functools.partial(  # type: ignore[method-assign]
+    arr.__dask_optimize__ = functools.partial(
         _optimize, name=arr.name, chunks=chunks, reader=reader,
         workers=int(workers or default_workers()))
-    arr.__dask_postcompute__ = lambda: (_finalize_direct, (shape, chunks))  # type: ignore[method-assign]
+    arr.__dask_postcompute__ = lambda: (_finalize_direct, (shape, chunks))
     return arr
