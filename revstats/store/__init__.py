@@ -173,6 +173,19 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _all_finite(arr: np.ndarray) -> bool:
+    """`np.isfinite(arr).all()`, from one reduction in the common case: a NaN or an infinity
+    anywhere makes the float sum NaN or infinite (NaN propagates, inf + finite = inf,
+    inf - inf = NaN), so a finite sum proves every element finite. A non-finite sum can also
+    be the overflow of a finite block (huge values), so it is checked element-wise then."""
+    if arr.size == 0:
+        return True
+    acc = np.float32 if arr.dtype.itemsize < 4 else None  # float16 sums overflow early
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum(dtype=acc)
+    return bool(np.isfinite(total)) or bool(np.isfinite(arr).all())
+
+
 def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """Validate values about to be stored: shape, finiteness, float16 range."""
     try:
@@ -183,7 +196,7 @@ def _as_float_block(name: str, x: Any, shape: tuple[int, ...], dtype: np.dtype) 
         raise TypeError(f"`{name}` must be numeric, got dtype {arr.dtype}")
     if arr.shape != shape:
         raise ValueError(f"`{name}` has shape {arr.shape}; the store expects {shape}")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not _all_finite(arr):
         raise SchemaError(
             f"`{name}` contains NaN or Inf: the store refuses non-finite activations "
             "(find the step that diverged, or drop it)",
@@ -466,12 +479,9 @@ class StoreWriter:
         direct = self._direct
         assert direct is not None
         jobs = [((ri, int(si)) + (0,) * (direct.ndim - 2), block[k][None, None]) for k, si in enumerate(np.asarray(idx).reshape(-1))]
-        if len(jobs) > 1:
-            from concurrent.futures import ThreadPoolExecutor
+        from revstats.store._chunkio import run_jobs
 
-            with ThreadPoolExecutor(min(4, len(jobs))) as pool:
-                return list(pool.map(lambda job: direct.write_chunk(*job), jobs))
-        return [direct.write_chunk(*job) for job in jobs]
+        return run_jobs(lambda job: direct.write_chunk(*job), jobs, 4)
 
     def finish(self) -> None:
         """Declare the writer's job done: slabs still missing were never planned (e.g. a run
@@ -1339,7 +1349,14 @@ def open_store(
     Raises `SchemaError` naming the variable for stores that do not follow the schema; with
     `check_values` it also reads every complete slab and refuses NaN/Inf (slow on big stores).
     """
-    path = os.fspath(path)
+    return _open_store(os.fspath(path), storage_options, complete_only, check_values)[0]
+
+
+def _open_store(
+    path: str, storage_options: Mapping[str, Any] | None, complete_only: bool, check_values: bool
+) -> tuple[xr.Dataset, zarr.Group, Any]:
+    """`open_store`, also returning the opened group and the verified manifest (None for
+    schema 1), so callers such as `read_acts` need not open and check the store again."""
     _check_exists(path)
     # A store that is not finished may be growing under a writer right now: between the
     # resizes of its arrays and the new consolidated view, the arrays' own metadata disagree
@@ -1422,7 +1439,7 @@ def open_store(
     check_dataset(ds)
     if check_values:
         raise_problems(schema_check_values(ds), where=f"store {path!r}")
-    return ds
+    return ds, g, manifest
 
 
 def _member_metadata(
@@ -1597,10 +1614,12 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str, manifest: Any = 
     """Back `acts` (and `witness`) of a local store by direct chunk-file reads.
 
     Same chunks, values, fill semantics and checksum checks as zarr's reader, several times
-    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader.
+    faster (see `revstats.store._chunkio`); arrays with other codecs keep zarr's reader. A
+    whole-array compute skips the per-chunk tasks (see `revstats.store._lazy`).
     """
-    import dask.array as da
     from dask.base import tokenize
+
+    from revstats.store._lazy import direct_dask_array
 
     for name in ("acts", "witness"):
         if name not in ds or name not in g:
@@ -1608,11 +1627,9 @@ def _fast_local_reads(ds: xr.Dataset, g: zarr.Group, root: str, manifest: Any = 
         reader = _bound_reader(root, name, _array(g, name), manifest)
         if reader is None or reader.shape != ds[name].shape:
             continue
-        lazy = da.from_array(
-            reader, chunks=reader.chunks, asarray=False, lock=False, fancy=False,
-            name=f"revstats-{name}-" + tokenize(reader),
-            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-        )
+        # one task per chunk file; computed whole (`.values`, `.to_numpy()`, `.load()`) it is
+        # one multi-threaded read straight into the result, as `read_acts` does
+        lazy = direct_dask_array(reader, f"revstats-{name}-" + tokenize(reader))
         ds[name] = ds[name].copy(data=lazy)
     return ds
 
@@ -1665,30 +1682,37 @@ def read_acts(
     workers : reader threads (default ``min(4, cpu_count)``).
     """
     path = os.fspath(path)
-    ds = open_store(path, storage_options=storage_options)
+    # one open and one integrity check: the group and manifest open_store verified
+    ds, g, manifest = _open_store(path, storage_options, True, False)
     run_pos, step_pos, workers = _validate_read_acts(ds, runs, steps, workers)
     acts = ds["acts"].isel(run=run_pos, step=step_pos)
     reader = None
     if _is_local(path):
         from revstats.store._chunkio import run_jobs
 
-        g = _open_group(path, "r", storage_options, consolidated=None)
-        _, manifest = _integrity_problems(path, g, storage_options)
         reader = _bound_reader(_local_path(path), "acts", _array(g, "acts"), manifest)
         store_steps = [int(s) for s in _array(g, "step")[:]]
     if reader is None:
         return acts.load()
     complete = ds["complete"].values[np.ix_(run_pos, step_pos)]
     where = {s: i for i, s in enumerate(store_steps)}
+    ds_steps = ds["step"].values
     out = np.empty(acts.shape, dtype=reader.dtype)
     jobs = []
+    stale = False  # a slab the markers call complete that the manifest read before them did not
     for i, r in enumerate(run_pos):
         for j, s in enumerate(step_pos):
             if not complete[i, j]:
                 out[i, j] = np.nan
                 continue
-            si = where[int(ds["step"].values[s])]
+            si = where[int(ds_steps[s])]
+            if manifest is not None and not (si < manifest.complete.shape[1] and manifest.complete[int(r), si]):
+                stale = True
             jobs.append(((slice(int(r), int(r) + 1), slice(si, si + 1)), out[i : i + 1, j : j + 1]))
+    if stale:  # completed by a writer in between: bind its chunks with a fresh manifest
+        g = _open_group(path, "r", storage_options, consolidated=None)
+        _, manifest = _integrity_problems(path, g, storage_options)
+        reader = _bound_reader(_local_path(path), "acts", _array(g, "acts"), manifest)
 
     def one(job: tuple[tuple[slice, slice], np.ndarray]) -> None:
         reader.read_into(job[0], job[1])

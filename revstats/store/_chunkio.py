@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import os
 import stat
+import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -85,16 +86,76 @@ def chunk_reader(local_root: str, name: str, zarr_array: Any) -> ChunkReader | N
 
 
 
-def run_jobs(fn: Any, jobs: list[Any], workers: int) -> None:
-    """Run `fn(job)` for every job, on `workers` threads when there is more than one job
-    (file reads and crc32c release the GIL); exceptions propagate."""
-    if workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(fn, jobs):
-                pass
-    else:
-        for job in jobs:
-            fn(job)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+_IN_POOL = threading.local()
+
+
+def _reset_pool() -> None:  # a forked child has none of the parent's threads
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_pool)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """The process's reader/writer thread pool (created once, grown if a call asks for more
+    threads than it has)."""
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < workers:
+            old = _POOL
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="revstats-chunkio",
+                                       initializer=_mark_pool_thread)
+            _POOL_SIZE = workers
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL
+
+
+def _mark_pool_thread() -> None:
+    _IN_POOL.active = True
+
+
+def run_jobs(fn: Any, jobs: list[Any], workers: int) -> list[Any]:
+    """Run `fn(job)` for every job, on `workers` threads of one shared pool when there is more
+    than one job (file reads and crc32c release the GIL); returns the results in job order;
+    the first exception propagates (jobs not yet started are skipped). Called from a pool
+    thread (nested), it runs the jobs inline rather than wait on its own pool."""
+    n = min(int(workers), len(jobs))
+    if n <= 1 or getattr(_IN_POOL, "active", False):
+        return [fn(job) for job in jobs]
+    results: list[Any] = [None] * len(jobs)
+    feed = iter(range(len(jobs)))
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def drain() -> None:
+        while not failed.is_set():
+            with lock:
+                i = next(feed, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(jobs[i])
+            except BaseException:
+                failed.set()
+                raise
+
+    pool = _pool(n)
+    futures = [pool.submit(drain) for _ in range(n)]
+    error: BaseException | None = None
+    for f in futures:
+        e = f.exception()
+        if e is not None and error is None:
+            error = e
+    if error is not None:
+        raise error
+    return results
+
 
 class ChunkReader:
     """Array-like over one zarr v3 array's chunk files (``__getitem__`` with basic slices).

@@ -121,3 +121,47 @@ def test_read_acts_validation_messages(tmp_path):
         read_acts(path, steps=[0, 7])
     with pytest.raises(ValueError, match="`workers` must be a positive integer"):
         read_acts(path, workers=0)
+
+
+def test_whole_array_compute_is_one_direct_read_with_the_same_values_and_errors(tmp_path, monkeypatch):
+    import dask
+
+    import revstats.store._lazy as lazy
+
+    path = tmp_path / "s.zarr"
+    _store(path)
+    ref = zarr.open_array(str(path / "acts"), mode="r")[...]
+    calls = []
+    real = lazy._read_whole
+    monkeypatch.setattr(lazy, "_read_whole", lambda r, w: (calls.append(w), real(r, w))[1])
+    ds = open_store(path)
+    assert type(ds["acts"].data) is dask.array.Array  # xarray refuses mixed dask subclasses
+    for get in (lambda a: a.values, lambda a: a.to_numpy(), lambda a: a.load().values,
+                lambda a: np.asarray(a.data), lambda a: a.data.compute()):
+        got = get(open_store(path)["acts"])
+        assert got.dtype == ref.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, ref)
+    assert len(calls) == 5  # every whole compute was one direct read, no per-chunk tasks
+    # lazy slicing and reductions stay chunk-wise (and exact)
+    np.testing.assert_array_equal(ds["acts"].isel(run=1, step=slice(1, 3)).values, ref[1, 1:3])
+    np.testing.assert_array_equal(ds["acts"].sum("hidden").values, ref.sum(-1))
+    both = dask.compute(ds["acts"].data, ds["acts"].data.mean())
+    np.testing.assert_array_equal(both[0], ref)
+    assert len(calls) == 6
+    loaded = open_store(path).load()  # mixed with the plain dask arrays of the Dataset
+    np.testing.assert_array_equal(loaded["acts"].values, ref)
+    # a damaged chunk raises the same error as the chunk-by-chunk path
+    chunk = path / "acts" / "c" / "2" / "1" / "0" / "0" / "0"
+    raw = bytearray(chunk.read_bytes())
+    raw[3] ^= 0x10
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="checksum do not match") as whole:
+        _ = open_store(path)["acts"].values
+    with pytest.raises(ValueError, match="checksum do not match") as part:
+        _ = open_store(path)["acts"].isel(run=2, step=1).values
+    assert type(whole.value) is type(part.value) and str(whole.value) == str(part.value)
+    # an intact chunk copied to another place is refused by the whole read too
+    chunk.write_bytes(bytes(raw[:3] + bytes([raw[3] ^ 0x10]) + raw[4:]))
+    (path / "acts" / "c" / "0" / "0" / "0" / "0" / "0").write_bytes(chunk.read_bytes())
+    with pytest.raises(ValueError, match="not the chunk written at this place"):
+        _ = open_store(path)["acts"].values

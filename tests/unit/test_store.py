@@ -100,6 +100,26 @@ def test_nonfinite_slab_is_refused(tmp_path, bad):
         assert ei.value.variable == "acts"
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_finiteness_check_by_sum_is_exact(dtype):
+    from revstats.store import _all_finite
+
+    big = float(np.finfo(dtype).max)
+    x = np.full((3, 5, 7), big, dtype=dtype)  # finite, but its sum overflows to inf
+    assert _all_finite(x) and _all_finite(-x) and _all_finite(x[:, ::2]) and _all_finite(x[:0])
+    for bad in ([np.nan], [np.inf], [-np.inf], [np.inf, -np.inf]):
+        y = np.zeros((3, 5, 7), dtype=dtype)
+        y.reshape(-1)[[4, 80][: len(bad)]] = bad
+        assert not _all_finite(y) and not _all_finite(np.where(y == 0, big, y).astype(dtype))
+
+
+def test_finite_slab_whose_sum_overflows_is_stored(tmp_path):
+    with _new(tmp_path / "s.zarr") as w:
+        x = np.full((len(LAYERS), len(EXAMPLES), H), 3e38, dtype=np.float32)
+        w.write_slab("r0", 0, x)
+        assert w.has_slab("r0", 0)
+
+
 def test_wrong_slab_shape_names_expected_shape(tmp_path):
     with _new(tmp_path / "s.zarr") as w, pytest.raises(ValueError, match=r"the store expects \(1, 2, 6, 16\)"):
         w.write_slab("r0", 0, np.zeros((2, 6, 15)))
