@@ -27,7 +27,7 @@ import xarray as xr
 
 from revstats._validation import RNGLike, as_finite_array, check_choice, normalize_rng
 from revstats.errors import DegenerateDataWarning
-from revstats.nulls._types import Alternative, CosineNull, EmpiricalNull
+from revstats.nulls._types import _TIE_RTOL, Alternative, CosineNull, EmpiricalNull
 
 __all__ = [
     "CosineNull",
@@ -427,7 +427,7 @@ def permutation_cosine(
         else:
             labels = gen.permuted(np.tile(np.arange(n_w + n_a) < n_w, (m, 1)), axis=1)
             e = np.where(labels, 1.0 / n_w, -1.0 / n_a)
-        norm2 = np.einsum("bi,ij,bj->b", e, gram, e)
+        norm2 = ((e @ gram) * e).sum(axis=1)  # e G e^T by BLAS (a 3-operand einsum: 19x slower)
         zero = norm2 <= 1e-24 * max(float(np.trace(gram)), np.finfo(float).tiny)
         degenerate |= bool(zero.any())
         den = np.sqrt(np.where(zero, 1.0, norm2))
@@ -722,14 +722,17 @@ def exceedance(
     """
     obs, qf, af = _validate_exceedance(observed, null, q, adjust, alpha, alternative)
     valid = ~np.isnan(obs)
+    # an observation within 1e-12 (relative) of the threshold ties with it and is not above:
+    # rounding must not decide (the same tie rule as EmpiricalNull.pvalue)
+    tol = _TIE_RTOL * np.abs(obs)
     if alternative == "less":
         threshold = np.asarray(null.quantile(1.0 - qf))
         with np.errstate(invalid="ignore"):
-            above = valid & (obs < threshold)
+            above = valid & (obs < threshold - tol)
     else:
         threshold = np.asarray(null.quantile(qf))
         with np.errstate(invalid="ignore"):
-            above = valid & (obs > threshold)
+            above = valid & (obs > threshold + tol)
     pval = np.asarray(null.pvalue(obs, alternative=alternative), dtype=float)
     pval = np.where(valid, pval, np.nan)
     padj = np.asarray(adjust_pvalues(pval, method=adjust), dtype=float)

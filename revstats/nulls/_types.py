@@ -142,6 +142,9 @@ class CosineNull:
         return 2.0 * gen.beta(self._a, self._a, size=size) - 1.0
 
 
+_TIE_RTOL = 1e-12
+
+
 @dataclass(frozen=True, eq=False)
 class EmpiricalNull:
     """An empirical null from draws (Monte Carlo, permutations, other history pairs).
@@ -151,7 +154,8 @@ class EmpiricalNull:
     ``pvalue`` broadcast against ``batch_shape``. Conventions:
 
     - ``cdf(x) = #{draws <= x} / B``, ``sf(x) = #{draws > x} / B`` (the empirical law);
-    - ``pvalue(x) = (1 + #{draws >= x}) / (1 + B)`` (``greater``), which is a valid p-value when
+    - ``pvalue(x) = (1 + #{draws >= x}) / (1 + B)`` (``greater``; draws within 1e-12 relative
+      of x count as ties, so rounding never splits a tie), which is a valid p-value when
       the observed statistic is exchangeable with the draws (Phipson & Smyth 2010, "Permutation
       p-values should never be zero");
     - ``ppf(q)`` and ``quantile(q)`` are the smallest draw with ``cdf >= q`` (``inverted_cdf``),
@@ -220,8 +224,12 @@ class EmpiricalNull:
         b = self.n_draws
 
         def kernel(v: np.ndarray) -> np.ndarray:
-            greater = (1.0 + b - self._count(v, "lt")) / (1.0 + b)
-            less = (1.0 + self._count(v, "le")) / (1.0 + b)
+            # a draw within 1e-12 (relative) of the observation is a tie and counts as at least
+            # as extreme: a degenerate null (e.g. sign flips of identical rows) can equal the
+            # observation up to rounding, and summation order must not decide its p-value
+            tol = _TIE_RTOL * np.abs(v)
+            greater = (1.0 + b - self._count(v - tol, "lt")) / (1.0 + b)
+            less = (1.0 + self._count(v + tol, "le")) / (1.0 + b)
             if alternative == "greater":
                 return greater
             if alternative == "less":

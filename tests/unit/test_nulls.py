@@ -386,3 +386,20 @@ def test_exceedance_validation():
 def test_public_names():
     for name in nulls.__all__:
         assert hasattr(nulls, name)
+
+
+def test_empirical_ties_are_decided_by_value_not_by_rounding():
+    # a draw equal to the observation up to rounding (e.g. the identity sign flip of a paired
+    # permutation null reproduces the observed cosine) counts as a tie, on both sides of x
+    from revstats.nulls import EmpiricalNull, exceedance
+
+    x = 0.3
+    for d in (x * (1 - 4e-16), x, x * (1 + 4e-16)):
+        null = EmpiricalNull(np.array([0.1, 0.2, d, -0.5]), method="test")
+        assert null.pvalue(x) == pytest.approx(2 / 5)
+        assert null.pvalue(x, alternative="less") == pytest.approx(5 / 5)
+        # at the threshold (with 2 draws the q = 0.9 quantile is the larger) a tie is not "above"
+        ex = exceedance(np.array([d]), EmpiricalNull(np.array([0.1, x]), method="test"), q=0.9)
+        assert int(ex.n_above) == 0
+    # a real difference still counts
+    assert EmpiricalNull(np.array([0.1, 0.2, x * (1 - 1e-9)]), method="t").pvalue(x) == pytest.approx(1 / 4)
