@@ -1,9 +1,10 @@
 """NumPy bootstrap engine: replicates in bounded-memory batches, jackknife, interval rules.
 
 Everything works on a 2-D array ``x`` of shape (m, n): m independent series (the flattened
-extra axes) of n observations. Replicates are drawn in chunks of about ``batch`` elements;
-each chunk has its own child generator spawned from the caller's generator, so results depend
-only on the seed and ``batch``, never on the number of threads.
+extra axes) of n observations. Replicates are drawn in at most 32 chunks, each with its own
+pair of SFC64 streams derived from the caller's generator (`_draws.streams`), and evaluated in
+blocks of about ``batch`` elements, so results depend only on the seed, ``batch`` and the
+number of resamples, never on the number of threads.
 
 Resample indices are the exact uniform draws of `_draws` (compiled with numba, NumPy
 otherwise; the same indices either way). Moment statistics (mean, var, std) never materialise
@@ -25,6 +26,7 @@ import os
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from scipy import special
@@ -36,7 +38,7 @@ METHODS = ("percentile", "basic", "bca")
 MOMENT_STATISTICS = ("mean", "var", "std")
 # codes stored per series for the method actually used
 CODE_AS_REQUESTED, CODE_SYMMETRIC, CODE_DEGENERATE = 0, 1, 2
-DEFAULT_BATCH = 1 << 18  # elements gathered per chunk: ~2 MB of float64, cache friendly
+DEFAULT_BATCH = 1 << 18  # elements evaluated per block: ~2 MB of float64, cache friendly
 
 
 def _named_statistics() -> dict[str, Callable]:
@@ -87,7 +89,7 @@ def child_generators(rng: np.random.Generator, count: int) -> list[np.random.Gen
     return [np.random.Generator(np.random.SFC64(s)) for s in root.spawn(count)]
 
 
-def _run_chunks(work: Callable[[int, int, np.random.Generator], None], chunks, gens, workers):
+def _run_chunks(work: Callable[[int, int, Any], None], chunks, gens, workers):
     if workers <= 1 or len(chunks) == 1:
         for (s, e), g in zip(chunks, gens, strict=True):
             work(s, e, g)

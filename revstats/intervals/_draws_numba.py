@@ -5,9 +5,9 @@ function here gives the same indices as the NumPy reference in `_draws`, bit for
 (tests/unit/test_bootstrap_engine.py), so installing numba changes speed, never results.
 
 The generator is NumPy's SFC64 (Chris Doty-Humphrey's Small Fast Chaotic PRNG, as in
-``numpy/random/src/sfc64/sfc64.h``): state (a, b, c, counter) of four 64-bit words, read from
-and written back to ``Generator.bit_generator.state["state"]["state"]``. The kernels release
-the GIL, so chunks run on threads.
+``numpy/random/src/sfc64/sfc64.h``): state (a, b, c, counter) of four 64-bit words, the rows
+of `_draws.streams` (the layout of ``SFC64().state["state"]["state"]``, so `_draws.generator`
+continues the same stream in NumPy). The kernels release the GIL, so chunks run on threads.
 """
 
 from __future__ import annotations

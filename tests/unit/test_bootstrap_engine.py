@@ -10,6 +10,18 @@ from revstats.intervals import _bootstrap as bs
 from revstats.intervals import _draws, bootstrap_ci
 
 
+def _require_compiled():
+    """The numba kernels: numba is a dependency, so their absence fails (unless the run asked
+    for the NumPy path with REVSTATS_NUMBA=0)."""
+    import os
+
+    if os.environ.get("REVSTATS_NUMBA", "1").strip() == "0":
+        pytest.skip("REVSTATS_NUMBA=0 selects the NumPy path")
+    k = _draws.compiled()
+    assert k is not None, "numba is a dependency of revstats, but its kernels cannot be imported"
+    return k
+
+
 @pytest.fixture(params=["compiled", "numpy"])
 def engine(request, monkeypatch):
     """Run a test with the numba kernels and with the NumPy path (identical draws)."""
@@ -17,8 +29,7 @@ def engine(request, monkeypatch):
         monkeypatch.setattr(_draws, "_compiled_module", None)
         monkeypatch.setattr(_draws, "_compiled_tried", True)
     else:
-        if _draws.compiled() is None:
-            pytest.skip("numba is not installed")
+        _require_compiled()
     return request.param
 
 
@@ -54,9 +65,7 @@ def test_rejected_draws_are_replaced_exactly(n, bits, engine):
 
 
 def test_compiled_kernels_equal_the_numpy_reference():
-    k = _draws.compiled()
-    if k is None:
-        pytest.skip("numba is not installed")
+    k = _require_compiled()
     # the SFC64 port gives NumPy's raw stream; `streams` seeds as SFC64(SeedSequence) does
     st = _streams(3, 5)
     raw = _draws.generator(st[2]).bit_generator.random_raw(50)
@@ -89,8 +98,7 @@ def test_compiled_kernels_equal_the_numpy_reference():
 
 
 def test_results_do_not_depend_on_numba(monkeypatch):
-    if _draws.compiled() is None:
-        pytest.skip("numba is not installed")
+    _require_compiled()
     x = np.random.default_rng(4).lognormal(size=(2, 777))
     a = [bs.replicates(x, f, fn, 500, np.random.default_rng(9)) for f, fn in (("mean", np.mean), ("std", np.std))]
     monkeypatch.setattr(_draws, "_compiled_module", None)
