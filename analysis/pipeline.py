@@ -843,16 +843,19 @@ def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
 def _null_bands(ctx: Context, null: Any, obs: np.ndarray) -> list[dict]:
     """Per step: the null's q50/q95/q99, averaged over the arm's countable pairs."""
     valid = np.isfinite(obs)
+    probs = (0.5, 0.95, 0.99)
+    # every quantile of every pair at once (a batched null's quantile covers all its pairs)
+    qs = np.broadcast_to(np.asarray(null.quantile(np.array(probs)), float), (*obs.shape, len(probs)))
     bands = []
     for j, s in enumerate(ctx.steps):
         row: dict[str, Any] = {"step": int(s)}
         col = np.nonzero(ctx.moving == j)[0]
-        for qq in (0.5, 0.95, 0.99):
+        for k, qq in enumerate(probs):
             key = f"q{int(round(qq * 100))}"
             if col.size == 0:
                 row[key] = None
                 continue
-            qv = np.broadcast_to(np.asarray(null.quantile(qq), float), obs.shape)[:, col[0]]
+            qv = qs[:, col[0], k]
             row[key] = _nanmean(qv[valid[:, col[0]]])
         bands.append(row)
     return bands

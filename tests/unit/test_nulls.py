@@ -320,6 +320,17 @@ def test_adjust_pvalues_matches_statsmodels_any_shape(method, sm):
     np.testing.assert_allclose(got[mask], multipletests(p[mask], method=sm)[1], rtol=1e-14)
 
 
+def test_holm_matches_statsmodels_with_ties_and_many_tests():
+    # revstats computes Holm itself (statsmodels' Holm runs gc.collect() per call); ties, exact
+    # 0 and 1, values that cap at 1, and m large enough that the cap matters
+    rng = np.random.default_rng(3)
+    for m in (1, 2, 7, 500):
+        p = np.round(rng.uniform(size=m) ** 2, 2)  # rounding makes ties
+        p[: min(m, 2)] = [0.0, 1.0][: min(m, 2)]
+        np.testing.assert_allclose(adjust_pvalues(p, method="holm"),
+                                   multipletests(p, method="holm")[1], rtol=1e-15, atol=0)
+
+
 def test_adjust_pvalues_xarray_and_dask():
     p = xr.DataArray(np.array([[0.01, 0.04], [0.03, 0.005]]), dims=("run", "step"))
     out = adjust_pvalues(p, method="holm")
@@ -403,3 +414,24 @@ def test_empirical_ties_are_decided_by_value_not_by_rounding():
         assert int(ex.n_above) == 0
     # a real difference still counts
     assert EmpiricalNull(np.array([0.1, 0.2, x * (1 - 1e-9)]), method="t").pvalue(x) == pytest.approx(1 / 4)
+
+
+def test_null_builders_return_sorted_read_only_draws_and_never_touch_user_arrays():
+    # the Monte Carlo builders hand their draw buffer over (sorted in place, no copy); a user's
+    # array given to EmpiricalNull is copied, never sorted or frozen in place
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((20, 6))
+    drift = rng.standard_normal((3, 4, 6))
+    for null in (covariance_matched_cosine(x, drift, n_draws=257, batch_size=100, rng=1),
+                 permutation_cosine(x[:10], x[10:], drift, n_permutations=257, batch_size=100,
+                                    rng=1)):
+        s = null.samples
+        assert s.shape == (3, 4, 257) and not s.flags.writeable
+        assert np.all(np.diff(s, axis=-1) >= 0)
+    mine = rng.standard_normal((2, 50))
+    before = mine.copy()
+    null = EmpiricalNull(mine, "user")
+    assert np.array_equal(mine, before) and mine.flags.writeable
+    assert np.all(np.diff(null.samples, axis=-1) >= 0)
+    f32 = rng.standard_normal(50).astype(np.float32)
+    assert EmpiricalNull._from_draws(f32, "user").samples.dtype == np.float64  # copied, not kept
