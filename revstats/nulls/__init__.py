@@ -322,10 +322,9 @@ def covariance_matched_cosine(
     for start in range(0, n_draws, batch_size):
         m = min(batch_size, n_draws - start)
         z = gen.standard_normal((m, lam.size))
-        # (k, m) straight into the output rows (a transposed copy of (m, k) is a strided write)
-        block = b.T @ z.T
-        block /= np.sqrt((z * z) @ lam_s)[None, :]
-        out[:, start : start + m] = block
+        block = z @ b  # (m, k): the same BLAS call for any batch size, so the same bits
+        block /= np.sqrt((z * z) @ lam_s)[:, None]  # in place: no second (m, k) temporary
+        out[:, start : start + m] = block.T
     return EmpiricalNull._from_draws(
         out.reshape(*batch_shape, n_draws),
         method="covariance_matched",
@@ -434,11 +433,10 @@ def permutation_cosine(
         zero = norm2 <= 1e-24 * max(float(np.trace(gram)), np.finfo(float).tiny)
         degenerate |= bool(zero.any())
         den = np.sqrt(np.where(zero, 1.0, norm2))
-        # (k, m) straight into the output rows (a transposed copy of (m, k) is a strided write)
-        cos = proj.T @ e.T
-        cos /= den[None, :]
-        cos[:, zero] = 0.0
-        out[:, start : start + m] = cos
+        cos = e @ proj  # (m, k): the same BLAS call for any batch size, so the same bits
+        cos /= den[:, None]
+        cos[zero] = 0.0
+        out[:, start : start + m] = cos.T
     if degenerate:
         warnings.warn(
             "some permutations gave a zero-length direction; their cosine was set to 0",
