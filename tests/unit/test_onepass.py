@@ -146,3 +146,36 @@ def test_gram_terms_equal_the_batch_form():
         got = npc.crossed_interval_gram_terms(full, uvar, used, v2, n)
     assert not used[1, 2].any() and used[0, :, 0].all()  # the plug-in is defined elsewhere
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("ratio", [1e-8, 1e-3, 1.0, 1e4])
+def test_gram_slab_equals_direct_products_at_any_drift_scale(ratio):
+    # the cross Gram's symmetric part comes from a second rank-k update; its cancellation
+    # must stay at a direct product's rounding whether the drift is tiny or huge next to
+    # the witness difference (early steps of a small learning rate: ||d|| << ||w||)
+    from revstats.geometry import _np_alignment_ci as npc
+
+    rng = np.random.default_rng(11)
+    n, p = 12, 64
+    al = rng.normal(size=(n, p)).astype(np.float32)
+    wi = (al + rng.normal(size=(n, p))).astype(np.float32)
+    a = (al + ratio * rng.normal(size=(n, p)) + 0.3 * ratio * (wi - al)).astype(np.float32)
+    d = a.astype(np.float64) - al
+    w = wi.astype(np.float64) - al
+    ww = w @ w.T
+    dw, dd, total, terms = _onepass._gram_slab(a, al, wi, None, None, ww)
+    direct = d @ w.T
+    bs = 0.5 * (direct + direct.T)
+    scale = np.sqrt(np.outer(np.diag(d @ d.T), np.diag(ww)))
+    got = _onepass._sym_cross(d, w, d @ d.T, ww)
+    assert np.max(np.abs(got - bs) / scale) < 1e-13
+    assert dw == pytest.approx(np.einsum("ij,ij->", d, w), rel=1e-11, abs=1e-12 * np.sqrt(
+        np.sum(d * d) * np.sum(w * w)))
+    assert dd == pytest.approx(np.sum(d * d), rel=1e-13)
+    np.testing.assert_allclose(total, a.sum(axis=0, dtype=np.float64), rtol=1e-15)
+    want = npc.gram_run_terms(np.stack([d @ d.T, direct, ww], axis=-1))
+    for g, x in zip(terms, want, strict=True):
+        g, x = np.asarray(g, float), np.asarray(x, float)
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(x))
+        np.testing.assert_allclose(g, x, rtol=1e-7, atol=1e-12 * np.nanmax(np.abs(x)),
+                                   equal_nan=True)
