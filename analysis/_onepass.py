@@ -207,38 +207,70 @@ def _scratch(name: str, shape: tuple[int, ...]) -> np.ndarray:
     return buf
 
 
-def _sym_cross(d: np.ndarray, w: np.ndarray, dd: np.ndarray, ww: np.ndarray) -> np.ndarray:
-    """The symmetric part ``(D W^T + W D^T) / 2`` from a second rank-k update instead of a
-    general product (half the FLOPs: 134 M instead of 268 M multiply-adds at 256 x 4096):
-    ``((D + cW)(D + cW)^T - D D^T - c^2 W W^T) / (2c)`` with ``c = ||D|| / ||W||``
-    (Frobenius), which keeps the cancellation error at ``eps ||d_i|| ||w_j||``, the size of a
-    direct product's rounding, whatever the ratio of drift to witness difference."""
+def _cross_scale(dd: np.ndarray, ww: np.ndarray) -> float:
+    """``c = ||D|| / ||W||`` (Frobenius, from the Grams' traces), 1 when undefined."""
     nd, nw = float(np.trace(dd)), float(np.trace(ww))
-    c = float(np.sqrt(nd / nw)) if nd > 0 and nw > 0 and np.isfinite(nd / nw) else 1.0
-    s = np.multiply(w, c, out=_scratch("s", d.shape))
-    s += d
-    out = s @ s.T  # BLAS syrk (NumPy recognises x @ x.T)
-    out -= dd
-    out -= (c * c) * ww
-    out *= 0.5 / c
-    return out
+    return float(np.sqrt(nd / nw)) if nd > 0 and nw > 0 and np.isfinite(nd / nw) else 1.0
 
 
 def _gram_slab(a: np.ndarray, al: np.ndarray, wi: np.ndarray, al64: np.ndarray | None,
-               w64: np.ndarray | None, ww: np.ndarray) -> tuple:
+               w64: np.ndarray | None, ww: np.ndarray, kernels: Any = None) -> tuple:
     """One layer of a moving slab in the Gram form: ``(sum_i <d_i, w_i>, sum_i ||d_i||^2,
-    sum_i a_i, gram_run_terms)``; the diagonal sums are the traces of the Grams."""
+    sum_i a_i, gram_run_terms)``; the diagonal sums are the traces of the Grams.
+
+    The cross Gram's symmetric part ``(D W^T + W D^T) / 2`` (all the interval uses) comes
+    from a second rank-k update instead of a general product, half the FLOPs (134 M instead
+    of 268 M multiply-adds at 256 x 4096): ``((D + cW)(D + cW)^T - D D^T - c^2 W W^T) / (2c)``
+    with ``c = ||D|| / ||W||``, which keeps the cancellation at ``eps ||d_i|| ||w_j||``, a
+    direct product's rounding, whatever the ratio of drift to witness difference (tested).
+    `kernels` (`_onepass_numba`, or None for NumPy) fuse the element passes; same bits."""
     from revstats.geometry import _np_alignment_ci as npc
 
-    # float32 operands: the exact difference, computed in float64 in one pass
-    d = np.subtract(a, al if al64 is None else al64, dtype=np.float64, out=_scratch("d", a.shape))
-    if w64 is None:
-        w64 = np.subtract(wi, al, dtype=np.float64, out=_scratch("w", a.shape))
+    n, p = a.shape
+    d = _scratch("d", (n, p))
+    if kernels is not None:
+        total = np.empty(p)
+        kernels.diff_colsum(a, al, d, total)
+    else:
+        # float32 operands: the exact difference, computed in float64 in one pass
+        np.subtract(a, al if al64 is None else al64, dtype=np.float64, out=d)
+        total = a.sum(axis=0, dtype=np.float64)
     dd = _gram(d)
-    bs = _sym_cross(d, w64, dd, ww)
-    total = a.sum(axis=0, dtype=np.float64)
+    c = _cross_scale(dd, ww)
+    s = _scratch("s", (n, p))
+    if kernels is not None:
+        kernels.plus_scaled_diff(d, wi, al, c, s)
+    else:
+        if w64 is None:
+            np.subtract(wi, al, dtype=np.float64, out=s)
+            s *= c
+        else:
+            np.multiply(w64, c, out=s)
+        s += d
+    bs = s @ s.T  # BLAS syrk (NumPy recognises x @ x.T)
+    bs -= dd
+    bs -= (c * c) * ww
+    bs *= 0.5 / c
     terms = npc.gram_run_terms(np.stack([dd, bs, ww], axis=-1))
     return float(np.trace(bs)), float(np.trace(dd)), total, terms
+
+
+#: element count of a reduction's Gram-form slabs above which the compiled passes are used
+#: (numba's import, ~0.5 s, is then a small part of the work); REVSTATS_NUMBA=0: never
+COMPILED_ABOVE = 50_000_000
+
+
+def _kernels(work: int, dtype: Any = np.float32) -> Any:
+    """`_onepass_numba`, or None (small work, a dtype numba has no type for (float16),
+    REVSTATS_NUMBA=0, or numba missing)."""
+    if (work < COMPILED_ABOVE or np.dtype(dtype) not in (np.float32, np.float64)
+            or os.environ.get("REVSTATS_NUMBA", "1").strip() == "0"):
+        return None
+    try:
+        from revstats.analysis import _onepass_numba
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    return _onepass_numba
 
 
 def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx: Sequence[int],
@@ -269,7 +301,8 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     wit = sub["witness"]
     wit_runs = "run" in wit.dims
     wit = wit.transpose(*(("run",) if wit_runs else ()), "layer", "example", "hidden")
-    wit_np = np.asarray(wit.values)  # (run?, layer, example, hidden), small next to acts
+    # (run?, layer, example, hidden), small next to acts; C order for the compiled passes
+    wit_np = np.ascontiguousarray(wit.values)
     arm_of = ([str(a) for a in np.asarray(sub["arm"].values)] if "arm" in sub.coords
               else ["all"] * n_run)
 
@@ -289,6 +322,8 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
     want_ci = crossed and n >= 4 and n_run >= 2
     ci_form = "gram" if n <= GRAM_MAX_PROBES else "jackknife"
     gram = want_ci and ci_form == "gram"
+    kernels = (_kernels(n_run * (n_step - 1) * n_layer * n * p,
+                        np.result_type(sub["acts"].dtype, wit_np.dtype)) if gram else None)
     ci = (np.full((n_run, len(moving_pos), n_layer, n, len(npc.PRODUCTS)), np.nan)
           if want_ci and not gram else None)
     n_est = len(npc.ESTIMATORS)
@@ -380,7 +415,8 @@ def reduce_layers(ds: xr.Dataset, layers: Sequence[str], step0: int, moving_idx:
                     wi_l: np.ndarray = wi_r, rc: list = cache_of[r], wg: list = ww_of[r],
                     j: int | None = j):
                 if gram and j is not None:
-                    return _gram_slab(a_s[li], al_r[li], wi_l[li], *rc[li], wg[li])
+                    return _gram_slab(np.ascontiguousarray(a_s[li]), al_r[li], wi_l[li],
+                                      *rc[li], wg[li], kernels)
                 dw, dd, tot = _diag_sums(a_s[li], al_r[li], wi_l[li], *rc[li])
                 extra = None
                 if want_ci and j is not None:

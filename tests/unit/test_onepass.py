@@ -148,8 +148,15 @@ def test_gram_terms_equal_the_batch_form():
     np.testing.assert_array_equal(got, want)
 
 
+def _kernel_choices():
+    from revstats.analysis import _onepass_numba
+
+    return [None, _onepass_numba]
+
+
 @pytest.mark.parametrize("ratio", [1e-8, 1e-3, 1.0, 1e4])
-def test_gram_slab_equals_direct_products_at_any_drift_scale(ratio):
+@pytest.mark.parametrize("compiled", [False, True])
+def test_gram_slab_equals_direct_products_at_any_drift_scale(ratio, compiled, monkeypatch):
     # the cross Gram's symmetric part comes from a second rank-k update; its cancellation
     # must stay at a direct product's rounding whether the drift is tiny or huge next to
     # the witness difference (early steps of a small learning rate: ||d|| << ||w||)
@@ -163,19 +170,52 @@ def test_gram_slab_equals_direct_products_at_any_drift_scale(ratio):
     d = a.astype(np.float64) - al
     w = wi.astype(np.float64) - al
     ww = w @ w.T
-    dw, dd, total, terms = _onepass._gram_slab(a, al, wi, None, None, ww)
+    seen = []
+    real = npc.gram_run_terms
+    monkeypatch.setattr(npc, "gram_run_terms", lambda g: seen.append(g.copy()) or real(g))
+    kernels = _kernel_choices()[int(compiled)]
+    dw, dd, total, terms = _onepass._gram_slab(a, al, wi, None, None, ww, kernels)
     direct = d @ w.T
     bs = 0.5 * (direct + direct.T)
     scale = np.sqrt(np.outer(np.diag(d @ d.T), np.diag(ww)))
-    got = _onepass._sym_cross(d, w, d @ d.T, ww)
-    assert np.max(np.abs(got - bs) / scale) < 1e-13
+    assert np.max(np.abs(seen[0][..., 1] - bs) / scale) < 1e-13
+    np.testing.assert_allclose(seen[0][..., 0], d @ d.T, rtol=1e-13)
     assert dw == pytest.approx(np.einsum("ij,ij->", d, w), rel=1e-11, abs=1e-12 * np.sqrt(
         np.sum(d * d) * np.sum(w * w)))
     assert dd == pytest.approx(np.sum(d * d), rel=1e-13)
-    np.testing.assert_allclose(total, a.sum(axis=0, dtype=np.float64), rtol=1e-15)
-    want = npc.gram_run_terms(np.stack([d @ d.T, direct, ww], axis=-1))
+    np.testing.assert_array_equal(total, a.sum(axis=0, dtype=np.float64))
+    want = real(np.stack([d @ d.T, direct, ww], axis=-1))
     for g, x in zip(terms, want, strict=True):
         g, x = np.asarray(g, float), np.asarray(x, float)
         np.testing.assert_array_equal(np.isnan(g), np.isnan(x))
         np.testing.assert_allclose(g, x, rtol=1e-7, atol=1e-12 * np.nanmax(np.abs(x)),
                                    equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_compiled_gram_passes_give_numpys_bits(dtype):
+    # the compiled element passes are used for large stores only: they must not change a bit
+    rng = np.random.default_rng(2)
+    n, p = 9, 33
+    al = rng.normal(size=(n, p)).astype(dtype)
+    wi = (al + rng.normal(size=(n, p))).astype(dtype)
+    a = (al + 0.1 * rng.normal(size=(n, p))).astype(dtype)
+    w = wi.astype(np.float64) - al
+    ww = w @ w.T
+    ref = _onepass._gram_slab(a, al, wi, None, None, ww, None)
+    cached = _onepass._gram_slab(a, al, wi, al.astype(np.float64), w, ww, None)
+    kernels = _onepass._kernels(_onepass.COMPILED_ABOVE, dtype)
+    assert (kernels is None) == (dtype == np.float16)  # numba has no float16: NumPy there
+    got = _onepass._gram_slab(a, al, wi, None, None, ww, kernels)
+    for other in (cached, got):
+        assert other[:2] == ref[:2]
+        np.testing.assert_array_equal(other[2], ref[2])
+        for x, y in zip(other[3], ref[3], strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_large_gram_reductions_use_the_compiled_passes(monkeypatch):
+    assert _onepass._kernels(_onepass.COMPILED_ABOVE - 1) is None
+    assert _onepass._kernels(_onepass.COMPILED_ABOVE) is not None
+    monkeypatch.setenv("REVSTATS_NUMBA", "0")
+    assert _onepass._kernels(10 * _onepass.COMPILED_ABOVE) is None
