@@ -60,12 +60,54 @@ def check_dims(name: str, obj: Any, dims: str | Sequence[Hashable]) -> tuple[Has
     return wanted
 
 
-def as_finite_array(name: str, x: Any, *, min_size: int = 1, dtype: Any = float) -> np.ndarray:
-    """Convert to an ndarray of `dtype`, refusing empty, NaN or infinite input."""
+_NON_REAL = {
+    "c": "complex numbers (pass `.real`, `.imag` or `abs()` of them, whichever you mean)",
+    "M": "datetimes (convert them to numbers first, e.g. `(t - t0) / np.timedelta64(1, 's')`)",
+    "m": "timedeltas (convert them to numbers first, e.g. `dt / np.timedelta64(1, 's')`)",
+    "U": "strings (parse them to numbers first, e.g. `np.asarray(x, dtype=float)`)",
+    "S": "bytes (parse them to numbers first)",
+    "V": "raw or structured records (select a numeric field)",
+}
+
+
+def as_real_array(name: str, x: Any, dtype: Any = float) -> np.ndarray:
+    """Convert to an ndarray of `dtype`, refusing what is not real numbers.
+
+    NumPy's own ``asarray(x, dtype=float)`` drops imaginary parts (with only a warning), parses
+    numeric strings and turns datetimes into integers: each of those silently changes what is
+    analysed, so they are refused here with the fix; ragged nested lists too. Booleans and
+    integers are real numbers and convert. NaN/Inf are left to the caller's finiteness check.
+    """
     try:
-        arr = np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be numeric array-like, got {type(x).__name__}") from None
+        raw = np.asarray(x)
+    except ValueError:  # ragged nested sequences (NumPy >= 1.24)
+        raise ValueError(
+            f"`{name}` is ragged (nested rows of different lengths): pass a rectangular array"
+        ) from None
+    kind = raw.dtype.kind
+    if kind in _NON_REAL:
+        raise TypeError(f"`{name}` must hold real numbers, got dtype {raw.dtype}: {_NON_REAL[kind]}")
+    if kind == "O":
+        for v in raw.flat:
+            if v is None:
+                continue
+            if isinstance(v, (str, bytes, complex, np.complexfloating)) or not np.isrealobj(v):
+                raise TypeError(
+                    f"`{name}` must hold real numbers, got an object array holding "
+                    f"{type(v).__name__} {v!r}: convert the values to floats first"
+                )
+        try:
+            return np.asarray(raw.astype(float), dtype=dtype)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"`{name}` must be numeric array-like, got objects that do not convert to floats"
+            ) from None
+    return np.asarray(raw, dtype=dtype)
+
+
+def as_finite_array(name: str, x: Any, *, min_size: int = 1, dtype: Any = float) -> np.ndarray:
+    """Convert to an ndarray of `dtype`, refusing non-real, empty, NaN or infinite input."""
+    arr = as_real_array(name, x, dtype=dtype)
     if arr.size < min_size:
         raise ValueError(f"`{name}` needs at least {min_size} value(s), got {arr.size}")
     if not np.all(np.isfinite(arr)):

@@ -14,7 +14,13 @@ import numpy as np
 from scipy import special
 
 from revstats._lazy import scipy_stats as stats
-from revstats._validation import RNGLike, check_choice, check_confidence, normalize_rng
+from revstats._validation import (
+    RNGLike,
+    as_real_array,
+    check_choice,
+    check_confidence,
+    normalize_rng,
+)
 from revstats.effects._trend import jonckheere_terpstra
 from revstats.errors import DegenerateDataWarning
 from revstats.intervals import _bootstrap as _bs
@@ -51,10 +57,7 @@ def _count(v: Any) -> Any:
 
 
 def _sample(x: Any, name: str, min_n: int = 2) -> np.ndarray:
-    try:
-        arr = np.asarray(x, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a numeric 1-D array") from None
+    arr = as_real_array(name, x)
     if arr.ndim != 1:
         raise ValueError(f"`{name}` must be 1-D (one value per run or probe), got shape {arr.shape}")
     if arr.size == 0:

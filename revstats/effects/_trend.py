@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 
 from revstats._lazy import scipy_stats as stats
+from revstats._validation import as_real_array
 from revstats.intervals._results import Effect
 
 EXACT_MAX_N = 100
@@ -71,7 +72,7 @@ def _validate_jt(groups: tuple, alternative: str, method: str) -> list[np.ndarra
         raise ValueError("pass at least 2 groups, in the hypothesised order (e.g. blocked, control, push)")
     out = []
     for i, g in enumerate(groups):
-        arr = np.asarray(g, dtype=float).ravel()
+        arr = as_real_array(f"groups[{i}]", g).ravel()
         if arr.size == 0:
             raise ValueError(f"group {i} is empty: every group needs at least one value")
         if not np.all(np.isfinite(arr)):

@@ -14,7 +14,14 @@ from typing import Any, Literal
 import numpy as np
 
 from revstats._lazy import scipy_stats as stats
-from revstats._validation import RNGLike, check_choice, check_confidence, check_dims, normalize_rng
+from revstats._validation import (
+    RNGLike,
+    as_real_array,
+    check_choice,
+    check_confidence,
+    check_dims,
+    normalize_rng,
+)
 from revstats.errors import DegenerateDataWarning
 from revstats.intervals import _bootstrap as _bs
 from revstats.intervals import _proportions as _prop
@@ -240,7 +247,7 @@ def _stacked(arr: np.ndarray, n_core: int) -> np.ndarray:
 
 
 def _validate_sample(x: np.ndarray, name: str, min_n: int) -> np.ndarray:
-    x = np.asarray(x, dtype=float)
+    x = as_real_array(name, x)
     if x.size == 0 or x.shape[-1] == 0:
         raise ValueError(f"`{name}` is empty: pass at least {min_n} observations")
     if x.shape[-1] < min_n:
@@ -292,8 +299,12 @@ def mean_ci(
     def kernel(arr: np.ndarray, n_core: int = 1) -> np.ndarray:
         arr = _validate_sample(_stacked(arr, n_core), "x", 2)
         n = arr.shape[-1]
-        mean = arr.mean(axis=-1)
-        sd = arr.std(axis=-1, ddof=1)
+        # scale each series by a power of two (exact) so that squares neither overflow
+        # (values beyond ~1e154) nor underflow to a false sd = 0 (below ~1e-154)
+        scale = _pow2_scale(arr)
+        scaled = arr / scale
+        mean = scaled.mean(axis=-1) * scale[..., 0]
+        sd = scaled.std(axis=-1, ddof=1) * scale[..., 0]
         if np.any(sd == 0):
             warnings.warn(
                 "`x` has all observations equal in some series: sd = 0, so the t interval has "
@@ -306,7 +317,8 @@ def mean_ci(
         return np.stack([mean, mean - half, mean + half, sd, se, np.full_like(mean, n)], axis=-1)
 
     if template is None:
-        arr = np.moveaxis(np.asarray(x, dtype=float), axis, -1) if np.ndim(x) else np.asarray(x)
+        arr = as_real_array("x", x)
+        arr = np.moveaxis(arr, axis, -1) if arr.ndim else arr
         if arr.ndim == 0:
             raise ValueError("`x` is a scalar: pass at least 2 observations")
         res = kernel(arr)
@@ -325,6 +337,13 @@ def mean_ci(
         n=n,
         extra={"sd": sd, "standard_error": se, "df": n - 1},
     )
+
+
+def _pow2_scale(arr: np.ndarray) -> np.ndarray:
+    """Per-series power of two near max|x| (1 for all-zero series), shape (..., 1)."""
+    peak = np.abs(arr).max(axis=-1, keepdims=True)
+    _, exp = np.frexp(np.where(peak > 0, peak, 1.0))
+    return np.ldexp(1.0, exp - 1)
 
 
 _NAMES6 = ("estimate", "low", "high", "sd", "standard_error", "n")
@@ -465,21 +484,18 @@ def bootstrap_ci(
         lead = arr.shape[:-1]
         x2 = arr.reshape(-1, arr.shape[-1])
         theta = np.asarray(func(x2, axis=-1), dtype=float).reshape(-1)
+        _bs.check_finite(theta)  # before resampling: an undefined estimate is refused at once
         reps = _bs.replicates(
             x2, fast, func, n_resamples, generator, batch=batch, workers=workers
         )
-        accel = _bs.acceleration(_bs.jackknife(x2, fast, func, batch=batch)) if method == "bca" else None
+        jack = _bs.jackknife(x2, fast, func, batch=batch) if method == "bca" else None
+        _bs.check_finite(theta, reps, jack)
+        accel = _bs.acceleration(jack) if jack is not None else None
         return _interval_parts(theta, reps, method, conf, accel).reshape(lead + (4,))
 
     attrs = settings_attrs(method, conf, n_resamples=n_resamples, seed=_seed_of(rng))
     if template is None:
-        try:
-            arr = np.asarray(data, dtype=float)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"`data` must be numeric array-like, got {type(data).__name__} that does not "
-                "convert to floats"
-            ) from None
+        arr = as_real_array("data", data)
         if arr.ndim == 0:
             raise ValueError("`data` is a scalar: pass at least 2 observations")
         res = kernel(np.moveaxis(arr, axis, -1))
@@ -578,7 +594,7 @@ def cluster_bootstrap_ci(
     generator = normalize_rng(rng)
 
     def kernel(arr: np.ndarray, n_core: int = 2, n_within: int = 1) -> np.ndarray:
-        arr = np.asarray(arr, dtype=float)
+        arr = as_real_array("data", arr)
         if n_within == 0:
             arr = arr[..., None]
         elif n_within > 1:
@@ -593,15 +609,18 @@ def cluster_bootstrap_ci(
         lead = arr.shape[:-2]
         x3 = arr.reshape((-1, c, w))
         theta = np.asarray(func(x3.reshape(x3.shape[0], -1), axis=-1), dtype=float).reshape(-1)
+        _bs.check_finite(theta)
         reps = _bs.cluster_replicates(x3, func, n_resamples, generator, two_stage=two_stage,
                                       batch=batch, workers=workers)
-        accel = _bs.acceleration(_bs.cluster_jackknife(x3, func)) if method == "bca" else None
+        jack = _bs.cluster_jackknife(x3, func) if method == "bca" else None
+        _bs.check_finite(theta, reps, jack)
+        accel = _bs.acceleration(jack) if jack is not None else None
         return _interval_parts(theta, reps, method, conf, accel).reshape(lead + (4,))
 
     attrs = settings_attrs(method, conf, n_resamples=n_resamples, seed=_seed_of(rng))
     attrs["two_stage"] = int(two_stage)
     if not _is_xarray(data):
-        arr = np.asarray(data, dtype=float)
+        arr = as_real_array("data", data)
         if arr.ndim < 2:
             raise ValueError("`data` must have shape (..., clusters, units): at least 2 axes")
         res = kernel(arr)

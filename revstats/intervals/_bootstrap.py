@@ -71,7 +71,82 @@ def resolve_statistic(statistic: str | Callable) -> tuple[str | None, Callable]:
     for name in MOMENT_STATISTICS:
         if statistic is named[name]:
             return name, statistic
-    return None, statistic
+    if any(statistic is f for f in named.values()):
+        return None, statistic
+    return None, _checked_statistic(statistic)
+
+
+def _checked_statistic(statistic: Callable) -> Callable:
+    """Wrap a user statistic so that what it returns is checked on every call.
+
+    A statistic that ignores ``axis`` (returns one number for a whole batch of resamples),
+    returns complex or text values, or the wrong shape would otherwise give a zero-width or
+    silently wrong interval; each gets an error that says what the function must do.
+    """
+    label = getattr(statistic, "__name__", type(statistic).__name__)
+
+    def checked(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        try:
+            res = statistic(x, axis=axis)
+        except TypeError as err:
+            if "axis" in str(err):
+                raise TypeError(
+                    f"`statistic` {label!r} must accept an `axis` keyword and reduce along it, "
+                    f"as f(x, axis=-1) (scipy.stats.bootstrap's vectorised form); it raised: {err}"
+                ) from err
+            raise
+        out = np.asarray(res)
+        want = x.shape[:-1] if axis in (-1, x.ndim - 1) else np.delete(np.array(x.shape), axis)
+        if out.dtype.kind not in "biuf":
+            raise TypeError(
+                f"`statistic` {label!r} returned values of dtype {out.dtype}; it must return "
+                "real numbers (take `.real` or `abs()` inside it if that is what you mean)"
+            )
+        if out.shape != tuple(want):
+            raise ValueError(
+                f"`statistic` {label!r} must be vectorised: f(x, axis=-1) on an array of shape "
+                f"{x.shape} must return one value per row, shape {tuple(want)}, but returned "
+                f"shape {out.shape}. A function that ignores `axis` (e.g. `float(np.mean(x))`) "
+                "reduces the whole batch of resamples to one number"
+            )
+        return out
+
+    checked.__wrapped__ = statistic  # type: ignore[attr-defined]
+    return checked
+
+
+def check_finite(
+    theta: np.ndarray, reps: np.ndarray | None = None, jack: np.ndarray | None = None
+) -> None:
+    """Refuse NaN/Inf in the estimate, the replicates or the jackknife values.
+
+    Such an interval is undefined (a statistic undefined on some resamples, e.g. a correlation
+    of a constant resample, or a value that overflows): say where, instead of returning NaN
+    ends or a fallback interval that hides it.
+    """
+    bad_t = ~np.isfinite(theta)
+    if bad_t.any():
+        where = np.flatnonzero(bad_t)
+        raise ValueError(
+            f"`statistic` is NaN or infinite on the data itself in {where.size} of {theta.size} "
+            f"series (first: series {int(where[0])}): the interval is undefined there; check "
+            "the data (overflow of very large values?) or the statistic"
+        )
+    bad_r = ~np.isfinite(reps) if reps is not None else np.zeros((1, 1), bool)
+    if bad_r.any():
+        k = int(bad_r.any(axis=0).sum())
+        raise ValueError(
+            f"`statistic` returned NaN or infinite values on {k} of {reps.shape[-1]} resamples "
+            f"(in {int(bad_r.any(axis=-1).sum())} of {reps.shape[0]} series): the bootstrap "
+            "distribution, and so the interval, is undefined; use a statistic defined on every "
+            "resample (e.g. one that handles resamples with repeated or constant values)"
+        )
+    if jack is not None and not np.all(np.isfinite(jack)):
+        raise ValueError(
+            "`statistic` returned NaN or infinite values on a leave-one-out (jackknife) sample, "
+            "which BCa needs for its acceleration: use method='percentile' or a statistic "
+            "defined on every subsample"
+        )
 
 
 def _chunks(total: int, per_chunk: int) -> list[tuple[int, int]]:
@@ -207,8 +282,14 @@ def jackknife(x: np.ndarray, fast: str | None, func: Callable, *, batch: int = D
 
 
 def acceleration(jack: np.ndarray) -> np.ndarray:
-    """BCa acceleration a = sum(d^3) / (6 (sum d^2)^1.5), d = mean(jack) - jack (E&T eq. 14.15)."""
+    """BCa acceleration a = sum(d^3) / (6 (sum d^2)^1.5), d = mean(jack) - jack (E&T eq. 14.15).
+
+    a is scale-free, so d is divided by max|d| first: the cubes neither overflow for values
+    beyond ~1e100 nor underflow to 0 below ~1e-100.
+    """
     d = jack.mean(axis=-1, keepdims=True) - jack
+    scale = np.abs(d).max(axis=-1, keepdims=True)
+    d = d / np.where(scale > 0, scale, 1.0)
     num = (d**3).sum(axis=-1)
     den = 6.0 * (d**2).sum(axis=-1) ** 1.5
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from revstats._lazy import scipy_stats as stats
-from revstats._validation import check_confidence
+from revstats._validation import as_real_array, check_confidence
 from revstats.intervals._results import Effect, Interval
 
 __all__ = ["cluster_proportion_ci", "cluster_rate_comparison"]
@@ -31,8 +31,8 @@ __all__ = ["cluster_proportion_ci", "cluster_rate_comparison"]
 
 def _validate(k: Any, n: Any, confidence: float) -> tuple[np.ndarray, np.ndarray, float]:
     conf = check_confidence(confidence)
-    kk = np.asarray(k, dtype=float).ravel()
-    nn = np.asarray(n, dtype=float)
+    kk = as_real_array("k", k).ravel()
+    nn = as_real_array("n", n)
     if nn.ndim == 0:
         nn = np.full(kk.shape, float(nn))
     nn = nn.ravel()

@@ -24,11 +24,10 @@ DIFF_METHODS = ("newcombe", "newcombe_cc", "wald", "miettinen_nurminen")
 
 def validate_counts(k: object, n: object, *, k_name: str = "k", n_name: str = "n"):
     """Return float arrays (k, n) after checking 0 <= k <= n, n >= 1, integer-valued, finite."""
-    try:
-        k_arr = np.asarray(k, dtype=float)
-        n_arr = np.asarray(n, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{k_name}` and `{n_name}` must be numeric counts") from None
+    from revstats._validation import as_real_array
+
+    k_arr = as_real_array(k_name, k)
+    n_arr = as_real_array(n_name, n)
     for name, arr in ((k_name, k_arr), (n_name, n_arr)):
         if arr.size == 0:
             raise ValueError(f"`{name}` is empty: pass at least one count")

@@ -70,7 +70,9 @@ def mean_sd(
         mean = x.mean(dim=dims, skipna=False)
         sd = x.std(dim=dims, ddof=ddof, skipna=False)
         return MeanSD(mean=mean, sd=sd, n=n, ddof=ddof)
-    arr = np.asarray(x, dtype=float)
+    from revstats._validation import as_real_array
+
+    arr = as_real_array("x", x)
     if arr.ndim == 0 or arr.shape[axis] <= ddof:
         raise ValueError(f"`x` needs more than {ddof} values along the axis")
     if not np.all(np.isfinite(arr)):

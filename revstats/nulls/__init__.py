@@ -25,7 +25,13 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from revstats._validation import RNGLike, as_finite_array, check_choice, normalize_rng
+from revstats._validation import (
+    RNGLike,
+    as_finite_array,
+    as_real_array,
+    check_choice,
+    normalize_rng,
+)
 from revstats.errors import DegenerateDataWarning
 from revstats.nulls._types import _TIE_RTOL, Alternative, CosineNull, EmpiricalNull
 
@@ -490,10 +496,7 @@ def history_pairs_cosine(drift: Any, directions: Any) -> EmpiricalNull:
 
 def _validate_adjust(p: Any, method: str) -> np.ndarray:
     check_choice("method", method, tuple(_ADJUST))
-    try:
-        arr = np.asarray(p, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"`p` must be numeric array-like, got {type(p).__name__}") from None
+    arr = as_real_array("p", p)
     finite = arr[~np.isnan(arr)]
     if np.any((finite < 0) | (finite > 1)):
         raise ValueError("`p` must contain p-values in [0, 1] (NaN allowed for missing ones)")
@@ -684,10 +687,7 @@ def _validate_exceedance(
         raise ValueError(f"`q` must lie strictly between 0 and 1 (e.g. 0.99), got {q!r}")
     if not 0.0 < af < 1.0:
         raise ValueError(f"`alpha` must lie strictly between 0 and 1 (e.g. 0.05), got {alpha!r}")
-    try:
-        obs = np.asarray(observed, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"`observed` must be numeric array-like, got {type(observed).__name__}") from None
+    obs = as_real_array("observed", observed)
     if np.any(np.abs(obs[np.isfinite(obs)]) > 1.0 + 1e-9):
         raise ValueError(
             "`observed` must hold cosines in [-1, 1] (NaN allowed for missing ones); got values "

@@ -205,7 +205,7 @@ def _stats_cases() -> list[Case]:
              "`statistic` name must be one of"),
         Case("bootstrap-string-data", "intervals", "strings as bootstrap data",
              lambda p: intervals.bootstrap_ci(["a", "b", "c"], "mean", rng=0), TypeError,
-             "`data` must be numeric"),
+             "`data` must hold real numbers, got dtype <U1: strings"),
         Case("hedges-constant-groups", "effects", "two groups with zero variance",
              lambda p: effects.hedges_g([1.0, 1, 1], [1.0, 1, 1]), ValueError,
              "both groups have zero standard deviation"),
@@ -1031,6 +1031,96 @@ def _hostile_cases() -> list[Case]:
         Case("cli-simulate-mismatch-first", "cli",
              "`revstats simulate --out` a store written with other settings (refused before simulating)",
              _simulate_mismatch, SystemExit, "written with different settings", cli=True),
+        *_non_real_cases(),
+    ]
+
+
+def _boot(data, statistic="mean", **kw):
+    from revstats import intervals
+
+    return intervals.bootstrap_ci(data, statistic, n_resamples=999, rng=0, **kw)
+
+
+def _cluster_boot(data, statistic="mean", **kw):
+    from revstats import intervals
+
+    return intervals.cluster_bootstrap_ci(data, statistic, n_resamples=999, rng=0, **kw)
+
+
+def _scale_free(fn, scale):
+    """The interval of data x * scale is scale x the interval of x (to rounding)."""
+    x = np.random.default_rng(3).gamma(2.0, size=30)
+    ref, got = fn(x), fn(x * scale)
+    ok = np.allclose([got.low / scale, got.high / scale], [ref.low, ref.high], rtol=1e-12)
+    return f"interval scales with the data: {bool(ok)}" if ok else f"not scale-free: {got}"
+
+
+def _non_real_cases() -> list[Case]:
+    from revstats import effects, intervals, nulls
+
+    x = np.random.default_rng(0).normal(size=20)
+    xc = np.random.default_rng(0).normal(size=(5, 4))
+    return [
+        Case("bootstrap-complex-data", "intervals", "complex bootstrap data",
+             lambda p: _boot(x + 1j), TypeError, "`data` must hold real numbers, got dtype complex128"),
+        Case("mean-ci-complex", "intervals", "complex values in a t interval",
+             lambda p: intervals.mean_ci(x.astype(complex)), TypeError, "`x` must hold real numbers"),
+        Case("mean-ci-numeric-strings", "intervals", "numbers as strings in a t interval",
+             lambda p: intervals.mean_ci(["1", "2", "3"]), TypeError, "strings .*parse them"),
+        Case("bootstrap-datetimes", "intervals", "datetimes as bootstrap data",
+             lambda p: _boot(np.arange(5).astype("datetime64[D]")), TypeError, "datetimes"),
+        Case("bootstrap-timedeltas", "intervals", "timedeltas as bootstrap data",
+             lambda p: _boot(np.arange(5).astype("timedelta64[s]")), TypeError, "timedeltas"),
+        Case("bootstrap-object-complex", "intervals", "an object array holding a complex number",
+             lambda p: _boot(np.array([1.0, 2.0, 3j], dtype=object)), TypeError,
+             "object array holding complex"),
+        Case("bootstrap-ragged", "intervals", "ragged nested lists as bootstrap data",
+             lambda p: _boot([[1.0, 2.0], [3.0]]), ValueError, "`data` is ragged"),
+        Case("cluster-bootstrap-complex", "intervals", "complex cluster-bootstrap data",
+             lambda p: _cluster_boot(xc + 1j), TypeError, "`data` must hold real numbers"),
+        Case("mean-difference-complex", "effects", "complex values in a mean difference",
+             lambda p: effects.mean_difference(x + 1j, x), TypeError, "`a` must hold real numbers"),
+        Case("proportion-complex-counts", "intervals", "complex counts",
+             lambda p: intervals.proportion_ci(3 + 0j, 10), TypeError, "`k` must hold real numbers"),
+        Case("adjust-pvalues-strings", "nulls", "p-values as strings",
+             lambda p: nulls.adjust_pvalues(["0.01", "0.2"]), TypeError, "`p` must hold real numbers"),
+        Case("statistic-ignores-axis", "intervals",
+             "a statistic that ignores `axis` (`float(np.mean(x))`)",
+             lambda p: _boot(x, lambda v, axis=-1: float(np.mean(v))), ValueError,
+             "must be vectorised: .*one value per row"),
+        Case("statistic-no-axis", "intervals", "a statistic without an `axis` keyword",
+             lambda p: _boot(x, lambda v: v.mean()), TypeError, "must accept an `axis` keyword"),
+        Case("statistic-complex", "intervals", "a statistic returning complex values",
+             lambda p: _boot(x, lambda v, axis=-1: v.mean(axis) + 0j), TypeError,
+             "returned values of dtype complex128"),
+        Case("statistic-wrong-shape", "intervals", "a statistic returning the resamples unreduced",
+             lambda p: _boot(x, lambda v, axis=-1: v), ValueError, "must be vectorised"),
+        Case("statistic-nan-on-data", "intervals", "a statistic that is NaN on the data",
+             lambda p: _boot(x, lambda v, axis=-1: np.full(v.shape[:-1], np.nan)), ValueError,
+             "NaN or infinite on the data itself"),
+        Case("statistic-nan-on-resamples", "intervals",
+             "a statistic NaN on some resamples (correlation of a constant resample)",
+             lambda p: _boot(np.r_[np.zeros(4), 1.0], lambda v, axis=-1: v.std(axis) / v.std(axis)),
+             ValueError, "NaN or infinite values on .* resamples"),
+        Case("cluster-statistic-ignores-axis", "intervals",
+             "a cluster-bootstrap statistic that ignores `axis`",
+             lambda p: _cluster_boot(xc, lambda v, axis=-1: float(np.mean(v))), ValueError,
+             "must be vectorised"),
+        Case("bootstrap-var-overflow", "intervals", "the variance of values ~1e300 (overflows)",
+             lambda p: _boot(x * 1e300, "var"), ValueError, "NaN or infinite on the data itself"),
+        Case("bca-huge-values", "intervals", "BCa interval of values ~1e300",
+             lambda p: _scale_free(lambda v: _boot(v, "median", method="bca"), 1e299), None,
+             "interval scales with the data: True"),
+        Case("bca-tiny-values", "intervals", "BCa interval of values ~1e-300",
+             lambda p: _scale_free(lambda v: _boot(v, "median", method="bca"), 1e-300), None,
+             "interval scales with the data: True"),
+        Case("cluster-bca-huge-values", "intervals", "cluster BCa interval of values ~1e300",
+             lambda p: _scale_free(lambda v: _cluster_boot(v.reshape(6, 5), method="bca"), 1e299),
+             None, "interval scales with the data: True"),
+        Case("mean-ci-huge-values", "intervals", "t interval of values ~1e300 (squares overflow)",
+             lambda p: _scale_free(intervals.mean_ci, 1e299), None, "interval scales with the data: True"),
+        Case("mean-ci-tiny-values", "intervals", "t interval of values ~1e-300 (squares underflow)",
+             lambda p: _scale_free(intervals.mean_ci, 1e-300), None, "interval scales with the data: True"),
     ]
 
 

@@ -347,7 +347,7 @@ def test_adjust_pvalues_all_nan_and_validation():
         adjust_pvalues([0.1], method="fdr_bh")
     with pytest.raises(ValueError, match=r"`p` must contain p-values in \[0, 1\]"):
         adjust_pvalues([0.1, 1.2])
-    with pytest.raises(TypeError, match=r"`p` must be numeric"):
+    with pytest.raises(TypeError, match=r"`p` must hold real numbers"):
         adjust_pvalues(["a"])
 
 
