@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import copy
 import gc
+import itertools
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -703,10 +704,14 @@ def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
     det: dict[str, dict] = {}
     for arm, idx in ctx.arm_idx.items():
         obs, drift = _arm_pairs(ctx.arrays[layer], idx, ctx.moving)
-        dists = {**shared, **_monte_carlo_nulls(ctx, layer, drift, skipped,
-                                                int(np.isfinite(obs).sum()))}
-        head[arm] = {name: _null_summary(ctx, name, null, obs) for name, null in dists.items()}
-        det[arm] = {name: {"bands": _null_bands(ctx, null, obs)} for name, null in dists.items()}
+        head[arm], det[arm] = {}, {}
+        # one Monte Carlo null alive at a time: each is (pairs x draws) float64, 128 MB on a
+        # 320-pair arm at 50,000 draws; summarised, then dropped before the next is built
+        built = _monte_carlo_nulls(ctx, layer, drift, skipped, int(np.isfinite(obs).sum()))
+        for name, null in itertools.chain(shared.items(), built):
+            head[arm][name] = _null_summary(ctx, name, null, obs)
+            det[arm][name] = {"bands": _null_bands(ctx, null, obs)}
+            del null
     return head, det
 
 
@@ -758,30 +763,34 @@ def _null_draws(ctx: Context, n_pairs: int) -> int:
 
 
 def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Skipped,
-                       n_pairs: int | None = None) -> dict:
-    """The covariance-matched and permutation nulls for the arm's drift directions."""
+                       n_pairs: int | None = None) -> Iterator[tuple[str, Any]]:
+    """The covariance-matched and permutation nulls for the arm's drift directions, built
+    one at a time as the caller asks for them (name, null)."""
     arr = ctx.arrays[layer]
     n_draws = _null_draws(ctx, drift.shape[0] * drift.shape[1] if n_pairs is None else n_pairs)
-    out: dict = {}
     if not (arr.aligned.shape[0] >= 3 and np.isfinite(arr.aligned).all()):
         skipped.add("null:covariance_matched,permutation", layer,
                     "fewer than 3 probes or a non-finite aligned slab")
-        return out
+        return
     # a null that is undefined for this layer (e.g. probes that all share one activation,
     # as an embedding layer read at one token) is skipped with the core's reason
     try:
-        out["covariance_matched"] = nulls.covariance_matched_cosine(
+        null = nulls.covariance_matched_cosine(
             arr.aligned, drift, kind="samples", n_draws=n_draws,
             rng=ctx.seeds["covariance_matched"])
     except ValueError as err:
         skipped.add("null:covariance_matched", layer, str(err))
+    else:
+        yield "covariance_matched", null
+        del null
     try:
-        out["permutation"] = nulls.permutation_cosine(
+        null = nulls.permutation_cosine(
             arr.witness, arr.aligned, drift, paired=True, n_permutations=n_draws,
             rng=ctx.seeds["permutation"])
     except ValueError as err:
         skipped.add("null:permutation", layer, str(err))
-    return out
+    else:
+        yield "permutation", null
 
 
 def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
