@@ -709,8 +709,10 @@ def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
         # 320-pair arm at 50,000 draws; summarised, then dropped before the next is built
         built = _monte_carlo_nulls(ctx, layer, drift, skipped, int(np.isfinite(obs).sum()))
         for name, null in itertools.chain(shared.items(), built):
-            head[arm][name] = _null_summary(ctx, name, null, obs)
+            # bands first: their three quantiles include the summary's, which then reuses
+            # the same partial sort of the draws
             det[arm][name] = {"bands": _null_bands(ctx, null, obs)}
+            head[arm][name] = _null_summary(ctx, name, null, obs)
             del null
     return head, det
 

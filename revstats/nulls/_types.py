@@ -145,27 +145,31 @@ class CosineNull:
 _TIE_RTOL = 1e-12
 
 
-def _sort_rows(a: np.ndarray) -> None:
-    """Sort the last axis in place; large batches in row blocks on two threads (NumPy's sort
-    releases the GIL; 2.6 of the null stage's 11 s on the 10.1 GiB store was one-thread sorts)."""
+def _row_blocks(a: np.ndarray, work: Callable[[np.ndarray], Any], *, threads: bool = True) -> list:
+    """`work` on the rows of `a` (last axis = draws) in two row blocks on two threads when the
+    batch is large (NumPy's sort, partition and comparisons release the GIL)."""
     rows = a.reshape(-1, a.shape[-1]) if a.ndim and a.shape[-1] else a
-    if rows.ndim != 2 or rows.size < 1 << 21 or rows.shape[0] < 2:
-        a.sort(axis=-1)
-        return
+    if not threads or rows.ndim != 2 or rows.size < 1 << 21 or rows.shape[0] < 2:
+        return [work(rows)]
     from concurrent.futures import ThreadPoolExecutor
 
     half = rows.shape[0] // 2
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda blk: blk.sort(axis=-1), (rows[:half], rows[half:])))
+        return list(pool.map(work, (rows[:half], rows[half:])))
 
 
-@dataclass(frozen=True, eq=False)
+def _sort_rows(a: np.ndarray) -> None:
+    """Sort the last axis in place (two threads for large batches: 2.6 of the null stage's
+    11 s on the 10.1 GiB store were one-thread sorts)."""
+    _row_blocks(a, lambda blk: blk.sort(axis=-1))
+
+
 class EmpiricalNull:
     """An empirical null from draws (Monte Carlo, permutations, other history pairs).
 
-    ``samples`` has shape ``(*batch_shape, n_draws)``: one null per run-step pair when the null
-    depends on the pair (its own drift), else ``batch_shape == ()``. Inputs to ``cdf``, ``sf`` and
-    ``pvalue`` broadcast against ``batch_shape``. Conventions:
+    ``samples`` has shape ``(*batch_shape, n_draws)``, sorted along the draws: one null per
+    run-step pair when the null depends on the pair (its own drift), else ``batch_shape == ()``.
+    Inputs to ``cdf``, ``sf`` and ``pvalue`` broadcast against ``batch_shape``. Conventions:
 
     - ``cdf(x) = #{draws <= x} / B``, ``sf(x) = #{draws > x} / B`` (the empirical law);
     - ``pvalue(x) = (1 + #{draws >= x}) / (1 + B)`` (``greater``; draws within 1e-12 relative
@@ -174,36 +178,66 @@ class EmpiricalNull:
       p-values should never be zero");
     - ``ppf(q)`` and ``quantile(q)`` are the smallest draw with ``cdf >= q`` (``inverted_cdf``),
       shaped ``batch_shape + q.shape``.
+
+    The nulls of `revstats.nulls` hand over their draws unsorted (`_from_draws`): a batched
+    null answers one observation per pair by counting and its quantiles by partial sorts
+    (both O(draws) per pair), and sorts all its rows only when ``samples`` is read or an answer
+    needs the full order. Every answer is the same, bit for bit, as from sorted draws.
     """
 
-    samples: np.ndarray
-    method: str
-    attrs: dict = field(default_factory=dict)
+    __slots__ = ("_draws", "_sorted", "_kth", "_lock", "method", "attrs")
 
-    def __post_init__(self) -> None:
-        s = np.sort(np.asarray(self.samples, dtype=float), axis=-1)
+    def __init__(self, samples: Any, method: str, attrs: dict | None = None) -> None:
+        s = np.sort(np.asarray(samples, dtype=float), axis=-1)
         s.setflags(write=False)
-        object.__setattr__(self, "samples", s)
+        self._init(s, True, method, attrs)
+
+    def _init(self, draws: np.ndarray, is_sorted: bool, method: str, attrs: dict | None) -> None:
+        import threading
+
+        object.__setattr__(self, "_draws", draws)
+        object.__setattr__(self, "_sorted", is_sorted)
+        object.__setattr__(self, "_kth", frozenset())  # positions the last partial sort fixed
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "method", method)
+        object.__setattr__(self, "attrs", dict(attrs or {}))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"EmpiricalNull is immutable: cannot set `{name}`")
+
+    def __repr__(self) -> str:
+        return (f"EmpiricalNull(method={self.method!r}, batch_shape={self.batch_shape}, "
+                f"n_draws={self.n_draws}, attrs={self.attrs!r})")
 
     @classmethod
     def _from_draws(cls, draws: np.ndarray, method: str, attrs: dict | None = None) -> EmpiricalNull:
-        """From a float64 array of draws the caller gives up: sorted in place, not copied (the
-        nulls of `revstats.nulls` build batches of 10^7 draws; a sorted copy doubled their
-        memory and cost more than the sort itself, first-touch of the new pages)."""
+        """From a float64 array of draws the caller gives up: kept, not copied, and sorted in
+        place only when needed (the nulls of `revstats.nulls` build batches of 10^7 draws; a
+        sorted copy doubled their memory, and sorting every row cost 6 of the null stage's
+        15 s on the 10.1 GiB store where the pipeline needs three quantiles and a count)."""
         draws = np.asarray(draws)
         if draws.dtype != np.float64 or not draws.flags.writeable or not draws.flags.c_contiguous:
-            return cls(draws, method, dict(attrs or {}))
-        _sort_rows(draws)
+            return cls(draws, method, attrs)
         draws.setflags(write=False)
         obj = cls.__new__(cls)
-        object.__setattr__(obj, "samples", draws)
-        object.__setattr__(obj, "method", method)
-        object.__setattr__(obj, "attrs", dict(attrs or {}))
+        obj._init(draws, draws.ndim == 0 or draws.shape[-1] <= 1, method, attrs)
         return obj
 
     @property
+    def samples(self) -> np.ndarray:
+        """The draws, sorted along the last axis (read-only)."""
+        if not self._sorted:
+            with self._lock:
+                if not self._sorted:
+                    self._draws.setflags(write=True)  # ours (`_from_draws`): sorted in place
+                    _sort_rows(self._draws)
+                    self._draws.setflags(write=False)
+                    object.__setattr__(self, "_sorted", True)
+        return self._draws
+
+    @property
     def n_draws(self) -> int:
-        return int(self.samples.shape[-1])
+        return int(self._draws.shape[-1])
 
     @property
     def p_floor(self) -> float:
@@ -212,7 +246,7 @@ class EmpiricalNull:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
-        return tuple(self.samples.shape[:-1])
+        return tuple(self._draws.shape[:-1])
 
     def _count(self, x: Any, side: Literal["le", "lt"]) -> np.ndarray:
         """#{draws <= x} (side="le") or #{draws < x} (side="lt"); NaN where x is NaN."""
@@ -220,6 +254,8 @@ class EmpiricalNull:
         ss: Literal["left", "right"] = "right" if side == "le" else "left"
         if self.batch_shape == ():
             counts = np.searchsorted(self.samples, x, side=ss).astype(float)
+        elif not self._sorted and np.broadcast_shapes(x.shape, self.batch_shape) == self.batch_shape:
+            counts = self._count_unsorted(np.broadcast_to(x, self.batch_shape), side)
         else:
             shape = np.broadcast_shapes(x.shape, self.batch_shape)
             xb = np.broadcast_to(x, shape)
@@ -232,6 +268,30 @@ class EmpiricalNull:
                 count=flat_x.size,
             ).reshape(shape)
         return np.where(np.isnan(x), np.nan, counts)
+
+    def _count_unsorted(self, x: np.ndarray, side: Literal["le", "lt"]) -> np.ndarray:
+        """One observation per row of the unsorted draws: count by comparison, O(draws)."""
+        rows = self._draws.reshape(-1, self.n_draws)
+        xs = x.reshape(-1, 1)
+        out = np.empty(rows.shape[0])
+        cmp = np.less_equal if side == "le" else np.less
+        step = max(1, (1 << 20) // max(1, self.n_draws))  # ~1 MB of booleans per block
+
+        def work(span: tuple[int, int]) -> None:
+            for a in range(span[0], span[1], step):
+                b = min(a + step, span[1])
+                out[a:b] = np.count_nonzero(cmp(rows[a:b], xs[a:b]), axis=1)
+
+        m = rows.shape[0]
+        with self._lock:  # no partial sort reorders the rows meanwhile
+            if rows.size >= 1 << 21 and m >= 2:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(2) as pool:
+                    list(pool.map(work, ((0, m // 2), (m // 2, m))))
+            else:
+                work((0, m))
+        return out.reshape(x.shape)
 
     def _wrap(self, func: Callable[[np.ndarray], np.ndarray], x: Any) -> Any:
         if isinstance(x, xr.DataArray):
@@ -276,6 +336,19 @@ class EmpiricalNull:
         # position ceil(B q) - 1, read directly (np.quantile would re-partition every row)
         b = self.n_draws
         k = np.clip(np.ceil(b * qa).astype(np.intp) - 1, 0, b - 1)
+        if not self._sorted and self.batch_shape != () and 0 < k.size <= 16:
+            # unsorted draws: put the needed order statistics in place (a partial sort of the
+            # rows we own, O(draws) each); the values are those of the sorted rows exactly
+            kth = np.unique(k)
+            with self._lock:
+                if not self._sorted:
+                    if not set(kth.tolist()) <= self._kth:
+                        self._draws.setflags(write=True)
+                        _row_blocks(self._draws, lambda blk: blk.partition(kth, axis=-1))
+                        self._draws.setflags(write=False)
+                        object.__setattr__(self, "_kth", frozenset(kth.tolist()))
+                    out = np.take(self._draws, k, axis=-1)
+                    return out[()] if np.ndim(out) == 0 else out
         out = np.take(self.samples, k, axis=-1)  # batch_shape + q.shape
         return out[()] if np.ndim(out) == 0 else out
 
