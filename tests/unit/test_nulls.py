@@ -435,3 +435,31 @@ def test_null_builders_return_sorted_read_only_draws_and_never_touch_user_arrays
     assert np.all(np.diff(null.samples, axis=-1) >= 0)
     f32 = rng.standard_normal(50).astype(np.float32)
     assert EmpiricalNull._from_draws(f32, "user").samples.dtype == np.float64  # copied, not kept
+
+
+@pytest.mark.parametrize("shape", [(7, 1000), (3, 4, 513), (2, 1), (1000,), (64, 40_000)])
+def test_unsorted_draws_answer_as_sorted_ones(shape):
+    # `_from_draws` keeps draws unsorted (counts and partial sorts answer); every answer must
+    # equal, bit for bit, what the same draws sorted up front give
+    rng = np.random.default_rng(sum(shape))
+    d = rng.normal(size=shape)
+    d[..., :3] = 0.25  # ties with an observation below
+    ref = EmpiricalNull(d.copy(), "t")
+    lazy = EmpiricalNull._from_draws(d.copy(), "t")
+    obs = rng.normal(size=shape[:-1])
+    if obs.ndim:
+        obs.flat[0] = 0.25
+        obs.flat[-1] = np.nan
+    for q in (np.array([0.5, 0.95, 0.99]), 0.99, np.array([0.01, 0.5]), 0.99):
+        assert np.array_equal(ref.quantile(q), lazy.quantile(q))
+        for alt in ("greater", "less", "two-sided"):
+            assert np.array_equal(ref.pvalue(obs, alternative=alt), lazy.pvalue(obs, alternative=alt),
+                                  equal_nan=True)
+    assert np.array_equal(ref.cdf(obs), lazy.cdf(obs), equal_nan=True)
+    assert np.array_equal(ref.sf(0.1), lazy.sf(0.1))  # one x for every row: the sorted path
+    assert np.array_equal(ref.samples, lazy.samples)
+    assert np.all(np.diff(lazy.samples, axis=-1) >= 0) and not lazy.samples.flags.writeable
+    assert np.array_equal(ref.mean(), lazy.mean())
+    assert np.array_equal(ref.var(), lazy.var(), equal_nan=True)  # NaN for one draw
+    with pytest.raises(AttributeError, match="immutable"):
+        lazy.method = "other"
