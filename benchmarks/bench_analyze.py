@@ -134,8 +134,12 @@ def run(quick: bool = False, *, gib: float = 4.0, rounds: int = 3, log: Any = pr
     try:
         if store is None:
             nbytes = generate(path, runs=runs, steps=steps, log=None)
-        else:  # an existing store (kept): e.g. one left by an earlier run
+        else:  # an existing store (kept): e.g. one left by an earlier run; its own shape
             nbytes = sum(os.path.getsize(f) for f in _chunk_files(path))
+            from revstats.store import open_store
+
+            shape = open_store(path)["acts"].sizes
+            runs, steps = int(shape["run"]), int(shape["step"])
         log(f"store {nbytes / 2**30:.2f} GiB ({runs} runs x {steps} steps x {LAYERS} x {EXAMPLES} "
             f"x {HIDDEN} float32) at {path}")
         modes = modes or ("cat", "reduce", "raw", "reduce_graph", "analyze", "analyze_graph")
