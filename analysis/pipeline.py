@@ -705,16 +705,59 @@ def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
     for arm, idx in ctx.arm_idx.items():
         obs, drift = _arm_pairs(ctx.arrays[layer], idx, ctx.moving)
         head[arm], det[arm] = {}, {}
-        # one Monte Carlo null alive at a time: each is (pairs x draws) float64, 128 MB on a
-        # 320-pair arm at 50,000 draws; summarised, then dropped before the next is built
-        built = _monte_carlo_nulls(ctx, layer, drift, skipped, int(np.isfinite(obs).sum()))
-        for name, null in itertools.chain(shared.items(), built):
-            # bands first: their three quantiles include the summary's, which then reuses
-            # the same partial sort of the draws
-            det[arm][name] = {"bands": _null_bands(ctx, null, obs)}
-            head[arm][name] = _null_summary(ctx, name, null, obs)
-            del null
+        fixed = ((name, _pair_answers(ctx, null, obs)) for name, null in shared.items())
+        built = _monte_carlo_answers(ctx, layer, obs, drift, skipped)
+        for name, ans in itertools.chain(fixed, built):
+            det[arm][name] = {"bands": _null_bands(ctx, ans, obs)}
+            head[arm][name] = _null_summary(ctx, name, ans, obs)
     return head, det
+
+
+#: Monte Carlo null draws alive at once (float64, pairs x draws): a null is built for a block
+#: of runs at a time, its per-pair answers kept and its draws dropped, so the null stage's memory
+#: does not grow with runs x steps (one block of 4 runs x 80 steps x 50,000 draws = 128 MB)
+NULL_BLOCK_BYTES = 128 * 2**20
+_BAND_PROBS = (0.5, 0.95, 0.99)
+
+
+@dataclass
+class _PairAnswers:
+    """What the report needs of one null for one arm's (run, step > 0) pairs."""
+
+    method: str
+    attrs: dict
+    n_draws: int | None  # Monte Carlo draws (None for a closed-form law)
+    p_floor: float | None
+    d: float | None  # the law's dimension (closed-form nulls)
+    threshold: np.ndarray  # (run, step) null quantile at `null_quantile`
+    above: np.ndarray  # (run, step) observed beyond it (ties not counted)
+    pvalue: np.ndarray  # (run, step) unadjusted; NaN where the pair is not countable
+    bands: np.ndarray  # (run, step, len(_BAND_PROBS)) null quantiles
+
+
+def _pair_answers(ctx: Context, null: Any, obs: np.ndarray,
+                  into: _PairAnswers | None = None, rows: slice = slice(None)) -> _PairAnswers:
+    """One null's answers for obs[rows] (a batched null holds those rows' drifts only)."""
+    st = ctx.settings
+    o = obs[rows]
+    # bands first: the three quantiles include the summary's, which then reuses the same
+    # partial sort of the draws (revstats.nulls.EmpiricalNull)
+    qs = np.broadcast_to(np.asarray(null.quantile(np.array(_BAND_PROBS)), float),
+                         (*o.shape, len(_BAND_PROBS)))
+    ex = nulls.exceedance(o, null, q=st.null_quantile, adjust=st.p_adjust, alpha=1 - st.confidence)
+    if into is None:
+        into = _PairAnswers(
+            method=null.method, attrs=dict(null.attrs),
+            n_draws=int(null.n_draws) if hasattr(null, "n_draws") else None,
+            p_floor=float(null.p_floor) if hasattr(null, "p_floor") else None,
+            d=float(null.d) if hasattr(null, "d") else None,
+            threshold=np.full(obs.shape, np.nan), above=np.zeros(obs.shape, bool),
+            pvalue=np.full(obs.shape, np.nan), bands=np.full((*obs.shape, len(_BAND_PROBS)), np.nan))
+    into.threshold[rows] = np.broadcast_to(np.asarray(ex.threshold, float), o.shape)
+    into.above[rows] = np.asarray(ex.above, bool)
+    into.pvalue[rows] = np.asarray(ex.pvalue, float)
+    into.bands[rows] = qs
+    return into
 
 
 def _shared_nulls(ctx: Context, layer: str, skipped: Skipped) -> dict:
@@ -764,79 +807,85 @@ def _null_draws(ctx: Context, n_pairs: int) -> int:
                                    cap=max(MAX_NULL_DRAWS, st.n_null_draws))
 
 
-def _monte_carlo_nulls(ctx: Context, layer: str, drift: np.ndarray, skipped: Skipped,
-                       n_pairs: int | None = None) -> Iterator[tuple[str, Any]]:
-    """The covariance-matched and permutation nulls for the arm's drift directions, built
-    one at a time as the caller asks for them (name, null)."""
+def _monte_carlo_answers(ctx: Context, layer: str, obs: np.ndarray, drift: np.ndarray,
+                         skipped: Skipped) -> Iterator[tuple[str, _PairAnswers]]:
+    """The covariance-matched and permutation nulls' answers for the arm's pairs, each null
+    built for `NULL_BLOCK_BYTES` of draws at a time (same seed per block: the same draws)."""
     arr = ctx.arrays[layer]
-    n_draws = _null_draws(ctx, drift.shape[0] * drift.shape[1] if n_pairs is None else n_pairs)
+    n_draws = _null_draws(ctx, int(np.isfinite(obs).sum()))
     if not (arr.aligned.shape[0] >= 3 and np.isfinite(arr.aligned).all()):
         skipped.add("null:covariance_matched,permutation", layer,
                     "fewer than 3 probes or a non-finite aligned slab")
         return
-    # a null that is undefined for this layer (e.g. probes that all share one activation,
-    # as an embedding layer read at one token) is skipped with the core's reason
-    try:
-        null = nulls.covariance_matched_cosine(
-            arr.aligned, drift, kind="samples", n_draws=n_draws,
-            rng=ctx.seeds["covariance_matched"])
-    except ValueError as err:
-        skipped.add("null:covariance_matched", layer, str(err))
-    else:
-        yield "covariance_matched", null
-        del null
-    try:
-        null = nulls.permutation_cosine(
-            arr.witness, arr.aligned, drift, paired=True, n_permutations=n_draws,
-            rng=ctx.seeds["permutation"])
-    except ValueError as err:
-        skipped.add("null:permutation", layer, str(err))
-    else:
-        yield "permutation", null
+    builders = {
+        "covariance_matched": lambda dr: nulls.covariance_matched_cosine(
+            arr.aligned, dr, kind="samples", n_draws=n_draws, rng=ctx.seeds["covariance_matched"]),
+        "permutation": lambda dr: nulls.permutation_cosine(
+            arr.witness, arr.aligned, dr, paired=True, n_permutations=n_draws,
+            rng=ctx.seeds["permutation"]),
+    }
+    n_run = obs.shape[0]
+    per_block = max(1, NULL_BLOCK_BYTES // max(1, obs[0].size * n_draws * 8))
+    for name, build in builders.items():
+        ans = None
+        # a null that is undefined for this layer (e.g. probes that all share one
+        # activation, as an embedding layer read at one token) is skipped with the core's reason
+        try:
+            for r0 in range(0, max(n_run, 1), per_block):
+                rows = slice(r0, min(r0 + per_block, n_run))
+                null = build(drift[rows])
+                ans = _pair_answers(ctx, null, obs, ans, rows)
+                del null
+        except ValueError as err:
+            skipped.add(f"null:{name}", layer, str(err))
+            continue
+        if ans is not None:
+            yield name, ans
 
 
-def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
+def _null_summary(ctx: Context, name: str, ans: _PairAnswers, obs: np.ndarray) -> dict:
     """The headline entry of one null for one arm (`null_p99.<name>`)."""
     st = ctx.settings
-    ex = nulls.exceedance(obs, null, q=st.null_quantile, adjust=st.p_adjust,
-                          alpha=1 - st.confidence)
-    thr = np.broadcast_to(np.asarray(ex.threshold, float), obs.shape)
-    above = np.asarray(ex.above, bool)
-    p_adj = np.asarray(ex.pvalue_adjusted, float)
     valid = np.isfinite(obs)
+    thr, above = ans.threshold, ans.above
+    # adjusted over all the arm's pairs at once (as `nulls.exceedance` does)
+    p_raw = np.where(valid, ans.pvalue, np.nan)
+    p_adj = np.asarray(nulls.adjust_pvalues(p_raw, method=st.p_adjust), float)
+    with np.errstate(invalid="ignore"):
+        reject = valid & (p_adj < 1 - st.confidence)
+    n_pairs = int(valid.sum())
     step_arr = np.asarray(ctx.steps)[ctx.moving]
     entry = {
         "quantile": st.null_quantile,
         "p99": _nanmean(thr[valid]),
         "p99_min": _num(thr[valid].min()) if valid.any() else None,
         "p99_max": _num(thr[valid].max()) if valid.any() else None,
-        "n_above": int(ex.n_above),
-        "n_pairs": int(ex.n_pairs),
+        "n_above": int(above.sum()),
+        "n_pairs": n_pairs,
         "first_step": int(step_arr[0]) if step_arr.size else None,
         "n_above_first_step": int(above[:, 0].sum()) if step_arr.size else 0,
         "n_runs_first_step": int(valid[:, 0].sum()) if step_arr.size else 0,
         "max_adjusted_pvalue": _num(np.nanmax(p_adj)) if valid.any() else None,
         "min_adjusted_pvalue": _num(np.nanmin(p_adj)) if valid.any() else None,
-        "n_significant_adjusted": int(np.sum(np.asarray(ex.reject, bool))),
+        "n_significant_adjusted": int(np.sum(reject)),
         "p_adjust": st.p_adjust,
-        "method": f"{_NULL_METHODS[name]} [{null.method}]",
+        "method": f"{_NULL_METHODS[name]} [{ans.method}]",
     }
-    entry["approximate"] = bool(null.attrs.get("approximate", False))
+    entry["approximate"] = bool(ans.attrs.get("approximate", False))
     if name == "isotropic":
-        entry["d"] = _num(null.d)
+        entry["d"] = _num(ans.d)
     elif name == "effective_dimension":
-        entry["d"] = _num(null.attrs.get("d_eff", null.d))
+        entry["d"] = _num(ans.attrs.get("d_eff", ans.d))
     else:
         # Monte Carlo: p-values are at least 1/(B+1), so say where the floor lies and whether
         # it binds (no pair can reach alpha, or a pair lies beyond every draw)
-        b = int(null.n_draws)
-        floor_adj = nulls.adjusted_p_floor(b, max(int(ex.n_pairs), 1), adjust=st.p_adjust)
-        p_raw = np.asarray(ex.pvalue, float)
-        at_floor = int(np.sum(np.isclose(p_raw[valid], null.p_floor, rtol=1e-12, atol=0)))
+        b = int(ans.n_draws)
+        floor_adj = nulls.adjusted_p_floor(b, max(n_pairs, 1), adjust=st.p_adjust)
+        at_floor = int(np.sum(np.isclose(p_raw[valid], ans.p_floor, rtol=1e-12, atol=0)))
         entry["n_draws"] = b
         entry["n_draws_rule"] = (f"max(n_null_draws, 10 x m / alpha for {st.p_adjust}), "
                                  f"at most {max(MAX_NULL_DRAWS, st.n_null_draws)}")
-        entry["p_floor"] = null.p_floor
+        entry["p_floor"] = ans.p_floor
         entry["p_floor_adjusted"] = floor_adj
         entry["n_pairs_at_floor"] = at_floor
         entry["p_floor_binds"] = bool(floor_adj >= 1 - st.confidence or at_floor > 0)
@@ -844,19 +893,18 @@ def _null_summary(ctx: Context, name: str, null: Any, obs: np.ndarray) -> dict:
     if entry["approximate"]:
         # an approximate law (calibration: type-I 0.17 at nominal 0.05 when v_rev lies in
         # high-variance directions) gives no significance claims
-        entry["note"] = str(null.attrs.get("note", "approximate null"))
+        entry["note"] = str(ans.attrs.get("note", "approximate null"))
         entry["n_significant_adjusted"] = None
         entry["max_adjusted_pvalue"] = None
         entry["min_adjusted_pvalue"] = None
     return entry
 
 
-def _null_bands(ctx: Context, null: Any, obs: np.ndarray) -> list[dict]:
+def _null_bands(ctx: Context, ans: _PairAnswers, obs: np.ndarray) -> list[dict]:
     """Per step: the null's q50/q95/q99, averaged over the arm's countable pairs."""
     valid = np.isfinite(obs)
-    probs = (0.5, 0.95, 0.99)
-    # every quantile of every pair at once (a batched null's quantile covers all its pairs)
-    qs = np.broadcast_to(np.asarray(null.quantile(np.array(probs)), float), (*obs.shape, len(probs)))
+    probs = _BAND_PROBS
+    qs = ans.bands
     bands = []
     for j, s in enumerate(ctx.steps):
         row: dict[str, Any] = {"step": int(s)}
