@@ -714,8 +714,8 @@ def null_stage(ctx: Context, layer: str, skipped: Skipped) -> tuple[dict, dict]:
 
 
 #: Monte Carlo null draws alive at once (float64, pairs x draws): a null is built for a block
-#: of runs at a time, its per-pair answers kept and its draws dropped, so the null stage's memory
-#: does not grow with runs x steps (one block of 4 runs x 80 steps x 50,000 draws = 128 MB)
+#: of (run, step) pairs at a time, its per-pair answers kept and its draws dropped, so the null
+#: stage's memory does not grow with runs x steps (2,684 pairs at 50,000 draws per block)
 NULL_BLOCK_BYTES = 128 * 2**20
 _BAND_PROBS = (0.5, 0.95, 0.99)
 
@@ -824,22 +824,27 @@ def _monte_carlo_answers(ctx: Context, layer: str, obs: np.ndarray, drift: np.nd
             arr.witness, arr.aligned, dr, paired=True, n_permutations=n_draws,
             rng=ctx.seeds["permutation"]),
     }
-    n_run = obs.shape[0]
-    per_block = max(1, NULL_BLOCK_BYTES // max(1, obs[0].size * n_draws * 8))
+    # blocks of (run, step) pairs in row-major order: a block's null holds its pairs' draws only
+    flat_obs, flat_drift = obs.reshape(-1), drift.reshape(-1, drift.shape[-1])
+    n_pairs = flat_obs.size
+    per_block = max(1, NULL_BLOCK_BYTES // (n_draws * 8))
     for name, build in builders.items():
         ans = None
         # a null that is undefined for this layer (e.g. probes that all share one
         # activation, as an embedding layer read at one token) is skipped with the core's reason
         try:
-            for r0 in range(0, max(n_run, 1), per_block):
-                rows = slice(r0, min(r0 + per_block, n_run))
-                null = build(drift[rows])
-                ans = _pair_answers(ctx, null, obs, ans, rows)
+            for p0 in range(0, max(n_pairs, 1), per_block):
+                rows = slice(p0, min(p0 + per_block, n_pairs))
+                null = build(flat_drift[rows])
+                ans = _pair_answers(ctx, null, flat_obs, ans, rows)
                 del null
         except ValueError as err:
             skipped.add(f"null:{name}", layer, str(err))
             continue
         if ans is not None:
+            for f in ("threshold", "above", "pvalue"):
+                setattr(ans, f, getattr(ans, f).reshape(obs.shape))
+            ans.bands = ans.bands.reshape((*obs.shape, len(_BAND_PROBS)))
             yield name, ans
 
 

@@ -290,7 +290,7 @@ def test_per_run_witness():
 
 
 def test_null_draws_in_run_blocks_give_the_same_results(ds, monkeypatch):
-    # the Monte Carlo nulls are built a block of runs at a time (bounded memory); with one run
+    # the Monte Carlo nulls are built a block of pairs at a time (bounded memory); with one pair
     # per block the seeded draws are the same, so every reported number must be too (up to
     # the rounding of a BLAS product over fewer columns: ~1e-18 in the q50 bands here)
     from revstats.analysis import pipeline
