@@ -200,7 +200,10 @@ def effective_dimension(x: Any, *, kind: Kind = "samples", center: bool = True) 
         return float(np.trace(arr) ** 2 / np.sum(arr * arr))
     a = arr - arr.mean(axis=0) if center else arr
     gram = a @ a.T if a.shape[0] <= a.shape[1] else a.T @ a
-    return float(np.trace(gram) ** 2 / np.sum(gram * gram))
+    del a
+    tr = np.trace(gram)
+    np.multiply(gram, gram, out=gram)  # squared in place: no second d x d (or n x n) array
+    return float(tr**2 / np.sum(gram))
 
 
 def effective_isotropic_cosine(
