@@ -97,6 +97,11 @@ def mean_difference(
     population variances are involved. Biometrika 34:28-35.
     """
     a, b, conf = _validate_mean_difference(a, b, paired, confidence)
+    # both samples divided by one power of two near their largest |value| (exact): squares
+    # neither overflow (values beyond ~1e154) nor underflow to a false zero variance (below
+    # ~1e-154); location and scale results are multiplied back, t and p are scale-free
+    scale = _pow2_scale(a, b)
+    a, b = a / scale, b / scale
     if paired:
         d = a - b
         est, se, df = d.mean(), d.std(ddof=1) / np.sqrt(d.size), d.size - 1.0
@@ -113,16 +118,24 @@ def mean_difference(
             DegenerateDataWarning,
             stacklevel=2,
         )
+        est = est * scale
         return Effect(float(est), float(est), float(est), conf, method, np.nan, np.nan, 0.0,
                       n=(a.size, b.size))
     t = est / se
     half = stats.t.ppf(0.5 + conf / 2, df) * se
     p = 2 * stats.t.sf(abs(t), df)
+    est, half, se = est * scale, half * scale, se * scale
     return Effect(
         estimate=float(est), low=float(est - half), high=float(est + half), confidence=conf,
         method=method, statistic=float(t), pvalue=float(p), standard_error=float(se),
         n=(a.size, b.size), extra={"df": float(df)},
     )
+
+
+def _pow2_scale(*samples: np.ndarray) -> float:
+    """A power of two near the largest |value| of the samples (1 if all are zero)."""
+    peak = max(float(np.abs(x).max()) for x in samples)
+    return float(np.ldexp(1.0, int(np.frexp(peak)[1]) - 1)) if peak > 0 else 1.0
 
 
 def _validate_hedges(n1, n2, sd1, sd2, confidence, correction):
@@ -194,6 +207,8 @@ def hedges_g(
     Raises ValueError for fewer than 2 values per group, NaN, or zero variance in both groups.
     """
     a, b = _sample(a, "a"), _sample(b, "b")
+    scale = _pow2_scale(a, b)  # g is scale-free: computed on exactly rescaled samples
+    a, b = a / scale, b / scale
     return hedges_g_from_stats(
         a.mean(), a.std(ddof=1), a.size, b.mean(), b.std(ddof=1), b.size,
         confidence=confidence, correction=correction,

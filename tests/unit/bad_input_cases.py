@@ -1047,11 +1047,13 @@ def _cluster_boot(data, statistic="mean", **kw):
     return intervals.cluster_bootstrap_ci(data, statistic, n_resamples=999, rng=0, **kw)
 
 
-def _scale_free(fn, scale):
-    """The interval of data x * scale is scale x the interval of x (to rounding)."""
+def _scale_free(fn, scale, *, invariant=False):
+    """The interval of data x * scale is scale x the interval of x (to rounding); the same
+    interval for a scale-invariant statistic (`invariant`)."""
     x = np.random.default_rng(3).gamma(2.0, size=30)
     ref, got = fn(x), fn(x * scale)
-    ok = np.allclose([got.low / scale, got.high / scale], [ref.low, ref.high], rtol=1e-12)
+    k = 1.0 if invariant else scale
+    ok = np.allclose([got.low / k, got.high / k], [ref.low, ref.high], rtol=1e-12)
     return f"interval scales with the data: {bool(ok)}" if ok else f"not scale-free: {got}"
 
 
@@ -1121,6 +1123,15 @@ def _non_real_cases() -> list[Case]:
              lambda p: _scale_free(intervals.mean_ci, 1e299), None, "interval scales with the data: True"),
         Case("mean-ci-tiny-values", "intervals", "t interval of values ~1e-300 (squares underflow)",
              lambda p: _scale_free(intervals.mean_ci, 1e-300), None, "interval scales with the data: True"),
+        Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
+             lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
+             "interval scales with the data: True"),
+        Case("mean-difference-tiny-values", "effects", "paired t interval of values ~1e-300",
+             lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5, paired=True),
+                                   1e-300), None, "interval scales with the data: True"),
+        Case("hedges-g-huge-values", "effects", "Hedges' g of values ~1e300 (scale-free)",
+             lambda p: _scale_free(lambda v: effects.hedges_g(v, v[::-1] * 0.5), 1e299, invariant=True),
+             None, "interval scales with the data: True"),
     ]
 
 
