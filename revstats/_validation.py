@@ -135,3 +135,13 @@ def check_numeric_dtype(name: str, obj: Any) -> None:
             f"`{name}` must hold real numbers, got dtype {obj.dtype}: convert it with "
             "`.astype(float)` if the values are numbers"
         )
+
+
+def pow2_scale(arr: np.ndarray, axis: int | None = -1) -> np.ndarray:
+    """A power of two near max|x| along `axis` (all axes for None), kept as a length-1 axis;
+    1 where all values are 0. Dividing by it is exact, so a statistic computed on x / scale and
+    multiplied back is the same number, but its squares neither overflow (|x| beyond ~1e154)
+    nor underflow to a false zero variance (|x| below ~1e-154)."""
+    peak = np.abs(arr).max(axis=axis, keepdims=True)
+    _, exp = np.frexp(np.where(peak > 0, peak, 1.0))
+    return np.ldexp(1.0, exp - 1)

@@ -20,6 +20,7 @@ from revstats._validation import (
     check_choice,
     check_confidence,
     normalize_rng,
+    pow2_scale,
 )
 from revstats.effects._trend import jonckheere_terpstra
 from revstats.errors import DegenerateDataWarning
@@ -133,9 +134,8 @@ def mean_difference(
 
 
 def _pow2_scale(*samples: np.ndarray) -> float:
-    """A power of two near the largest |value| of the samples (1 if all are zero)."""
-    peak = max(float(np.abs(x).max()) for x in samples)
-    return float(np.ldexp(1.0, int(np.frexp(peak)[1]) - 1)) if peak > 0 else 1.0
+    """One power of two near the largest |value| of all the samples (`pow2_scale`)."""
+    return float(pow2_scale(np.concatenate([np.ravel(x) for x in samples]), axis=None).item())
 
 
 def _validate_hedges(n1, n2, sd1, sd2, confidence, correction):

@@ -21,6 +21,7 @@ from revstats._validation import (
     check_confidence,
     check_dims,
     normalize_rng,
+    pow2_scale,
 )
 from revstats.errors import DegenerateDataWarning
 from revstats.intervals import _bootstrap as _bs
@@ -301,7 +302,7 @@ def mean_ci(
         n = arr.shape[-1]
         # scale each series by a power of two (exact) so that squares neither overflow
         # (values beyond ~1e154) nor underflow to a false sd = 0 (below ~1e-154)
-        scale = _pow2_scale(arr)
+        scale = pow2_scale(arr)
         scaled = arr / scale
         mean = scaled.mean(axis=-1) * scale[..., 0]
         sd = scaled.std(axis=-1, ddof=1) * scale[..., 0]
@@ -337,13 +338,6 @@ def mean_ci(
         n=n,
         extra={"sd": sd, "standard_error": se, "df": n - 1},
     )
-
-
-def _pow2_scale(arr: np.ndarray) -> np.ndarray:
-    """Per-series power of two near max|x| (1 for all-zero series), shape (..., 1)."""
-    peak = np.abs(arr).max(axis=-1, keepdims=True)
-    _, exp = np.frexp(np.where(peak > 0, peak, 1.0))
-    return np.ldexp(1.0, exp - 1)
 
 
 _NAMES6 = ("estimate", "low", "high", "sd", "standard_error", "n")

@@ -57,8 +57,9 @@ def mean_sd(
     """
     _validate_mean_sd(x, ddof)
     if type(x).__module__.startswith("xarray."):
-        from revstats._validation import check_dims
+        from revstats._validation import check_dims, check_numeric_dtype
 
+        check_numeric_dtype("x", x)
         if dim is None:
             raise ValueError(
                 f"`dim` is required for xarray `x`; its dimensions are {', '.join(map(repr, x.dims))}"
@@ -70,14 +71,17 @@ def mean_sd(
         mean = x.mean(dim=dims, skipna=False)
         sd = x.std(dim=dims, ddof=ddof, skipna=False)
         return MeanSD(mean=mean, sd=sd, n=n, ddof=ddof)
-    from revstats._validation import as_real_array
+    from revstats._validation import as_real_array, pow2_scale
 
     arr = as_real_array("x", x)
     if arr.ndim == 0 or arr.shape[axis] <= ddof:
         raise ValueError(f"`x` needs more than {ddof} values along the axis")
     if not np.all(np.isfinite(arr)):
         raise ValueError("`x` contains NaN or infinite values: remove or impute them first")
-    mean = arr.mean(axis=axis)
-    sd = arr.std(axis=axis, ddof=ddof)
+    scale = pow2_scale(arr, axis=axis)  # exact rescaling: no overflow/underflow of squares
+    scaled = arr / scale
+    scale = np.squeeze(scale, axis=axis)
+    mean = scaled.mean(axis=axis) * scale
+    sd = scaled.std(axis=axis, ddof=ddof) * scale
     to = (lambda v: float(v)) if mean.ndim == 0 else (lambda v: v)
     return MeanSD(mean=to(mean), sd=to(sd), n=int(arr.shape[axis]), ddof=ddof)

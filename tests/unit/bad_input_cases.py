@@ -1057,6 +1057,15 @@ def _scale_free(fn, scale, *, invariant=False):
     return f"interval scales with the data: {bool(ok)}" if ok else f"not scale-free: {got}"
 
 
+def _mean_sd_scales(scale):
+    from revstats import intervals
+
+    x = np.random.default_rng(4).normal(size=(3, 25))
+    ref, got = intervals.mean_sd(x), intervals.mean_sd(x * scale)
+    ok = np.allclose(got.sd / scale, ref.sd, rtol=1e-12) and np.allclose(got.mean / scale, ref.mean)
+    return f"sd scales with the data: {bool(ok)}"
+
+
 def _non_real_cases() -> list[Case]:
     from revstats import effects, intervals, nulls
 
@@ -1123,6 +1132,13 @@ def _non_real_cases() -> list[Case]:
              lambda p: _scale_free(intervals.mean_ci, 1e299), None, "interval scales with the data: True"),
         Case("mean-ci-tiny-values", "intervals", "t interval of values ~1e-300 (squares underflow)",
              lambda p: _scale_free(intervals.mean_ci, 1e-300), None, "interval scales with the data: True"),
+        Case("mean-sd-huge-values", "intervals", "mean +- sd of values ~1e300 (squares overflow)",
+             lambda p: _mean_sd_scales(1e299), None, "sd scales with the data: True"),
+        Case("mean-sd-tiny-values", "intervals", "mean +- sd of values ~1e-300 (false sd = 0)",
+             lambda p: _mean_sd_scales(1e-300), None, "sd scales with the data: True"),
+        Case("mean-sd-complex-xarray", "intervals", "mean +- sd of a complex DataArray",
+             lambda p: intervals.mean_sd(xr.DataArray(xc + 1j, dims=("run", "example")), dim="run"),
+             TypeError, "`x` must hold real numbers"),
         Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
              lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
              "interval scales with the data: True"),
