@@ -31,6 +31,7 @@ from revstats._validation import (
     as_real_array,
     check_choice,
     normalize_rng,
+    pow2_scale,
 )
 from revstats.errors import DegenerateDataWarning
 from revstats.nulls._types import _TIE_RTOL, Alternative, CosineNull, EmpiricalNull
@@ -128,7 +129,9 @@ def _validate_cov_input(x: Any, kind: str, name: str) -> np.ndarray:
         scale = max(float(np.max(np.abs(arr))), np.finfo(float).tiny)
         if not np.allclose(arr, arr.T, rtol=1e-8, atol=1e-12 * scale):
             raise ValueError(f"`{name}` must be symmetric; pass (cov + cov.T) / 2 if it is rounding")
-    return arr
+    # every use is scale-free (d_eff, the spectrum's shape): divided by a power of two near
+    # max|x| (exact), so products neither overflow nor underflow for values ~1e200 or ~1e-200
+    return arr / pow2_scale(arr, axis=None) if arr.size else arr
 
 
 def _spectrum(arr: np.ndarray, kind: str, center: bool) -> tuple[np.ndarray, np.ndarray, str]:
@@ -259,9 +262,11 @@ def _check_directions(name: str, v: Any, d: int) -> np.ndarray:
             f"`{name}` must have its last axis of length {d} (the feature dimension), got shape "
             f"{arr.shape}"
         )
-    if np.any(np.linalg.norm(arr, axis=-1) == 0):
+    if arr.shape[-1] == 0 or np.any(np.abs(arr).max(axis=-1) == 0):
         raise ValueError(f"`{name}` contains a zero vector: its cosine is undefined")
-    return arr
+    # cosines do not depend on a vector's length: each divided by a power of two near its
+    # largest entry (exact), so norms neither overflow (~1e154) nor underflow to 0 (~1e-154)
+    return arr / pow2_scale(arr, axis=-1)
 
 
 def _validate_covariance_matched(
@@ -362,9 +367,12 @@ def _validate_permutation(
     if w.shape[0] < 2 or h.shape[0] < 1:
         raise ValueError("`witness` needs at least 2 probes for a permutation null")
     dr = _check_directions("drift", drift, w.shape[1])
+    # the null depends on witness and aligned only through directions: one common power of two
+    # (exact) keeps their products finite and nonzero at any scale
+    scale = pow2_scale(np.concatenate([w.ravel(), h.ravel()]), axis=None)
     return (
-        w,
-        h,
+        w / scale,
+        h / scale,
         dr,
         _check_count("n_permutations", n_permutations),
         _check_count("batch_size", batch_size),

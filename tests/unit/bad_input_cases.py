@@ -1057,6 +1057,14 @@ def _scale_free(fn, scale, *, invariant=False):
     return f"interval scales with the data: {bool(ok)}" if ok else f"not scale-free: {got}"
 
 
+def _null_scale_free(fn, scale):
+    """A scale-free null answer (cosines, d_eff) is the same for inputs x scale."""
+    rng = np.random.default_rng(5)
+    x, v, w = rng.normal(size=(12, 20)), rng.normal(size=(2, 20)), rng.normal(size=(12, 20))
+    ref, got = fn(x, v, w), fn(x * scale, v * scale, w * scale)
+    return f"same at any scale: {bool(np.allclose(ref, got, rtol=1e-12))}"
+
+
 def _mean_sd_scales(scale):
     from revstats import intervals
 
@@ -1139,6 +1147,17 @@ def _non_real_cases() -> list[Case]:
         Case("mean-sd-complex-xarray", "intervals", "mean +- sd of a complex DataArray",
              lambda p: intervals.mean_sd(xr.DataArray(xc + 1j, dims=("run", "example")), dim="run"),
              TypeError, "`x` must hold real numbers"),
+        Case("effective-dimension-huge-values", "nulls", "d_eff of samples ~1e200 (Gram overflows)",
+             lambda p: _null_scale_free(lambda x, v, w: nulls.effective_dimension(x), 1e200), None,
+             "same at any scale: True"),
+        Case("covariance-null-huge-values", "nulls", "covariance-matched null of activations ~1e200",
+             lambda p: _null_scale_free(lambda x, v, w: nulls.covariance_matched_cosine(
+                 x, v, n_draws=300, rng=0).quantile(0.99), 1e200), None, "same at any scale: True"),
+        Case("permutation-null-tiny-values", "nulls",
+             "permutation null of activations and drifts ~1e-200 (norms underflow)",
+             lambda p: _null_scale_free(lambda x, v, w: nulls.permutation_cosine(
+                 w, x, v, n_permutations=300, rng=0).quantile(0.99), 1e-200), None,
+             "same at any scale: True"),
         Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
              lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
              "interval scales with the data: True"),
