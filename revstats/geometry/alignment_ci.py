@@ -310,6 +310,27 @@ def alignment_ci(
     check_dims("acts", acts, (run_dim,))
     _check_disjoint(dim=_as_dims("dim", dim), hidden_dim=_as_dims("hidden_dim", hidden_dim),
                     run_dim=(run_dim,))
+    # the intervals are scale-free: acts, witness and aligned divided by one power of two near
+    # their largest |value| (exact, lazy on dask), so the probe products neither overflow
+    # (values beyond ~1e154) nor underflow to 0 (below ~1e-154)
+    scale = _joint_pow2(acts, witness, aligned)
+    acts, witness = acts / scale, witness / scale
+    aligned = None if aligned is None else aligned / scale
     products = alignment_products(acts, witness, aligned, dim=dim, hidden_dim=hidden_dim,
                                   step_dim=step_dim, reference_step=reference_step, form=form)
     return alignment_ci_from_products(products, run_dim=run_dim, confidence=confidence)
+
+
+def _joint_pow2(*arrays: Any) -> Any:
+    """A power of two near the largest finite |value| of the arrays (1 if none is nonzero),
+    as a 0-d DataArray (lazy for dask-backed inputs)."""
+    peak = None
+    for a in arrays:
+        if a is None or np.dtype(a.dtype).kind not in "fiu":
+            continue
+        m = abs(a).where(np.isfinite(a)).max()
+        peak = m if peak is None else np.maximum(peak, m)
+    if peak is None:
+        return 1.0
+    ok = np.isfinite(peak) & (peak > 0)
+    return xr.where(ok, 2.0 ** np.floor(np.log2(xr.where(ok, peak, 1.0))), 1.0)

@@ -1065,6 +1065,19 @@ def _null_scale_free(fn, scale):
     return f"same at any scale: {bool(np.allclose(ref, got, rtol=1e-12))}"
 
 
+def _alignment_ci_scales(scale):
+    from revstats.geometry.alignment_ci import alignment_ci
+
+    acts, wit = _acts(n_run=4, n_ex=6), _witness(n_ex=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # step 0: no drift, NaN there
+        ref, got = alignment_ci(acts, wit), alignment_ci(acts * scale, wit * scale)
+    ok = all(np.allclose(ref[v].values, got[v].values, rtol=1e-9, atol=1e-12, equal_nan=True)
+             for v in ("estimate", "low", "high", "se"))
+    ok = ok and bool(np.isfinite(ref["estimate"].values).any())
+    return f"same at any scale: {ok}"
+
+
 def _mean_sd_scales(scale):
     from revstats import intervals
 
@@ -1158,6 +1171,12 @@ def _non_real_cases() -> list[Case]:
              lambda p: _null_scale_free(lambda x, v, w: nulls.permutation_cosine(
                  w, x, v, n_permutations=300, rng=0).quantile(0.99), 1e-200), None,
              "same at any scale: True"),
+        Case("alignment-ci-huge-values", "geometry",
+             "crossed-design alignment interval of activations ~1e200 (products overflow)",
+             lambda p: _alignment_ci_scales(1e200), None, "same at any scale: True"),
+        Case("alignment-ci-tiny-values", "geometry",
+             "crossed-design alignment interval of activations ~1e-200 (products underflow)",
+             lambda p: _alignment_ci_scales(1e-200), None, "same at any scale: True"),
         Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
              lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
              "interval scales with the data: True"),
