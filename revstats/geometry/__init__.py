@@ -630,6 +630,21 @@ def _validate_debiased(acts, witness, aligned, dim, hidden_dim, step_dim, splits
     return dims, hid, n, pools, normalize_rng(rng)
 
 
+def _joint_pow2(*arrays: Any) -> Any:
+    """A power of two near the largest finite |value| of the arrays (1 if none is nonzero),
+    as a 0-d DataArray (lazy for dask-backed inputs): dividing by it is exact."""
+    peak = None
+    for a in arrays:
+        if a is None or np.dtype(a.dtype).kind not in "fiu":
+            continue
+        m = abs(a).where(np.isfinite(a)).max()
+        peak = m if peak is None else np.maximum(peak, m)
+    if peak is None:
+        return 1.0
+    ok = np.isfinite(peak) & (peak > 0)
+    return xr.where(ok, 2.0 ** np.floor(np.log2(xr.where(ok, peak, 1.0))), 1.0)
+
+
 def debiased_alignment(
     acts: xr.DataArray,
     witness: xr.DataArray,
@@ -709,8 +724,12 @@ def debiased_alignment(
     default_ref = aligned is None
     if aligned is None:
         aligned = _select_reference(acts, step_dim, reference_step)
-    d = _difference("acts", acts, "aligned", aligned)
-    w = _difference("witness", witness, "aligned", aligned)
+    # the ratio is scale-free: computed from d, w divided by one power of two near their
+    # largest |value| (exact, lazy on dask), so the cross-products neither overflow nor
+    # underflow; the reported pieces are multiplied back (inf where they exceed float64)
+    scale = _joint_pow2(acts, witness, aligned)
+    d = _difference("acts", acts, "aligned", aligned) / scale
+    w = _difference("witness", witness, "aligned", aligned) / scale
     masks = None if splits == "all" else _half_masks(gen, n, int(splits))
 
     pieces = _apply(
@@ -727,6 +746,8 @@ def debiased_alignment(
         dw, dd, ww = (p.mean(pools, skipna=False) for p in pieces)
         plugin = plugin.mean(pools, skipna=False)
     debiased = _apply(npg.ratio_of_products, dw, dd, ww, core=[(), (), ()])
+    with np.errstate(over="ignore"):
+        dw, dd, ww = (p * scale**2 for p in (dw, dd, ww))
     ds = xr.Dataset(
         {
             "debiased": debiased,

@@ -39,6 +39,7 @@ from revstats.geometry import (
     _check_dataarray,
     _check_disjoint,
     _difference,
+    _joint_pow2,
     _select_reference,
     _table_kernel,
 )
@@ -320,17 +321,3 @@ def alignment_ci(
                                   step_dim=step_dim, reference_step=reference_step, form=form)
     return alignment_ci_from_products(products, run_dim=run_dim, confidence=confidence)
 
-
-def _joint_pow2(*arrays: Any) -> Any:
-    """A power of two near the largest finite |value| of the arrays (1 if none is nonzero),
-    as a 0-d DataArray (lazy for dask-backed inputs)."""
-    peak = None
-    for a in arrays:
-        if a is None or np.dtype(a.dtype).kind not in "fiu":
-            continue
-        m = abs(a).where(np.isfinite(a)).max()
-        peak = m if peak is None else np.maximum(peak, m)
-    if peak is None:
-        return 1.0
-    ok = np.isfinite(peak) & (peak > 0)
-    return xr.where(ok, 2.0 ** np.floor(np.log2(xr.where(ok, peak, 1.0))), 1.0)

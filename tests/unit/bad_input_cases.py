@@ -1078,6 +1078,18 @@ def _alignment_ci_scales(scale):
     return f"same at any scale: {ok}"
 
 
+def _debiased_scales(scale):
+    from revstats.geometry import debiased_alignment
+
+    acts, wit = _acts(n_run=3, n_ex=6), _witness(n_ex=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)  # step 0: no drift, NaN there
+        ref, got = debiased_alignment(acts, wit), debiased_alignment(acts * scale, wit * scale)
+    ok = all(np.allclose(ref[v].values, got[v].values, rtol=1e-9, equal_nan=True)
+             for v in ("debiased", "plugin")) and bool(np.isfinite(ref["debiased"].values).any())
+    return f"same at any scale: {ok}"
+
+
 def _mean_sd_scales(scale):
     from revstats import intervals
 
@@ -1177,6 +1189,12 @@ def _non_real_cases() -> list[Case]:
         Case("alignment-ci-tiny-values", "geometry",
              "crossed-design alignment interval of activations ~1e-200 (products underflow)",
              lambda p: _alignment_ci_scales(1e-200), None, "same at any scale: True"),
+        Case("debiased-alignment-huge-values", "geometry",
+             "cross-fitted alignment of activations ~1e200 (cross-products overflow)",
+             lambda p: _debiased_scales(1e200), None, "same at any scale: True"),
+        Case("debiased-alignment-tiny-values", "geometry",
+             "cross-fitted alignment of activations ~1e-200 (cross-products underflow)",
+             lambda p: _debiased_scales(1e-200), None, "same at any scale: True"),
         Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
              lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
              "interval scales with the data: True"),
