@@ -1081,7 +1081,12 @@ def _alignment_ci_scales(scale):
 def _debiased_scales(scale):
     from revstats.geometry import debiased_alignment
 
-    acts, wit = _acts(n_run=3, n_ex=6), _witness(n_ex=6)
+    acts = _acts(n_run=3, n_ex=6)
+    # a witness offset and a drift toward it, both well above the probe noise: the
+    # cross-fitted squared norms are positive and the ratio defined
+    shift = xr.DataArray(np.linspace(1.0, 3.0, H), dims=("hidden",))
+    wit = _witness(n_ex=6) + 3.0 * shift
+    acts = acts + xr.DataArray([0.0, 1.0, 2.0], dims=("step",)) * shift
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateDataWarning)  # step 0: no drift, NaN there
         ref, got = debiased_alignment(acts, wit), debiased_alignment(acts * scale, wit * scale)
