@@ -103,7 +103,10 @@ def alignment_products(
     - ``"auto"``: ``"gram"`` up to ``GRAM_MAX_PROBES`` (512) probes, else ``"jackknife"``.
 
     The probe dim keeps its name when `dim` is one name (several are flattened into
-    ``"probe"``). float64; lazy on dask inputs (one task per input chunk).
+    ``"probe"``). float64; lazy on dask inputs (one task per input chunk). The products are of
+    the values as given, so activations beyond ~1e154 (or below ~1e-154) overflow to inf (or
+    underflow to 0) here; :func:`alignment_ci` rescales its inputs by an exact power of two
+    first, and intervals from products divided by any common factor are the same.
 
     Parameters
     ----------
