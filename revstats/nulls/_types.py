@@ -164,6 +164,15 @@ def _sort_rows(a: np.ndarray) -> None:
     _row_blocks(a, lambda blk: blk.sort(axis=-1))
 
 
+def _restore_empirical(samples: np.ndarray, method: str, attrs: dict) -> EmpiricalNull:
+    """Unpickle an `EmpiricalNull` (its draws were pickled sorted)."""
+    obj = EmpiricalNull.__new__(EmpiricalNull)
+    draws = np.array(samples, dtype=float)  # a writeable copy of our own
+    draws.setflags(write=False)
+    obj._init(draws, True, method, attrs)
+    return obj
+
+
 class EmpiricalNull:
     """An empirical null from draws (Monte Carlo, permutations, other history pairs).
 
@@ -204,6 +213,10 @@ class EmpiricalNull:
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"EmpiricalNull is immutable: cannot set `{name}`")
+
+    def __reduce__(self) -> tuple:
+        # pickled/copied with its draws sorted (the lock is per object, not state)
+        return (_restore_empirical, (self.samples, self.method, self.attrs))
 
     def __repr__(self) -> str:
         return (f"EmpiricalNull(method={self.method!r}, batch_shape={self.batch_shape}, "

@@ -463,3 +463,17 @@ def test_unsorted_draws_answer_as_sorted_ones(shape):
     assert np.array_equal(ref.var(), lazy.var(), equal_nan=True)  # NaN for one draw
     with pytest.raises(AttributeError, match="immutable"):
         lazy.method = "other"
+
+
+def test_empirical_null_pickles_and_copies():
+    import copy
+    import pickle
+
+    d = np.random.default_rng(1).normal(size=(4, 300))
+    lazy = EmpiricalNull._from_draws(d.copy(), "t", {"n_draws": 300})
+    ref = EmpiricalNull(d, "t", {"n_draws": 300})
+    for other in (pickle.loads(pickle.dumps(lazy)), copy.deepcopy(lazy), copy.copy(lazy)):
+        assert np.array_equal(other.samples, ref.samples)
+        assert other.method == "t" and other.attrs == {"n_draws": 300}
+        obs = np.zeros(4)
+        assert np.array_equal(other.pvalue(obs), ref.pvalue(obs))
