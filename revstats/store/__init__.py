@@ -1447,10 +1447,33 @@ def _member_metadata(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]] | None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*not recognized as a component", category=UserWarning)
-        own = {name: arr.metadata.to_dict() for name, arr in g_own.arrays()}
+        try:
+            own = {name: arr.metadata.to_dict() for name, arr in g_own.arrays()}
+        except (TypeError, ValueError, KeyError) as err:  # valid JSON that zarr cannot parse
+            raise SchemaError(_invalid_member(g_own, err), variable=None) from err
     cm = g.metadata.consolidated_metadata
     cons = None if cm is None else {name: m.to_dict() for name, m in cm.metadata.items()}
     return own, cons
+
+
+def _invalid_member(g: zarr.Group, err: Exception) -> str:
+    """Say which array's metadata zarr refuses (e.g. a data_type edited to one its fill_value
+    or codecs cannot have), for a local store; else the zarr error alone."""
+    where = "an array"
+    root = getattr(g.store, "root", None)
+    if root is not None and os.path.isdir(str(root)):
+        for name in sorted(os.listdir(str(root))):
+            doc = os.path.join(str(root), name, "zarr.json")
+            if not os.path.isfile(doc):
+                continue
+            try:
+                zarr.open_array(store=os.path.join(str(root), name), mode="r", zarr_format=3)
+            except Exception:  # noqa: BLE001 - any parse failure names the culprit
+                where = f"`{name}` ({doc!r})"
+                break
+    return (f"the metadata of {where} is not a valid zarr v3 array ({type(err).__name__}: {err}): "
+            "its data_type, fill_value or codecs were edited or written by an incompatible tool; "
+            "restore it from a backup or recreate the store")
 
 
 def _schema_version(g: zarr.Group) -> int:
