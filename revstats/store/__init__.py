@@ -670,6 +670,14 @@ def _open_group(
         bad = _unreadable_metadata(path)
         if bad:
             raise SchemaError("; ".join(bad), variable=None) from e
+        if _is_local(path) and os.path.isfile(os.path.join(_local_path(path), "zarr.json")):
+            # valid JSON that zarr refuses: an edited data_type/fill_value/codec, in an array's
+            # own zarr.json or in the root's consolidated copy of it
+            raise SchemaError(
+                f"the store's metadata is not valid zarr v3 ({type(e).__name__}: {e}): an "
+                "array's data_type, fill_value or codecs in a zarr.json (or the root's "
+                "consolidated copy) were edited or written by an incompatible tool; restore it "
+                "from a backup or recreate the store", variable=None) from e
         raise
 
 

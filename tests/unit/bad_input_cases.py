@@ -1028,6 +1028,11 @@ def _hostile_cases() -> list[Case]:
         Case("store-dtype-edited-string", "store", "`acts` data_type edited to string",
              lambda p: _edited_meta(p, "acts", edit=lambda m: m.__setitem__("data_type", "string")),
              SchemaError, "metadata of `acts` .* is not a valid zarr v3 array"),
+        Case("store-consolidated-dtype-edited", "store",
+             "the root's consolidated copy of `acts` metadata edited to data_type complex64",
+             lambda p: _edited_meta(p, None, edit=lambda m: m["consolidated_metadata"]["metadata"][
+                 "acts"].__setitem__("data_type", "complex64")),
+             SchemaError, "metadata is not valid zarr v3 .*consolidated copy"),
         Case("store-overwrite-held", "store", "`overwrite=True` on a store another writer holds",
              _held_overwrite, RevstatsError, "open by another writer"),
         Case("store-overwrite-not-a-store", "store",
