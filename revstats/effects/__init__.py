@@ -135,7 +135,7 @@ def mean_difference(
 
 def _pow2_scale(*samples: np.ndarray) -> float:
     """One power of two near the largest |value| of all the samples (`pow2_scale`)."""
-    return float(pow2_scale(np.concatenate([np.ravel(x) for x in samples]), axis=None).item())
+    return max(float(pow2_scale(x, axis=None).item()) for x in samples)
 
 
 def _validate_hedges(n1, n2, sd1, sd2, confidence, correction):

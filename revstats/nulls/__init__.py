@@ -369,7 +369,7 @@ def _validate_permutation(
     dr = _check_directions("drift", drift, w.shape[1])
     # the null depends on witness and aligned only through directions: one common power of two
     # (exact) keeps their products finite and nonzero at any scale
-    scale = pow2_scale(np.concatenate([w.ravel(), h.ravel()]), axis=None)
+    scale = np.maximum(pow2_scale(w, axis=None), pow2_scale(h, axis=None))
     return (
         w / scale,
         h / scale,

@@ -145,23 +145,28 @@ class CosineNull:
 _TIE_RTOL = 1e-12
 
 
-def _row_blocks(a: np.ndarray, work: Callable[[np.ndarray], Any], *, threads: bool = True) -> list:
-    """`work` on the rows of `a` (last axis = draws) in two row blocks on two threads when the
-    batch is large (NumPy's sort, partition and comparisons release the GIL)."""
-    rows = a.reshape(-1, a.shape[-1]) if a.ndim and a.shape[-1] else a
-    if not threads or rows.ndim != 2 or rows.size < 1 << 21 or rows.shape[0] < 2:
-        return [work(rows)]
+def _row_spans(a: np.ndarray, work: Callable[[int, int], None]) -> None:
+    """`work(start, stop)` over the rows of `a` (last axis = draws): two halves on two threads
+    when the batch is large (NumPy's sort, partition and comparisons release the GIL)."""
+    m = int(np.prod(a.shape[:-1])) if a.ndim else 1
+    if a.ndim < 2 or a.size < 1 << 21 or m < 2:
+        work(0, m)
+        return
     from concurrent.futures import ThreadPoolExecutor
 
-    half = rows.shape[0] // 2
     with ThreadPoolExecutor(2) as pool:
-        return list(pool.map(work, (rows[:half], rows[half:])))
+        list(pool.map(lambda span: work(*span), ((0, m // 2), (m // 2, m))))
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1, a.shape[-1]) if a.ndim and a.shape[-1] else a.reshape(1, -1)
 
 
 def _sort_rows(a: np.ndarray) -> None:
     """Sort the last axis in place (two threads for large batches: 2.6 of the null stage's
     11 s on the 10.1 GiB store were one-thread sorts)."""
-    _row_blocks(a, lambda blk: blk.sort(axis=-1))
+    rows = _rows(a)
+    _row_spans(a, lambda s, e: rows[s:e].sort(axis=-1))
 
 
 def _restore_empirical(samples: np.ndarray, method: str, attrs: dict) -> EmpiricalNull:
@@ -284,26 +289,19 @@ class EmpiricalNull:
 
     def _count_unsorted(self, x: np.ndarray, side: Literal["le", "lt"]) -> np.ndarray:
         """One observation per row of the unsorted draws: count by comparison, O(draws)."""
-        rows = self._draws.reshape(-1, self.n_draws)
+        rows = _rows(self._draws)
         xs = x.reshape(-1, 1)
         out = np.empty(rows.shape[0])
         cmp = np.less_equal if side == "le" else np.less
         step = max(1, (1 << 20) // max(1, self.n_draws))  # ~1 MB of booleans per block
 
-        def work(span: tuple[int, int]) -> None:
-            for a in range(span[0], span[1], step):
-                b = min(a + step, span[1])
+        def work(start: int, stop: int) -> None:
+            for a in range(start, stop, step):
+                b = min(a + step, stop)
                 out[a:b] = np.count_nonzero(cmp(rows[a:b], xs[a:b]), axis=1)
 
-        m = rows.shape[0]
         with self._lock:  # no partial sort reorders the rows meanwhile
-            if rows.size >= 1 << 21 and m >= 2:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(2) as pool:
-                    list(pool.map(work, ((0, m // 2), (m // 2, m))))
-            else:
-                work((0, m))
+            _row_spans(self._draws, work)
         return out.reshape(x.shape)
 
     def _wrap(self, func: Callable[[np.ndarray], np.ndarray], x: Any) -> Any:
@@ -357,7 +355,8 @@ class EmpiricalNull:
                 if not self._sorted:
                     if not set(kth.tolist()) <= self._kth:
                         self._draws.setflags(write=True)
-                        _row_blocks(self._draws, lambda blk: blk.partition(kth, axis=-1))
+                        rows = _rows(self._draws)
+                        _row_spans(self._draws, lambda s, e: rows[s:e].partition(kth, axis=-1))
                         self._draws.setflags(write=False)
                         object.__setattr__(self, "_kth", frozenset(kth.tolist()))
                     out = np.take(self._draws, k, axis=-1)
