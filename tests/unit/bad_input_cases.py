@@ -1200,18 +1200,14 @@ def _non_real_cases() -> list[Case]:
              lambda p: _null_scale_free(lambda x, v, w: nulls.permutation_cosine(
                  w, x, v, n_permutations=300, rng=0).quantile(0.99), 1e-200), None,
              "same at any scale: True"),
-        Case("alignment-ci-huge-values", "geometry",
-             "crossed-design alignment interval of activations ~1e200 (products overflow)",
-             lambda p: _alignment_ci_scales(1e200), None, "same at any scale: True"),
-        Case("alignment-ci-tiny-values", "geometry",
-             "crossed-design alignment interval of activations ~1e-200 (products underflow)",
-             lambda p: _alignment_ci_scales(1e-200), None, "same at any scale: True"),
-        Case("debiased-alignment-huge-values", "geometry",
-             "cross-fitted alignment of activations ~1e200 (cross-products overflow)",
-             lambda p: _debiased_scales(1e200), None, "same at any scale: True"),
-        Case("debiased-alignment-tiny-values", "geometry",
-             "cross-fitted alignment of activations ~1e-200 (cross-products underflow)",
-             lambda p: _debiased_scales(1e-200), None, "same at any scale: True"),
+        *(Case(f"{name}-{size}-values", "geometry",
+               f"{what} of activations ~{label} (products {flow})",
+               lambda p, check=check, scale=scale: check(scale), None, "same at any scale: True")
+          for name, what, check in (
+              ("alignment-ci", "crossed-design alignment interval", _alignment_ci_scales),
+              ("debiased-alignment", "cross-fitted alignment", _debiased_scales))
+          for size, scale, label, flow in (("huge", 1e200, "1e200", "overflow"),
+                                           ("tiny", 1e-200, "1e-200", "underflow"))),
         Case("mean-difference-huge-values", "effects", "Welch interval of values ~1e300",
              lambda p: _scale_free(lambda v: effects.mean_difference(v, v[::-1] * 0.5), 1e299), None,
              "interval scales with the data: True"),
